@@ -1,0 +1,62 @@
+# Every entry point of the project. `make test` is what CI runs (.ci/run);
+# `make run` starts Roster locally. Both install what they need.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Caches live outside the repository so a fresh clone on a warm machine is fast.
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/roster
+export ROSTER_CACHE_DIR := $(CACHE_DIR)
+VENV := $(CACHE_DIR)/venv
+PYTHON ?= python3
+APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1
+CARGO ?= cargo
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: apt-packages venv ## Install Debian packages (as root) and the Python peers.
+
+.PHONY: apt-packages
+apt-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+.PHONY: venv
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/peers/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt
+	cp tests/peers/requirements.txt $@
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules (cached per version); prints their directory.
+	@tools/controlplane/build.sh
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust types.
+	$(CARGO) run --quiet -- crds > crds/roster.dev.yaml
+
+.PHONY: lint
+lint: ## rustfmt check and clippy with warnings as errors.
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+.PHONY: test
+test: deps ## Everything CI runs: lint, unit tests, integration tests against a real API server.
+	$(MAKE) --no-print-directory lint
+	assets=$$(tools/controlplane/build.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets
+
+.PHONY: run
+run: deps ## Run Roster: against the current cluster, or a local control plane it starts.
+	assets=$$(tools/controlplane/build.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets $(CARGO) run --locked -- dev

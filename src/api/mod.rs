@@ -1,0 +1,51 @@
+//! The custom resources Roster serves: API group `roster.dev`, version `v1alpha1`.
+//!
+//! Pure types, no I/O. Descriptions (doc comments) become `kubectl explain` text,
+//! and the CEL rules here are enforced by the API server for every writer.
+
+// The `#[kube(printcolumn(...))]` lists repeat `type_ = "string"` by design.
+#![allow(clippy::duplicated_attributes)]
+
+mod common;
+mod group;
+mod policy;
+mod user;
+
+pub use common::{ObjectRef, SecretKeyRef, SecretRef};
+pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
+pub use policy::{
+    ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction, JitOptions, Mode,
+    PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, SamlTrust,
+    ScimConnector, ScimService, WebhookConnector,
+};
+pub use user::{
+    Account, AccountState, Address, EnterpriseAttributes, MultiValuedAttribute, PersonName, Source,
+    User, UserSpec, UserStatus,
+};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every Roster resource.
+pub const GROUP: &str = "roster.dev";
+/// The one served (and stored) version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Every CRD Roster installs, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![ProvisioningPolicy::crd(), User::crd(), Group::crd()]
+}
+
+/// The CRDs as one multi-document YAML stream, exactly what `crds/` holds.
+pub fn crds_yaml() -> String {
+    crds()
+        .iter()
+        .map(|crd| serde_saphyr::to_string(crd).expect("a CRD always serialises to YAML"))
+        .map(|doc| format!("---\n{doc}"))
+        .collect()
+}
+
+/// File name under `crds/` for one CRD, e.g. `users.roster.dev.yaml`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or_default())
+}

@@ -1,0 +1,280 @@
+//! `ProvisioningPolicy`: one application's identity directory and how it is fed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{SecretKeyRef, SecretRef};
+
+/// How one application's users and groups are provisioned. The namespace plus
+/// the policy's name is the application's identity directory: every User and
+/// Group names the policy it belongs to.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "roster.dev",
+    version = "v1alpha1",
+    kind = "ProvisioningPolicy",
+    plural = "provisioningpolicies",
+    namespaced,
+    status = "ProvisioningPolicyStatus",
+    derive = "PartialEq",
+    shortname = "ppol",
+    category = "roster",
+    doc = "How one application's users and groups are provisioned: by SCIM pushes from the identity provider or just in time at SAML login, never both.",
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "Scim or Jit: which of the two models feeds the application"
+    ),
+    printcolumn(
+        name = "Application",
+        type_ = "string",
+        json_path = ".spec.application.kind",
+        description = "Kind of connector the accounts are provisioned through"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the policy is complete and serving"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.mode != 'Jit' || has(self.saml)").message("a Jit policy must set spec.saml: JIT logins are checked against that IdP trust").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.mode != 'Scim' || has(self.scim)").message("a Scim policy must set spec.scim with the Secret holding the IdP's bearer tokens").reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningPolicySpec {
+    /// Which model feeds this application, exactly one of: `Scim` (the identity
+    /// provider pushes users and groups to Roster's SCIM service; SAML logins
+    /// never change identity attributes) or `Jit` (users are created and updated
+    /// at SAML login; the SCIM service refuses requests).
+    pub mode: Mode,
+    /// Where accounts are provisioned and what deprovisioning means there.
+    pub application: ApplicationSpec,
+    /// The inbound SCIM service: which bearer tokens the identity provider may use.
+    /// Required in `Scim` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim: Option<ScimService>,
+    /// Trust in the SAML identity provider. Required in `Jit` mode; in `Scim` mode
+    /// it lets known, active users sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlTrust>,
+    /// Options for just-in-time provisioning. Used only in `Jit` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit: Option<JitOptions>,
+}
+
+/// The provisioning model of a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Mode {
+    /// The identity provider pushes users and groups over SCIM 2.0.
+    Scim,
+    /// Users are created and updated at their SAML login.
+    Jit,
+}
+
+/// The application accounts are provisioned into.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.kind != 'Scim' || (has(self.scim) && !has(self.webhook))").message("application.kind Scim needs application.scim and no application.webhook").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Webhook' || (has(self.webhook) && !has(self.scim))").message("application.kind Webhook needs application.webhook and no application.scim").reason(Reason::FieldValueInvalid))]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// The connector that talks to the application: `Scim` (the application
+    /// speaks SCIM 2.0 and Roster is its client) or `Webhook` (signed JSON events).
+    pub kind: ApplicationKind,
+    /// Settings of the `Scim` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim: Option<ScimConnector>,
+    /// Settings of the `Webhook` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConnector>,
+    /// What happens to the application account when its User is deleted:
+    /// `Disable` (keep it, inactive) or `Delete` (remove it). Default `Disable`.
+    #[serde(default)]
+    pub deprovision: DeprovisionAction,
+}
+
+/// Connector kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApplicationKind {
+    /// The application is a SCIM 2.0 service provider.
+    Scim,
+    /// The application receives signed JSON events.
+    Webhook,
+}
+
+/// What deprovisioning means in the application.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeprovisionAction {
+    /// Deactivate the account and keep it.
+    #[default]
+    Disable,
+    /// Delete the account.
+    Delete,
+}
+
+/// An application that speaks SCIM 2.0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimConnector {
+    /// The application's SCIM base URL, e.g. `https://app.example.com/scim/v2`.
+    #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))").message("baseUrl must be an http or https URL"))]
+    #[schemars(length(max = 2048))]
+    pub base_url: String,
+    /// The Secret key holding the bearer token Roster presents to the application.
+    pub token_secret_ref: SecretKeyRef,
+}
+
+/// An application that receives signed JSON events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookConnector {
+    /// The URL events are POSTed to.
+    #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))").message("url must be an http or https URL"))]
+    #[schemars(length(max = 2048))]
+    pub url: String,
+    /// The Secret key holding the HMAC-SHA256 signing key.
+    pub signing_secret_ref: SecretKeyRef,
+}
+
+/// The inbound SCIM service of a policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimService {
+    /// The Secret whose values are the bearer tokens the identity provider may
+    /// present. Every key counts, so a token is rotated by adding the new key,
+    /// switching the IdP over, then removing the old key.
+    pub token_secret_ref: SecretRef,
+}
+
+/// Trust in one SAML 2.0 identity provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.idpMetadata) || (has(self.idpEntityId) && has(self.idpSsoUrl) && size(self.idpCertificates) > 0)").message("saml needs idpMetadata, or idpEntityId with idpSsoUrl and at least one of idpCertificates").reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct SamlTrust {
+    /// The IdP's SAML metadata XML. When set, the IdP's entity ID, SSO URL and
+    /// signing certificates are read from it; fields below override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
+    pub idp_metadata: Option<String>,
+    /// The IdP's entity ID, the expected `Issuer` of every response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub idp_entity_id: Option<String>,
+    /// The IdP's single sign-on URL (HTTP-Redirect binding), where SP-initiated
+    /// logins are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub idp_sso_url: Option<String>,
+    /// PEM certificates whose keys may sign responses and assertions. Several
+    /// are allowed so a signing key can be rolled over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub idp_certificates: Vec<String>,
+    /// The entity ID Roster presents as service provider. Defaults to the
+    /// policy's SAML metadata URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub sp_entity_id: Option<String>,
+    /// Which assertion attributes fill which User fields.
+    #[serde(default)]
+    pub attribute_mapping: AttributeMapping,
+    /// Clock skew tolerated when checking the assertion's time window, in
+    /// seconds. Default 120, at most 600.
+    #[serde(default = "default_clock_skew")]
+    #[schemars(range(min = 0, max = 600))]
+    pub clock_skew_seconds: i32,
+    /// Whether logins the IdP starts (unsolicited responses, no InResponseTo)
+    /// are accepted. Default false: only logins Roster started are.
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+}
+
+fn default_clock_skew() -> i32 {
+    120
+}
+
+/// Assertion attribute names for each User field. The defaults accept both
+/// Okta's short names and Entra ID's claim URIs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeMapping {
+    /// Attribute holding the immutable subject users are keyed on (e.g. Entra's
+    /// `http://schemas.microsoft.com/identity/claims/objectidentifier`). Unset
+    /// means the NameID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Attribute holding the userName. Unset means the NameID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// Attribute holding the primary email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Attribute holding the given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Attribute holding the family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Attribute holding the display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Attribute holding group names or ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<String>,
+}
+
+/// Options for just-in-time provisioning.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JitOptions {
+    /// Display names of Groups every JIT-created user joins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_groups: Vec<String>,
+    /// Email domains allowed to be provisioned, e.g. `example.com`. Empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
+    /// Deactivate a JIT user after this many days without a login. Unset means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub deprovision_after_days: Option<i32>,
+}
+
+/// Observed state of a policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningPolicyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` summarises the others; one condition per aspect says what is wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The SCIM base URL to configure in the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_base_url: Option<String>,
+    /// The URL of this policy's SAML service provider metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_metadata_url: Option<String>,
+    /// How many users and groups belong to the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<PolicyCounts>,
+}
+
+/// Counts of a policy's objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCounts {
+    /// Users belonging to the policy.
+    pub users: i64,
+    /// Users with `active: true`.
+    pub active_users: i64,
+    /// Groups belonging to the policy.
+    pub groups: i64,
+}

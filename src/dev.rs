@@ -1,0 +1,155 @@
+//! `roster dev` (what `make run` runs): the operator against the current
+//! cluster, or, with none reachable, against a local control plane it starts
+//! itself, with the CRDs installed and `examples/` applied.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::{Discovery, Scope};
+
+use crate::controlplane::{Binaries, ControlPlane};
+use crate::{api, cluster, operator};
+
+/// Field manager for the examples `roster dev` applies.
+const EXAMPLES_MANAGER: &str = "roster-dev";
+
+/// Options of `roster dev`.
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Directory of YAML manifests applied after the CRDs.
+    #[arg(long, default_value = "examples")]
+    pub examples: PathBuf,
+    /// Start a local control plane even if a cluster is reachable.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub run: operator::RunArgs,
+}
+
+pub async fn run(
+    args: &DevArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (client, local) = connect(args.local).await?;
+    let kubeconfig_hint = match &local {
+        Some((plane, _)) => format!("export KUBECONFIG={}", plane.kubeconfig_path().display()),
+        None => "using your current kubeconfig".to_owned(),
+    };
+
+    cluster::install_crds(&client, &api::crds(), Duration::from_secs(60)).await?;
+    let applied = apply_examples(&client, &args.examples).await?;
+
+    let kubectl = local
+        .as_ref()
+        .and_then(|(_, b)| b.kubectl.clone())
+        .map_or_else(|| "kubectl".to_owned(), |p| p.display().to_string());
+    println!();
+    println!("Roster is starting. {kubeconfig_hint}");
+    for line in &applied {
+        println!("  applied {line}");
+    }
+    println!("Try:");
+    println!("  {kubectl} get roster -A");
+    println!("  {kubectl} explain users.spec");
+    println!(
+        "Press Ctrl-C to stop{}.",
+        if local.is_some() {
+            " (the local control plane stops too)"
+        } else {
+            ""
+        }
+    );
+    println!();
+
+    let result = operator::run(client, &args.run, shutdown).await;
+    if let Some((plane, _)) = local {
+        tracing::info!("stopping the local control plane");
+        plane.stop();
+    }
+    result
+}
+
+/// The current cluster if one answers, else a local control plane.
+async fn connect(
+    force_local: bool,
+) -> anyhow::Result<(kube::Client, Option<(ControlPlane, Binaries)>)> {
+    if !force_local {
+        match current_cluster().await {
+            Ok(client) => return Ok((client, None)),
+            Err(error) => {
+                tracing::info!(%error, "no cluster reachable; starting a local control plane")
+            }
+        }
+    }
+    let binaries = Binaries::from_env()?;
+    let plane = ControlPlane::start(&binaries).await?;
+    tracing::info!(dir = %plane.dir().display(), "local control plane is up");
+    let client = kube::Client::try_from(plane.config().await?)?;
+    Ok((client, Some((plane, binaries))))
+}
+
+async fn current_cluster() -> anyhow::Result<kube::Client> {
+    let client = kube::Client::try_default().await?;
+    tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
+        .await
+        .context("the API server did not answer within 5s")??;
+    Ok(client)
+}
+
+/// Applies every YAML document under `dir` (server-side apply), namespaces
+/// first. Returns `kind namespace/name` for each.
+pub async fn apply_examples(client: &kube::Client, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    let mut objects = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)?;
+        for doc in serde_saphyr::from_multiple::<serde_json::Value>(&text)
+            .with_context(|| format!("parsing {}", file.display()))?
+        {
+            if !doc.is_null() {
+                objects.push(serde_json::from_value::<DynamicObject>(doc)?);
+            }
+        }
+    }
+    objects.sort_by_key(|o| o.types.as_ref().is_none_or(|t| t.kind != "Namespace"));
+
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let params = PatchParams::apply(EXAMPLES_MANAGER).force();
+    let mut applied = Vec::new();
+    for object in objects {
+        let types = object
+            .types
+            .clone()
+            .context("an example lacks apiVersion/kind")?;
+        let gvk = kube::core::GroupVersionKind::try_from(&types)?;
+        let (resource, caps) = discovery
+            .resolve_gvk(&gvk)
+            .with_context(|| format!("the cluster does not serve {}", types.kind))?;
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .context("an example lacks a name")?;
+        let api: Api<DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&name, &params, &Patch::Apply(&object)).await?;
+        let ns = object
+            .metadata
+            .namespace
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        applied.push(format!("{} {ns}{name}", types.kind));
+    }
+    Ok(applied)
+}

@@ -1,0 +1,12 @@
+//! Roster: a Kubernetes operator that manages identity as custom resources.
+//!
+//! Identity providers push users and groups over SCIM, or users arrive just in
+//! time through SAML; both become `User` and `Group` resources that a
+//! controller provisions into applications. See DESIGN.md for the whole.
+
+pub mod api;
+pub mod cluster;
+pub mod controlplane;
+pub mod dev;
+pub mod operator;
+pub mod telemetry;

@@ -1,0 +1,48 @@
+use clap::{Parser, Subcommand};
+use roster::{api, dev, operator, telemetry};
+
+/// Roster: identity as Kubernetes resources, provisioned by SCIM or SAML JIT.
+#[derive(Parser, Debug)]
+#[command(name = "roster", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: telemetry::LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator against the current kubeconfig or in-cluster config.
+    Run(operator::RunArgs),
+    /// What `make run` runs: the operator against the current cluster, or a
+    /// local control plane when none is reachable, with the examples applied.
+    Dev(dev::DevArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log);
+    match cli.command {
+        Command::Crds => print!("{}", api::crds_yaml()),
+        Command::Run(args) => {
+            let client = kube::Client::try_default().await?;
+            operator::run(client, &args, shutdown_signal()).await?;
+        }
+        Command::Dev(args) => dev::run(&args, shutdown_signal()).await?,
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,101 @@
+//! Builders for the objects tests write.
+
+use roster::api::*;
+
+pub fn scim_policy(name: &str) -> ProvisioningPolicy {
+    ProvisioningPolicy::new(
+        name,
+        ProvisioningPolicySpec {
+            mode: Mode::Scim,
+            application: scim_application(),
+            scim: Some(ScimService {
+                token_secret_ref: SecretRef {
+                    name: format!("{name}-scim-tokens"),
+                },
+            }),
+            saml: None,
+            jit: None,
+        },
+    )
+}
+
+pub fn jit_policy(name: &str) -> ProvisioningPolicy {
+    ProvisioningPolicy::new(
+        name,
+        ProvisioningPolicySpec {
+            mode: Mode::Jit,
+            application: ApplicationSpec {
+                kind: ApplicationKind::Webhook,
+                scim: None,
+                webhook: Some(WebhookConnector {
+                    url: "https://hooks.example.com/roster".into(),
+                    signing_secret_ref: SecretKeyRef {
+                        name: format!("{name}-webhook"),
+                        key: "signing-key".into(),
+                    },
+                }),
+                deprovision: DeprovisionAction::Delete,
+            },
+            scim: None,
+            saml: Some(saml_trust()),
+            jit: Some(JitOptions {
+                default_groups: vec!["everyone".into()],
+                allowed_email_domains: vec!["example.com".into()],
+                deprovision_after_days: Some(90),
+            }),
+        },
+    )
+}
+
+pub fn scim_application() -> ApplicationSpec {
+    ApplicationSpec {
+        kind: ApplicationKind::Scim,
+        scim: Some(ScimConnector {
+            base_url: "https://app.example.com/scim/v2".into(),
+            token_secret_ref: SecretKeyRef {
+                name: "app-token".into(),
+                key: "token".into(),
+            },
+        }),
+        webhook: None,
+        deprovision: DeprovisionAction::Disable,
+    }
+}
+
+pub fn saml_trust() -> SamlTrust {
+    let cert = rcgen::generate_simple_self_signed(vec!["idp.example.com".to_owned()])
+        .expect("a self-signed certificate");
+    SamlTrust {
+        idp_metadata: None,
+        idp_entity_id: Some("http://www.okta.com/exk1example".into()),
+        idp_sso_url: Some("https://example.okta.com/app/sso/saml".into()),
+        idp_certificates: vec![cert.cert.pem()],
+        sp_entity_id: None,
+        attribute_mapping: AttributeMapping::default(),
+        clock_skew_seconds: 120,
+        allow_idp_initiated: false,
+    }
+}
+
+pub fn user(name: &str, policy: &str, user_name: &str) -> User {
+    User::new(
+        name,
+        UserSpec {
+            policy: policy.into(),
+            user_name: user_name.into(),
+            active: true,
+            ..Default::default()
+        },
+    )
+}
+
+pub fn group(name: &str, policy: &str, display_name: &str) -> Group {
+    Group::new(
+        name,
+        GroupSpec {
+            policy: policy.into(),
+            display_name: display_name.into(),
+            ..Default::default()
+        },
+    )
+}
