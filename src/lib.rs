@@ -9,4 +9,5 @@ pub mod cluster;
 pub mod controlplane;
 pub mod dev;
 pub mod operator;
+pub mod scim;
 pub mod telemetry;
