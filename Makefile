@@ -50,11 +50,16 @@ lint: ## rustfmt check and clippy with warnings as errors.
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+.PHONY: chart
+chart: ## Build helm from Go modules (cached per version), lint and render the Helm chart.
+	helm=$$(tools/helm/build.sh) && HELM=$$helm tools/chart-check.sh
+
 .PHONY: test
 test: deps ## Everything CI runs: lint, unit tests, integration tests against a real API server.
 	$(MAKE) --no-print-directory lint
-	assets=$$(tools/controlplane/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets
+	$(MAKE) --no-print-directory chart
+	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets
 
 .PHONY: run
 run: deps ## Run Roster: against the current cluster, or a local control plane it starts.

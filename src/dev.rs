@@ -51,6 +51,17 @@ pub async fn run(
     for line in &applied {
         println!("  applied {line}");
     }
+    let origin = args
+        .run
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{}", args.run.server.listen.port()));
+    for (url, token) in scim_endpoints(&client, &applied, &origin).await {
+        println!("SCIM base URL: {url}");
+        println!("  token:  {token}");
+        println!("  try:    curl -s -H 'Authorization: Bearer {token}' {url}/Users");
+    }
     println!("Try:");
     println!("  {kubectl} get roster -A");
     println!("  {kubectl} explain users.spec");
@@ -70,6 +81,48 @@ pub async fn run(
         plane.stop();
     }
     result
+}
+
+/// SCIM base URLs and a token of each applied Scim-mode policy, for people
+/// to try. `applied` holds `kind namespace/name` lines.
+async fn scim_endpoints(
+    client: &kube::Client,
+    applied: &[String],
+    origin: &str,
+) -> Vec<(String, String)> {
+    use crate::api::ProvisioningPolicy;
+    use k8s_openapi::api::core::v1::Secret;
+    let mut endpoints = Vec::new();
+    for line in applied {
+        let Some(("ProvisioningPolicy", rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((namespace, name)) = rest.split_once('/') else {
+            continue;
+        };
+        let policies: Api<ProvisioningPolicy> = Api::namespaced(client.clone(), namespace);
+        let Ok(policy) = policies.get(name).await else {
+            continue;
+        };
+        let Some(scim) = policy.spec.scim else {
+            continue;
+        };
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let token = secrets
+            .get(&scim.token_secret_ref.name)
+            .await
+            .ok()
+            .and_then(|s| s.data)
+            .and_then(|d| d.into_values().next())
+            .and_then(|v| String::from_utf8(v.0).ok());
+        if let Some(token) = token {
+            endpoints.push((
+                format!("{origin}/scim/{namespace}/{name}/v2"),
+                token.trim().to_owned(),
+            ));
+        }
+    }
+    endpoints
 }
 
 /// The current cluster if one answers, else a local control plane.

@@ -9,5 +9,7 @@ pub mod cluster;
 pub mod controlplane;
 pub mod dev;
 pub mod operator;
+pub mod policy;
 pub mod scim;
+pub mod server;
 pub mod telemetry;

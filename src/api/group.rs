@@ -50,7 +50,8 @@ use super::user::Source;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    selectable = ".spec.policy"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GroupSpec {

@@ -6,11 +6,14 @@
 // The `#[kube(printcolumn(...))]` lists repeat `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
 
+mod claim;
 mod common;
 mod group;
 mod policy;
+mod slice;
 mod user;
 
+pub use claim::{UserNameClaim, UserNameClaimSpec, claim_name};
 pub use common::{ObjectRef, SecretKeyRef, SecretRef};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
@@ -18,6 +21,7 @@ pub use policy::{
     PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, SamlTrust,
     ScimConnector, ScimService, WebhookConnector,
 };
+pub use slice::{GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, SLICE_CAPACITY, SliceMember};
 pub use user::{
     Account, AccountState, Address, EnterpriseAttributes, MultiValuedAttribute, PersonName, Source,
     User, UserSpec, UserStatus,
@@ -33,7 +37,13 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD Roster installs, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ProvisioningPolicy::crd(), User::crd(), Group::crd()]
+    vec![
+        ProvisioningPolicy::crd(),
+        User::crd(),
+        Group::crd(),
+        GroupMemberSlice::crd(),
+        UserNameClaim::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly what `crds/` holds.

@@ -58,7 +58,8 @@ use super::common::ObjectRef;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    selectable = ".spec.policy"
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.subject) || (has(self.subject) && self.subject == oldSelf.subject)").message("subject is immutable once set: users are keyed on it").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
@@ -82,9 +83,9 @@ pub struct UserSpec {
     #[schemars(length(min = 1, max = 1024))]
     pub subject: Option<String>,
     /// Whether the user may sign in and the application account is enabled.
-    /// Default true.
-    #[serde(default = "default_true")]
-    pub active: bool,
+    /// Unset means active (SCIM lets an identity provider leave it unassigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
     /// The components of the user's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<PersonName>,
@@ -129,8 +130,11 @@ pub struct UserSpec {
     pub extra_attributes: BTreeMap<String, serde_json::Value>,
 }
 
-fn default_true() -> bool {
-    true
+impl UserSpec {
+    /// Whether the user is active: unset counts as active.
+    pub fn is_active(&self) -> bool {
+        self.active.unwrap_or(true)
+    }
 }
 
 /// The components of a person's name (RFC 7643 section 4.1.1).
@@ -167,8 +171,8 @@ pub struct MultiValuedAttribute {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Whether this is the preferred value. At most one value is primary.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub primary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
     /// A human-readable form of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
@@ -200,8 +204,8 @@ pub struct Address {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Whether this is the preferred address.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub primary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
 }
 
 /// The SCIM enterprise user extension (RFC 7643 section 4.3).

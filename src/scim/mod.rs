@@ -4,6 +4,17 @@
 //! evaluator), `patch` (the PATCH engine), `error`. The HTTP edge and the
 //! mapping to User/Group resources build on them.
 
+pub mod audit;
+pub mod discovery;
 pub mod error;
+pub mod filter;
+pub mod http;
+pub mod list;
+pub mod membership;
+pub mod patch;
+pub mod path;
+pub mod resource;
+pub mod schema;
+pub mod store;
 
 pub use error::{ScimError, ScimType};

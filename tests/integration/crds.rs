@@ -75,7 +75,7 @@ async fn policies_of_both_modes_users_and_groups_round_trip() {
     sent.spec.emails = vec![MultiValuedAttribute {
         value: "alice@example.com".into(),
         kind: Some("work".into()),
-        primary: true,
+        primary: Some(true),
         display: None,
     }];
     sent.spec.enterprise = Some(EnterpriseAttributes {
@@ -117,7 +117,10 @@ async fn defaults_are_filled_in_by_the_api_server() {
         )
         .await
         .expect("a minimal user is accepted");
-    assert_eq!(created.data["spec"]["active"], json!(true));
+    // An unset `active` stays unset (SCIM may leave it unassigned) and means active.
+    let user: User = serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
+    assert_eq!(user.spec.active, None);
+    assert!(user.spec.is_active());
 
     let policies = dynamic::<ProvisioningPolicy>(&env);
     let mut spec = serde_json::to_value(scim_policy("x").spec).unwrap();

@@ -1,6 +1,9 @@
 //! Integration tests against a real kube-apiserver and etcd (see `support`).
 //! One test binary, so the control plane starts once per run.
 
+mod chart;
+mod conformance;
 mod crds;
 mod examples;
+mod scim;
 mod support;

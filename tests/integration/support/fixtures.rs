@@ -83,7 +83,7 @@ pub fn user(name: &str, policy: &str, user_name: &str) -> User {
         UserSpec {
             policy: policy.into(),
             user_name: user_name.into(),
-            active: true,
+            active: Some(true),
             ..Default::default()
         },
     )

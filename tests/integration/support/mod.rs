@@ -11,7 +11,9 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod scim;
 
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use roster::{api, cluster};
 /// What every test shares: how to reach the API server.
 struct Shared {
     config: kube::Config,
+    kubeconfig: PathBuf,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -81,27 +84,40 @@ fn start_shared() -> Shared {
             }
         })
         .expect("spawning the control-plane thread");
-    let config = match rx.recv().expect("the control-plane thread answers") {
-        Ok(config) => config,
+    let (config, kubeconfig) = match rx.recv().expect("the control-plane thread answers") {
+        Ok(started) => started,
         Err(error) => panic!("the test control plane did not start: {error:#}"),
     };
-    Shared { config }
+    Shared { config, kubeconfig }
 }
 
-async fn start_control_plane() -> anyhow::Result<kube::Config> {
-    let config = if std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|v| v == "true") {
-        kube::Config::infer().await?
+async fn start_control_plane() -> anyhow::Result<(kube::Config, PathBuf)> {
+    let (config, kubeconfig) = if std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|v| v == "true") {
+        let kubeconfig = std::env::var_os("KUBECONFIG")
+            .and_then(|list| std::env::split_paths(&list).next())
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"))
+            })
+            .ok_or_else(|| anyhow::anyhow!("USE_EXISTING_CLUSTER needs KUBECONFIG or HOME"))?;
+        (kube::Config::infer().await?, kubeconfig)
     } else {
         let plane = ControlPlane::start(&Binaries::from_env()?).await?;
         let config = plane.config().await?;
+        let kubeconfig = plane.kubeconfig_path().to_owned();
         *RUNNING.lock().unwrap() = Some(plane);
         // SAFETY: registering a plain extern "C" function with atexit.
         unsafe { libc::atexit(stop_control_plane) };
-        config
+        (config, kubeconfig)
     };
     let client = kube::Client::try_from(config.clone())?;
     cluster::install_crds(&client, &checked_in_crds(), Duration::from_secs(60)).await?;
-    Ok(config)
+    Ok((config, kubeconfig))
+}
+
+/// The test cluster's admin kubeconfig as a file, for kubectl (starts the
+/// control plane if no test has yet).
+pub fn kubeconfig_path() -> PathBuf {
+    SHARED.get_or_init(start_shared).kubeconfig.clone()
 }
 
 /// The CRDs as checked in under `crds/` (what users install), not as generated.

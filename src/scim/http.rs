@@ -1,0 +1,1092 @@
+//! The SCIM HTTP surface: `/scim/{namespace}/{policy}/v2/...` (RFC 7644).
+//!
+//! Handlers authenticate, check the policy's mode, then call the pure pieces
+//! (resource mapping, filter, PATCH engine, projection) between a read from
+//! and a write to the directory in the Kubernetes API.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::audit::{Audit, Change};
+use super::error::ScimError;
+use super::filter::{Filter, IndexLookup, IndexedAttribute};
+use super::list::{ListQuery, Projection, page, project};
+use super::membership::MembershipIndex;
+use super::resource::{self, Location, etag};
+use super::schema::ResourceType;
+use super::store::{Directory, StoreError};
+use super::{discovery, patch};
+use crate::api::{Group, GroupMember, MemberKind, Mode, ProvisioningPolicy, User};
+use crate::policy::{self, Writer};
+
+/// The largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Attempts at a read-modify-write before giving up with 409.
+const WRITE_ATTEMPTS: usize = 5;
+const SCIM_JSON: &str = "application/scim+json";
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct ScimState {
+    pub client: kube::Client,
+    /// Where each group member lives; run it with [`MembershipIndex::run`].
+    pub index: MembershipIndex,
+    /// Publishes an Event per change.
+    pub audit: Audit,
+    /// The externally visible base URL of Roster (e.g. `https://roster.example.com`),
+    /// for `meta.location`. Unset: derived from the request's Host header.
+    pub public_url: Option<String>,
+}
+
+/// The SCIM routes, to be merged into the server's router.
+pub fn router(state: ScimState) -> Router {
+    let v2 = "/scim/{namespace}/{policy}/v2";
+    Router::new()
+        .route(
+            &format!("{v2}/ServiceProviderConfig"),
+            any(service_provider_config),
+        )
+        .route(&format!("{v2}/ResourceTypes"), any(resource_types))
+        .route(&format!("{v2}/ResourceTypes/{{name}}"), any(resource_type))
+        .route(&format!("{v2}/Schemas"), any(schemas))
+        .route(&format!("{v2}/Schemas/{{id}}"), any(schema))
+        .route(&format!("{v2}/Users"), get(list_users).post(create_user))
+        .route(
+            &format!("{v2}/Users/.search"),
+            axum::routing::post(search_users),
+        )
+        .route(
+            &format!("{v2}/Users/{{id}}"),
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .route(&format!("{v2}/Groups"), get(list_groups).post(create_group))
+        .route(
+            &format!("{v2}/Groups/.search"),
+            axum::routing::post(search_groups),
+        )
+        .route(
+            &format!("{v2}/Groups/{{id}}"),
+            get(get_group)
+                .put(replace_group)
+                .patch(patch_group)
+                .delete(delete_group),
+        )
+        .route(&format!("{v2}/.search"), axum::routing::post(search_all))
+        .route(v2, any(not_found))
+        .route(&format!("{v2}/{{*rest}}"), any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+// ----- responses ------------------------------------------------------------
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, scim_json(&self.to_json())).into_response();
+        if self.status == 503 || self.status == 429 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn scim_json(body: &Value) -> impl IntoResponse + use<> {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))],
+        body.to_string(),
+    )
+}
+
+fn resource_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, scim_json(&body)).into_response();
+    let headers = response.headers_mut();
+    if let Some(version) = body["meta"]["version"]
+        .as_str()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(header::ETAG, version);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(location) = body["meta"]["location"]
+            .as_str()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    response
+}
+
+impl From<StoreError> for ScimError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Scim(error) => error,
+            StoreError::Conflict => ScimError::new(
+                412,
+                None,
+                "the resource changed since it was read; read it again and retry",
+            ),
+            StoreError::Unavailable(error) => {
+                tracing::warn!(%error, "Kubernetes API unavailable");
+                ScimError::new(
+                    503,
+                    None,
+                    "the directory is temporarily unavailable; retry later",
+                )
+            }
+            StoreError::Refused(kube::Error::Api(status)) if status.code == 422 => {
+                ScimError::invalid_value(status.message)
+            }
+            StoreError::Refused(error) => {
+                tracing::error!(%error, "Kubernetes API refused a SCIM write");
+                ScimError::new(500, None, "the directory refused the change")
+            }
+        }
+    }
+}
+
+async fn not_found() -> ScimError {
+    ScimError::not_found("no such SCIM endpoint")
+}
+
+async fn method_not_allowed() -> ScimError {
+    ScimError::new(405, None, "method not allowed on this endpoint")
+}
+
+// ----- authentication and mode ------------------------------------------------
+
+/// One request's view: the directory and where it is served.
+struct Scope {
+    directory: Directory,
+    base_url: String,
+    audit: Audit,
+    request_id: String,
+}
+
+impl Scope {
+    fn location(&self) -> Location<'_> {
+        Location {
+            base_url: &self.base_url,
+        }
+    }
+
+    fn record<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        change: Change,
+        note: String,
+    ) {
+        self.audit.record(object, change, &self.request_id, note);
+    }
+}
+
+/// The Change a new user spec makes to an old one.
+fn user_change(before: &User, after: &User) -> Change {
+    match (before.spec.is_active(), after.spec.is_active()) {
+        (true, false) => Change::Deactivated,
+        (false, true) => Change::Reactivated,
+        _ => Change::Updated,
+    }
+}
+
+/// Checks the bearer token against the policy's token Secret (every value
+/// counts, compared in constant time) and that the policy is in Scim mode.
+async fn authorize(
+    state: &ScimState,
+    namespace: &str,
+    policy_name: &str,
+    headers: &HeaderMap,
+) -> Result<Scope, ScimError> {
+    let directory = Directory::new(
+        state.client.clone(),
+        state.index.clone(),
+        namespace,
+        policy_name,
+    );
+    let unauthorized = || ScimError::new(401, None, "a valid bearer token is required");
+    let Some(policy) = directory.policy().await? else {
+        tracing::info!(
+            namespace,
+            policy = policy_name,
+            "SCIM request for an unknown policy"
+        );
+        return Err(unauthorized());
+    };
+    match &policy.spec.scim {
+        Some(scim) => {
+            let presented = bearer_token(headers).ok_or_else(unauthorized)?;
+            let tokens = directory.secret_values(&scim.token_secret_ref.name).await?;
+            if !token_matches(presented.as_bytes(), &tokens) {
+                tracing::info!(
+                    namespace,
+                    policy = policy_name,
+                    "SCIM request with a wrong bearer token"
+                );
+                return Err(unauthorized());
+            }
+        }
+        // No tokens configured: only a Jit policy can be like this (CEL
+        // requires them in Scim mode); the mode check below answers it.
+        None if policy.spec.mode == Mode::Jit => {}
+        None => return Err(unauthorized()),
+    }
+    policy::may_write(policy.spec.mode, Writer::Scim)
+        .map_err(|refusal| ScimError::new(403, None, refusal.to_string()))?;
+    Ok(Scope {
+        directory,
+        base_url: base_url(state, &policy, headers),
+        audit: state.audit.clone(),
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned(),
+    })
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Hashing first makes the comparison constant-time in the token's length too.
+fn token_matches(presented: &[u8], tokens: &[Vec<u8>]) -> bool {
+    let presented = Sha256::digest(presented);
+    let mut matched = subtle::Choice::from(0);
+    for token in tokens {
+        let token = trim_newline(token);
+        if token.is_empty() {
+            continue;
+        }
+        matched |= Sha256::digest(token).ct_eq(&presented);
+    }
+    matched.into()
+}
+
+/// Secrets made with `kubectl create secret --from-file` often end in a newline.
+fn trim_newline(token: &[u8]) -> &[u8] {
+    let mut end = token.len();
+    while end > 0 && (token[end - 1] == b'\n' || token[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &token[..end]
+}
+
+fn base_url(state: &ScimState, policy: &ProvisioningPolicy, headers: &HeaderMap) -> String {
+    let origin = match &state.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    };
+    format!(
+        "{origin}/scim/{}/{}/v2",
+        policy.metadata.namespace.as_deref().unwrap_or_default(),
+        policy.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+// ----- discovery ---------------------------------------------------------------
+
+async fn service_provider_config(
+    State(state): State<ScimState>,
+    method: Method,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    Ok(resource_response(
+        StatusCode::OK,
+        discovery::service_provider_config(&scope.base_url),
+    ))
+}
+
+async fn resource_types(
+    State(state): State<ScimState>,
+    method: Method,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    let all = discovery::resource_types(&scope.base_url);
+    Ok(resource_response(
+        StatusCode::OK,
+        page(all.clone(), 1, all.len()),
+    ))
+}
+
+async fn resource_type(
+    State(state): State<ScimState>,
+    method: Method,
+    Path((namespace, policy, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    discovery::resource_types(&scope.base_url)
+        .into_iter()
+        .find(|rt| {
+            rt["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&name))
+        })
+        .map(|rt| resource_response(StatusCode::OK, rt))
+        .ok_or_else(|| ScimError::not_found(format!("no resource type {name}")))
+}
+
+async fn schemas(
+    State(state): State<ScimState>,
+    method: Method,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    let all = discovery::schemas(&scope.base_url);
+    Ok(resource_response(
+        StatusCode::OK,
+        page(all.clone(), 1, all.len()),
+    ))
+}
+
+async fn schema(
+    State(state): State<ScimState>,
+    method: Method,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    discovery::schemas(&scope.base_url)
+        .into_iter()
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|sid| sid.eq_ignore_ascii_case(&id))
+        })
+        .map(|s| resource_response(StatusCode::OK, s))
+        .ok_or_else(|| ScimError::not_found(format!("no schema {id}")))
+}
+
+/// Discovery endpoints answer GET only (RFC 7644 section 4), after auth.
+async fn discovery_scope(
+    state: &ScimState,
+    method: &Method,
+    namespace: &str,
+    policy: &str,
+    headers: &HeaderMap,
+) -> Result<Scope, ScimError> {
+    let scope = authorize(state, namespace, policy, headers).await?;
+    if method != Method::GET {
+        return Err(ScimError::new(
+            405,
+            None,
+            "discovery endpoints answer GET only",
+        ));
+    }
+    Ok(scope)
+}
+
+// ----- shared request handling --------------------------------------------------
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ScimError::new(
+                413,
+                None,
+                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ScimError::invalid_syntax(rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ScimError::invalid_syntax(format!("malformed JSON: {e}")))
+}
+
+/// `If-Match` (RFC 7644 section 3.14): `*` or a list of ETags.
+fn check_if_match(headers: &HeaderMap, current: &str) -> Result<bool, ScimError> {
+    let Some(value) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return Ok(false);
+    };
+    let matches = value.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag == current
+            || tag.trim_start_matches("W/") == current.trim_start_matches("W/")
+    });
+    if matches {
+        Ok(true)
+    } else {
+        Err(ScimError::new(
+            412,
+            None,
+            format!("If-Match {value} does not match the current version {current}"),
+        ))
+    }
+}
+
+fn parse_filter(
+    text: Option<&str>,
+    resource_type: ResourceType,
+) -> Result<Option<Filter>, ScimError> {
+    text.map(|t| {
+        let filter = Filter::parse(t)?;
+        filter.validate(resource_type)?;
+        Ok(filter)
+    })
+    .transpose()
+}
+
+// ----- Users ----------------------------------------------------------------------
+
+async fn list_users(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let query = ListQuery::from_params(&params)?;
+    Ok(resource_response(
+        StatusCode::OK,
+        query_users(&scope, &query).await?,
+    ))
+}
+
+async fn search_users(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let query = ListQuery::from_search_body(&json_body(body)?)?;
+    Ok(resource_response(
+        StatusCode::OK,
+        query_users(&scope, &query).await?,
+    ))
+}
+
+async fn matching_users(scope: &Scope, query: &ListQuery) -> Result<Vec<Value>, ScimError> {
+    let filter = parse_filter(query.filter.as_deref(), ResourceType::User)?;
+    // The lookup every IdP makes before creating: one claim GET, no list.
+    let lookup = filter
+        .as_ref()
+        .and_then(|f| f.index_lookup(ResourceType::User));
+    let users: Vec<User> = match lookup {
+        Some(IndexLookup {
+            attribute: IndexedAttribute::UserName,
+            value,
+            ..
+        }) => scope
+            .directory
+            .user_by_name(value)
+            .await?
+            .into_iter()
+            .collect(),
+        Some(IndexLookup {
+            attribute: IndexedAttribute::Id,
+            value,
+            ..
+        }) => scope.directory.user(value).await?.into_iter().collect(),
+        _ => scope.directory.users().await?,
+    };
+    let location = scope.location();
+    let mut resources: Vec<Value> = users
+        .iter()
+        .map(|u| resource::user_to_scim(u, &location))
+        .filter(|r| {
+            filter
+                .as_ref()
+                .is_none_or(|f| f.matches(r, ResourceType::User))
+        })
+        .collect();
+    // A stable order makes paging deterministic (Ping pages through everything).
+    resources.sort_by(|a, b| {
+        a["meta"]["created"]
+            .as_str()
+            .cmp(&b["meta"]["created"].as_str())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
+    Ok(resources)
+}
+
+async fn query_users(scope: &Scope, query: &ListQuery) -> Result<Value, ScimError> {
+    let resources = matching_users(scope, query).await?;
+    let projected = resources
+        .into_iter()
+        .map(|r| project(r, ResourceType::User, &query.projection))
+        .collect();
+    Ok(page(projected, query.start_index, query.count))
+}
+
+async fn get_user(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let user = existing_user(&scope, &id).await?;
+    let body = resource::user_to_scim(&user, &scope.location());
+    Ok(resource_response(
+        StatusCode::OK,
+        project(body, ResourceType::User, &projection),
+    ))
+}
+
+async fn existing_user(scope: &Scope, id: &str) -> Result<User, ScimError> {
+    scope
+        .directory
+        .user(id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("no User with id {id}")))
+}
+
+async fn create_user(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let spec = resource::user_from_scim(&json_body(body)?, &policy)?;
+    let user = scope
+        .directory
+        .create_user(spec)
+        .await
+        .map_err(uniqueness_or)?;
+    tracing::info!(
+        namespace,
+        policy,
+        user = user.metadata.name.as_deref(),
+        request = scope.request_id,
+        "SCIM created a user"
+    );
+    scope.record(
+        &user,
+        Change::Created,
+        format!("created userName {}", user.spec.user_name),
+    );
+    let body = resource::user_to_scim(&user, &scope.location());
+    Ok(resource_response(
+        StatusCode::CREATED,
+        project(body, ResourceType::User, &projection),
+    ))
+}
+
+/// A claim conflict that isn't a live holder ends as a retryable 409.
+fn uniqueness_or(error: StoreError) -> ScimError {
+    match error {
+        StoreError::Conflict => {
+            ScimError::uniqueness("the userName is being claimed concurrently; retry")
+        }
+        other => other.into(),
+    }
+}
+
+async fn replace_user(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let body = json_body(body)?;
+    let current = existing_user(&scope, &id).await?;
+    let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
+    let mut spec = resource::user_from_scim(&body, &policy)?;
+    // Fields SCIM doesn't carry stay as they are.
+    spec.subject = current.spec.subject.clone();
+    let rv = conditional
+        .then(|| current.metadata.resource_version.clone())
+        .flatten();
+    let user = scope.directory.replace_user(&current, spec, rv).await?;
+    scope.record(
+        &user,
+        user_change(&current, &user),
+        format!("replaced userName {}", user.spec.user_name),
+    );
+    let body = resource::user_to_scim(&user, &scope.location());
+    Ok(resource_response(
+        StatusCode::OK,
+        project(body, ResourceType::User, &projection),
+    ))
+}
+
+async fn patch_user(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let request = json_body(body)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = existing_user(&scope, &id).await?;
+        let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
+        let before = resource::user_to_scim(&current, &scope.location());
+        let after = patch::apply(&before, &request, ResourceType::User)?;
+        if after == before {
+            return Ok(resource_response(
+                StatusCode::OK,
+                project(before, ResourceType::User, &projection),
+            ));
+        }
+        let mut spec = resource::user_from_scim(&after, &policy)?;
+        spec.subject = current.spec.subject.clone();
+        // Always conditional: a concurrent change makes us re-read, never lose it.
+        match scope
+            .directory
+            .replace_user(&current, spec, current.metadata.resource_version.clone())
+            .await
+        {
+            Ok(user) => {
+                scope.record(
+                    &user,
+                    user_change(&current, &user),
+                    format!("patched userName {}", user.spec.user_name),
+                );
+                let body = resource::user_to_scim(&user, &scope.location());
+                return Ok(resource_response(
+                    StatusCode::OK,
+                    project(body, ResourceType::User, &projection),
+                ));
+            }
+            Err(StoreError::Conflict) if !conditional => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ScimError::new(
+        409,
+        None,
+        "the user kept changing concurrently; retry",
+    ))
+}
+
+async fn delete_user(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let current = existing_user(&scope, &id).await?;
+    let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
+    let rv = conditional
+        .then(|| current.metadata.resource_version.clone())
+        .flatten();
+    scope.directory.delete_user(&current, rv).await?;
+    tracing::info!(
+        namespace,
+        policy,
+        user = id,
+        request = scope.request_id,
+        "SCIM deleted a user"
+    );
+    scope.record(
+        &current,
+        Change::Deleted,
+        format!("deleted userName {}", current.spec.user_name),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ----- Groups ---------------------------------------------------------------------
+
+async fn list_groups(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let query = ListQuery::from_params(&params)?;
+    Ok(resource_response(
+        StatusCode::OK,
+        query_groups(&scope, &query).await?,
+    ))
+}
+
+async fn search_groups(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let query = ListQuery::from_search_body(&json_body(body)?)?;
+    Ok(resource_response(
+        StatusCode::OK,
+        query_groups(&scope, &query).await?,
+    ))
+}
+
+async fn group_to_scim(
+    scope: &Scope,
+    group: &Group,
+    projection: &Projection,
+) -> Result<Value, ScimError> {
+    // Entra asks for groups with excludedAttributes=members: don't load them.
+    let members = if projection.excludes("members") {
+        None
+    } else {
+        Some(scope.directory.members(group).await?)
+    };
+    Ok(resource::group_to_scim(
+        group,
+        members.as_deref(),
+        &scope.location(),
+    ))
+}
+
+async fn matching_groups(scope: &Scope, query: &ListQuery) -> Result<Vec<Value>, ScimError> {
+    let filter = parse_filter(query.filter.as_deref(), ResourceType::Group)?;
+    let needs_members = filter
+        .as_ref()
+        .is_some_and(|f| f.references(ResourceType::Group, "members"));
+    let lookup = filter
+        .as_ref()
+        .and_then(|f| f.index_lookup(ResourceType::Group));
+    let groups: Vec<Group> = match lookup {
+        Some(IndexLookup {
+            attribute: IndexedAttribute::Id,
+            value,
+            ..
+        }) => scope.directory.group(value).await?.into_iter().collect(),
+        _ => scope.directory.groups().await?,
+    };
+    let mut resources = Vec::new();
+    for group in &groups {
+        let projection = if needs_members {
+            Projection::default()
+        } else {
+            query.projection.clone()
+        };
+        let resource = group_to_scim(scope, group, &projection).await?;
+        if filter
+            .as_ref()
+            .is_none_or(|f| f.matches(&resource, ResourceType::Group))
+        {
+            resources.push(resource);
+        }
+    }
+    resources.sort_by(|a, b| {
+        a["meta"]["created"]
+            .as_str()
+            .cmp(&b["meta"]["created"].as_str())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
+    Ok(resources)
+}
+
+async fn query_groups(scope: &Scope, query: &ListQuery) -> Result<Value, ScimError> {
+    let resources = matching_groups(scope, query).await?;
+    let projected = resources
+        .into_iter()
+        .map(|r| project(r, ResourceType::Group, &query.projection))
+        .collect();
+    Ok(page(projected, query.start_index, query.count))
+}
+
+async fn existing_group(scope: &Scope, id: &str) -> Result<Group, ScimError> {
+    scope
+        .directory
+        .group(id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("no Group with id {id}")))
+}
+
+async fn get_group(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let group = existing_group(&scope, &id).await?;
+    let body = group_to_scim(&scope, &group, &projection).await?;
+    Ok(resource_response(
+        StatusCode::OK,
+        project(body, ResourceType::Group, &projection),
+    ))
+}
+
+async fn create_group(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let (spec, members) = resource::group_from_scim(&json_body(body)?, &policy)?;
+    let group = scope
+        .directory
+        .create_group(spec, members.unwrap_or_default())
+        .await?;
+    tracing::info!(
+        namespace,
+        policy,
+        group = group.metadata.name.as_deref(),
+        request = scope.request_id,
+        "SCIM created a group"
+    );
+    scope.record(
+        &group,
+        Change::Created,
+        format!("created group {}", group.spec.display_name),
+    );
+    let body = group_to_scim(&scope, &group, &projection).await?;
+    Ok(resource_response(
+        StatusCode::CREATED,
+        project(body, ResourceType::Group, &projection),
+    ))
+}
+
+async fn replace_group(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let projection = Projection::from_params(&params)?;
+    let body = json_body(body)?;
+    let current = existing_group(&scope, &id).await?;
+    let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
+    let (spec, members) = resource::group_from_scim(&body, &policy)?;
+    let rv = conditional
+        .then(|| current.metadata.resource_version.clone())
+        .flatten();
+    let group = scope.directory.apply_group(&id, &spec, rv).await?;
+    scope.record(
+        &group,
+        Change::Updated,
+        format!("replaced group {}", group.spec.display_name),
+    );
+    // PUT replaces: no members listed means none.
+    scope
+        .directory
+        .replace_members(&group, &members.unwrap_or_default())
+        .await?;
+    let body = group_to_scim(&scope, &group, &projection).await?;
+    Ok(resource_response(
+        StatusCode::OK,
+        project(body, ResourceType::Group, &projection),
+    ))
+}
+
+async fn patch_group(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let request = json_body(body)?;
+    let mut group = existing_group(&scope, &id).await?;
+    let conditional = check_if_match(&headers, &etag(group.metadata.generation))?;
+    let before = resource::group_to_scim(&group, None, &scope.location());
+    // Members live in slices: the engine says how they change without them.
+    let (after, change) = patch::apply_group(&before, &request)?;
+    if after != before {
+        let (spec, _) = resource::group_from_scim(&after, &policy)?;
+        let rv = conditional
+            .then(|| group.metadata.resource_version.clone())
+            .flatten();
+        group = scope.directory.apply_group(&id, &spec, rv).await?;
+        scope.record(
+            &group,
+            Change::Updated,
+            format!("patched group {}", group.spec.display_name),
+        );
+    }
+    if !change.is_empty() {
+        let note = match &change.replace_all {
+            Some(all) => format!("replaced the members with {} members", all.len()),
+            None => format!(
+                "added {} and removed {} members{}",
+                change.add.len(),
+                change.remove.len(),
+                if change.remove_all {
+                    " after removing all"
+                } else {
+                    ""
+                }
+            ),
+        };
+        scope.record(&group, Change::MembersChanged, note);
+    }
+    if let Some(members) = &change.replace_all {
+        scope
+            .directory
+            .replace_members(&group, &group_members(members))
+            .await?;
+    } else if change.remove_all {
+        scope
+            .directory
+            .replace_members(&group, &group_members(&change.add))
+            .await?;
+    } else {
+        scope
+            .directory
+            .change_members(&id, &group_members(&change.add), &change.remove)
+            .await?;
+    }
+    let params_given = params.keys().any(|k| {
+        k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes")
+    });
+    if !params_given {
+        // Entra expects 204 for group PATCH and no member list echoed.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let projection = Projection::from_params(&params)?;
+    let body = group_to_scim(&scope, &group, &projection).await?;
+    Ok(resource_response(
+        StatusCode::OK,
+        project(body, ResourceType::Group, &projection),
+    ))
+}
+
+fn group_members(members: &[patch::Member]) -> Vec<GroupMember> {
+    members
+        .iter()
+        .map(|m| GroupMember {
+            value: m.value.clone(),
+            kind: match m.r#type.as_deref() {
+                Some(t) if t.eq_ignore_ascii_case("group") => MemberKind::Group,
+                _ => MemberKind::User,
+            },
+            display: m.display.clone(),
+        })
+        .collect()
+}
+
+async fn delete_group(
+    State(state): State<ScimState>,
+    Path((namespace, policy, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let current = existing_group(&scope, &id).await?;
+    let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
+    let rv = conditional
+        .then(|| current.metadata.resource_version.clone())
+        .flatten();
+    scope.directory.delete_group(&current, rv).await?;
+    tracing::info!(
+        namespace,
+        policy,
+        group = id,
+        request = scope.request_id,
+        "SCIM deleted a group"
+    );
+    scope.record(
+        &current,
+        Change::Deleted,
+        format!("deleted group {}", current.spec.display_name),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /.search` at the root: Users and Groups together (RFC 7644 section 3.4.3).
+async fn search_all(
+    State(state): State<ScimState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let query = ListQuery::from_search_body(&json_body(body)?)?;
+    let mut resources: Vec<Value> = matching_users(&scope, &query)
+        .await?
+        .into_iter()
+        .map(|r| project(r, ResourceType::User, &query.projection))
+        .collect();
+    resources.extend(
+        matching_groups(&scope, &query)
+            .await?
+            .into_iter()
+            .map(|r| project(r, ResourceType::Group, &query.projection)),
+    );
+    Ok(resource_response(
+        StatusCode::OK,
+        page(resources, query.start_index, query.count),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly_and_any_of_several_counts() {
+        let tokens = vec![b"old-token\n".to_vec(), b"new-token".to_vec()];
+        assert!(token_matches(b"old-token", &tokens));
+        assert!(token_matches(b"new-token", &tokens));
+        assert!(!token_matches(b"new-toke", &tokens));
+        assert!(!token_matches(b"", &[b"".to_vec()]));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
+        assert_eq!(bearer_token(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn if_match_accepts_star_and_the_current_version_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(check_if_match(&headers, "W/\"2\""), Ok(false));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"2\""));
+        assert_eq!(check_if_match(&headers, "W/\"2\""), Ok(true));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(check_if_match(&headers, "W/\"2\""), Ok(true));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"1\""));
+        assert_eq!(check_if_match(&headers, "W/\"2\"").unwrap_err().status, 412);
+    }
+}

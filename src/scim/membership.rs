@@ -1,0 +1,367 @@
+//! Where each member of each group lives: an index over GroupMemberSlices.
+//!
+//! A membership change must cost work proportional to the members it
+//! changes, not to the group's size, so the service never lists a group's
+//! slices to find a member. This index is fed by a watch on all slices and by
+//! the service's own writes (so a replica reads its own writes at once).
+//! `plan` decides, purely, which slice each change goes to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Map, Value};
+
+use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember};
+
+/// (namespace, group name).
+pub type GroupKey = (String, String);
+
+/// One group's slices as last seen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupSlices {
+    /// Slice name -> (resourceVersion, its members).
+    pub slices: BTreeMap<String, (u64, BTreeMap<String, SliceMember>)>,
+    /// Member id -> slice name.
+    pub member_slice: HashMap<String, String>,
+}
+
+impl GroupSlices {
+    /// Records a slice as written or watched; older versions are ignored.
+    pub fn observe(&mut self, name: &str, version: u64, members: BTreeMap<String, SliceMember>) {
+        if let Some((known, _)) = self.slices.get(name) {
+            if *known > version {
+                return;
+            }
+        }
+        self.forget(name);
+        for id in members.keys() {
+            self.member_slice.insert(id.clone(), name.to_owned());
+        }
+        self.slices.insert(name.to_owned(), (version, members));
+    }
+
+    pub fn forget(&mut self, name: &str) {
+        if let Some((_, members)) = self.slices.remove(name) {
+            for id in members.keys() {
+                if self.member_slice.get(id).is_some_and(|s| s == name) {
+                    self.member_slice.remove(id);
+                }
+            }
+        }
+    }
+
+    pub fn members(&self) -> Vec<GroupMember> {
+        let mut seen = BTreeSet::new();
+        self.slices
+            .values()
+            .flat_map(|(_, members)| members.iter())
+            .filter(|(id, _)| seen.insert(id.as_str()))
+            .map(|(id, m)| GroupMember {
+                value: id.clone(),
+                kind: m.kind,
+                display: m.display.clone(),
+            })
+            .collect()
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.member_slice.len()
+    }
+}
+
+/// What to write: per slice, a JSON merge patch of its `spec.members`
+/// (a member id mapped to its entry, or to null to remove it); slices in
+/// `create` don't exist yet.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlicePlan {
+    pub patches: BTreeMap<String, Map<String, Value>>,
+    pub create: BTreeSet<String>,
+}
+
+/// Plans adding `add` and removing `remove`: removals go to the slice that
+/// holds the member, additions of members not yet present fill the existing
+/// slices in name order and then open new ones named `<group>-<n>`.
+pub fn plan(
+    group: &str,
+    slices: &GroupSlices,
+    add: &[GroupMember],
+    remove: &[String],
+) -> SlicePlan {
+    let mut plan = SlicePlan::default();
+    let removing: BTreeSet<&str> = remove.iter().map(String::as_str).collect();
+    for id in &removing {
+        if let Some(slice) = slices.member_slice.get(*id) {
+            plan.patches
+                .entry(slice.clone())
+                .or_default()
+                .insert((*id).to_owned(), Value::Null);
+        }
+    }
+    let mut sizes: Vec<(String, usize)> = slices
+        .slices
+        .iter()
+        .map(|(name, (_, members))| (name.clone(), members.len()))
+        .collect();
+    let mut next_index = slices
+        .slices
+        .keys()
+        .filter_map(|name| name.rsplit('-').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |max| max + 1);
+    let mut seen = BTreeSet::new();
+    let mut pending = add
+        .iter()
+        .filter(|m| !slices.member_slice.contains_key(&m.value) && seen.insert(m.value.as_str()))
+        .peekable();
+    let mut cursor = 0;
+    while pending.peek().is_some() {
+        if cursor == sizes.len() {
+            let name = format!("{group}-{next_index}");
+            next_index += 1;
+            plan.create.insert(name.clone());
+            sizes.push((name, 0));
+        }
+        let (name, size) = &mut sizes[cursor];
+        while *size < SLICE_CAPACITY {
+            let Some(member) = pending.next() else { break };
+            *size += 1;
+            let entry = SliceMember {
+                kind: member.kind,
+                display: member.display.clone(),
+            };
+            plan.patches.entry(name.clone()).or_default().insert(
+                member.value.clone(),
+                serde_json::to_value(entry).expect("serialisable"),
+            );
+        }
+        cursor += 1;
+    }
+    plan
+}
+
+/// The shared index, fed by [`MembershipIndex::run`].
+#[derive(Clone, Default)]
+pub struct MembershipIndex {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<GroupKey, GroupSlices>,
+    /// False until the first full list: until then callers read the API.
+    synced: bool,
+    /// Slices seen during a relist, swapped in when it completes.
+    relist: Option<HashMap<GroupKey, GroupSlices>>,
+}
+
+fn version(slice: &GroupMemberSlice) -> u64 {
+    slice
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn key(slice: &GroupMemberSlice) -> GroupKey {
+    (
+        slice.namespace().unwrap_or_default(),
+        slice.spec.group.clone(),
+    )
+}
+
+impl MembershipIndex {
+    pub fn is_synced(&self) -> bool {
+        self.inner.lock().expect("index lock").synced
+    }
+
+    /// A copy of one group's slices, if the index is synced.
+    pub fn group(&self, namespace: &str, group: &str) -> Option<GroupSlices> {
+        let inner = self.inner.lock().expect("index lock");
+        inner.synced.then(|| {
+            inner
+                .groups
+                .get(&(namespace.to_owned(), group.to_owned()))
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Records a slice the service just wrote or read.
+    pub fn observe(&self, slice: &GroupMemberSlice) {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner.groups.entry(key(slice)).or_default().observe(
+            &slice.name_any(),
+            version(slice),
+            slice.spec.members.clone(),
+        );
+    }
+
+    pub fn forget_group(&self, namespace: &str, group: &str) {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner
+            .groups
+            .remove(&(namespace.to_owned(), group.to_owned()));
+    }
+
+    fn apply(&self, event: watcher::Event<GroupMemberSlice>) {
+        let mut inner = self.inner.lock().expect("index lock");
+        match event {
+            watcher::Event::Apply(slice) => {
+                inner.groups.entry(key(&slice)).or_default().observe(
+                    &slice.name_any(),
+                    version(&slice),
+                    slice.spec.members,
+                );
+            }
+            watcher::Event::Delete(slice) => {
+                if let Some(group) = inner.groups.get_mut(&key(&slice)) {
+                    group.forget(&slice.name_any());
+                }
+            }
+            watcher::Event::Init => inner.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(slice) => {
+                if let Some(relist) = inner.relist.as_mut() {
+                    relist.entry(key(&slice)).or_default().observe(
+                        &slice.name_any(),
+                        version(&slice),
+                        slice.spec.members,
+                    );
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(mut relist) = inner.relist.take() {
+                    // Keep our own writes that are newer than the list.
+                    for (group_key, current) in inner.groups.drain() {
+                        let listed = relist.entry(group_key).or_default();
+                        for (name, (rv, members)) in current.slices {
+                            if listed
+                                .slices
+                                .get(&name)
+                                .is_none_or(|(listed_rv, _)| *listed_rv < rv)
+                            {
+                                listed.observe(&name, rv, members);
+                            }
+                        }
+                    }
+                    inner.groups = relist;
+                }
+                inner.synced = true;
+            }
+        }
+    }
+
+    /// Watches every GroupMemberSlice the client can see, forever.
+    pub async fn run(self, client: kube::Client) {
+        let api: kube::Api<GroupMemberSlice> = kube::Api::all(client);
+        // Back off between failed watch attempts: a tight retry loop would
+        // flood the logs and never yield (e.g. while the API server is down).
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.apply(event),
+                Err(error) => tracing::warn!(%error, "watching group member slices"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> GroupMember {
+        GroupMember {
+            value: id.into(),
+            ..Default::default()
+        }
+    }
+
+    fn slices_with(counts: &[(&str, usize)]) -> GroupSlices {
+        let mut slices = GroupSlices::default();
+        for (name, count) in counts {
+            let members = (0..*count)
+                .map(|i| (format!("{name}/m{i}"), SliceMember::default()))
+                .collect();
+            slices.observe(name, 1, members);
+        }
+        slices
+    }
+
+    #[test]
+    fn additions_fill_the_open_slice_then_open_new_ones() {
+        let slices = slices_with(&[("g-0", SLICE_CAPACITY), ("g-1", SLICE_CAPACITY - 2)]);
+        let add: Vec<_> = (0..5).map(|i| member(&format!("new{i}"))).collect();
+        let plan = plan("g", &slices, &add, &[]);
+        assert_eq!(plan.patches["g-1"].len(), 2);
+        assert_eq!(plan.patches["g-2"].len(), 3);
+        assert_eq!(plan.create, BTreeSet::from(["g-2".to_owned()]));
+        assert!(
+            !plan.patches.contains_key("g-0"),
+            "a full slice is not touched"
+        );
+    }
+
+    #[test]
+    fn a_change_of_k_members_touches_slices_in_proportion_to_k_not_to_the_group() {
+        let big = slices_with(
+            &(0..50)
+                .map(|i| {
+                    (
+                        ["g-", &i.to_string()].concat().leak() as &str,
+                        SLICE_CAPACITY,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let add: Vec<_> = (0..256).map(|i| member(&format!("new{i}"))).collect();
+        let plan = plan("g", &big, &add, &[]);
+        assert_eq!(plan.patches.len(), 1, "256 new members fit one new slice");
+        assert_eq!(plan.create.len(), 1);
+    }
+
+    #[test]
+    fn removals_go_to_the_slice_holding_the_member_and_unknown_ones_are_ignored() {
+        let slices = slices_with(&[("g-0", 3), ("g-1", 3)]);
+        let plan = plan(
+            "g",
+            &slices,
+            &[],
+            &["g-1/m2".to_owned(), "stranger".to_owned()],
+        );
+        assert_eq!(plan.patches.len(), 1);
+        assert_eq!(plan.patches["g-1"]["g-1/m2"], Value::Null);
+    }
+
+    #[test]
+    fn present_and_repeated_members_are_not_added_twice() {
+        let slices = slices_with(&[("g-0", 2)]);
+        let plan = plan(
+            "g",
+            &slices,
+            &[member("g-0/m0"), member("x"), member("x")],
+            &[],
+        );
+        assert_eq!(plan.patches["g-0"].len(), 1);
+        assert!(plan.patches["g-0"].contains_key("x"));
+    }
+
+    #[test]
+    fn an_older_version_of_a_slice_does_not_overwrite_a_newer_one() {
+        let mut slices = GroupSlices::default();
+        slices.observe(
+            "g-0",
+            5,
+            BTreeMap::from([("a".to_owned(), SliceMember::default())]),
+        );
+        slices.observe("g-0", 4, BTreeMap::new());
+        assert_eq!(slices.member_count(), 1);
+        slices.observe("g-0", 6, BTreeMap::new());
+        assert_eq!(slices.member_count(), 0);
+    }
+}

@@ -1,0 +1,511 @@
+//! One policy's SCIM directory in the Kubernetes API: Users, Groups, their
+//! userName claims and member slices. All I/O of the SCIM service is here.
+//!
+//! Writes use server-side apply with the `roster-scim` field manager (force:
+//! SCIM is the source of truth wherever it is on), or JSON merge patches for
+//! member slices, which touch only the members they change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::error::ScimError;
+use super::membership::{self, GroupSlices, MembershipIndex};
+use crate::api::{
+    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec,
+    ProvisioningPolicy, User, UserNameClaim, UserNameClaimSpec, UserSpec, claim_name,
+};
+use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
+use crate::scim::resource::LAST_MODIFIED_ANNOTATION;
+
+/// Failures talking to the API server, as SCIM sees them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A precondition failed: the object changed since it was read.
+    #[error("the resource changed concurrently")]
+    Conflict,
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    #[error("the Kubernetes API is unavailable: {0}")]
+    Unavailable(kube::Error),
+    #[error("the Kubernetes API refused the write: {0}")]
+    Refused(kube::Error),
+}
+
+impl From<kube::Error> for StoreError {
+    fn from(error: kube::Error) -> Self {
+        match &error {
+            kube::Error::Api(status) if status.code == 409 => Self::Conflict,
+            kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+                Self::Refused(error)
+            }
+            kube::Error::Api(status) if status.code == 403 || status.code == 404 => {
+                Self::Refused(error)
+            }
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A policy's directory: namespace + policy name.
+#[derive(Clone)]
+pub struct Directory {
+    client: kube::Client,
+    index: MembershipIndex,
+    namespace: String,
+    policy: String,
+}
+
+impl Directory {
+    pub fn new(
+        client: kube::Client,
+        index: MembershipIndex,
+        namespace: &str,
+        policy: &str,
+    ) -> Self {
+        Self {
+            client,
+            index,
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn by_policy(&self) -> ListParams {
+        ListParams::default().fields(&format!("spec.policy={}", self.policy))
+    }
+
+    pub async fn policy(&self) -> Result<Option<ProvisioningPolicy>> {
+        Ok(self
+            .api::<ProvisioningPolicy>()
+            .get_opt(&self.policy)
+            .await?)
+    }
+
+    /// All values of the Secret named `name` (the accepted bearer tokens).
+    pub async fn secret_values(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+        let secret = self.api::<Secret>().get_opt(name).await?;
+        Ok(secret
+            .and_then(|s| s.data)
+            .map(|data| data.into_values().map(|v| v.0).collect())
+            .unwrap_or_default())
+    }
+
+    // ----- Users -------------------------------------------------------
+
+    /// The user with SCIM id `id`, if it belongs to this policy and is not
+    /// being deleted (a deleted user is gone for SCIM even while the
+    /// controller deprovisions it).
+    pub async fn user(&self, id: &str) -> Result<Option<User>> {
+        let user = self.api::<User>().get_opt(id).await?;
+        Ok(
+            user.filter(|u| {
+                u.spec.policy == self.policy && u.metadata.deletion_timestamp.is_none()
+            }),
+        )
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>> {
+        let list = self.api::<User>().list(&self.by_policy()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|u| u.metadata.deletion_timestamp.is_none())
+            .collect())
+    }
+
+    /// The user holding `user_name` (case-insensitively): one claim lookup.
+    pub async fn user_by_name(&self, user_name: &str) -> Result<Option<User>> {
+        let Some(claim) = self
+            .api::<UserNameClaim>()
+            .get_opt(&claim_name(&self.policy, user_name))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = self.user(&claim.spec.user).await?;
+        Ok(user.filter(|u| u.spec.user_name.to_lowercase() == user_name.to_lowercase()))
+    }
+
+    /// Creates a user with a fresh SCIM id. The userName is claimed first, so
+    /// of two racing creations exactly one wins; the loser gets 409.
+    pub async fn create_user(&self, spec: UserSpec) -> Result<User> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.claim(&spec.user_name, &id).await?;
+        match self.apply_user(&id, &spec, None).await {
+            Ok(user) => Ok(user),
+            Err(error) => {
+                // Nothing half-written: give the userName back.
+                self.release(&spec.user_name, &id).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Replaces a user's spec. `resource_version` makes the write conditional.
+    pub async fn replace_user(
+        &self,
+        current: &User,
+        spec: UserSpec,
+        resource_version: Option<String>,
+    ) -> Result<User> {
+        let id = current.name_any();
+        let renamed = current.spec.user_name.to_lowercase() != spec.user_name.to_lowercase();
+        if renamed {
+            self.claim(&spec.user_name, &id).await?;
+        }
+        match self.apply_user(&id, &spec, resource_version).await {
+            Ok(user) => {
+                if renamed {
+                    self.release(&current.spec.user_name, &id).await;
+                }
+                Ok(user)
+            }
+            Err(error) => {
+                if renamed {
+                    self.release(&spec.user_name, &id).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    pub async fn delete_user(&self, user: &User, resource_version: Option<String>) -> Result<()> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: user.metadata.uid.clone(),
+                resource_version,
+            }),
+            ..Default::default()
+        };
+        self.api::<User>().delete(&user.name_any(), &params).await?;
+        self.release(&user.spec.user_name, &user.name_any()).await;
+        Ok(())
+    }
+
+    async fn apply_user(
+        &self,
+        id: &str,
+        spec: &UserSpec,
+        resource_version: Option<String>,
+    ) -> Result<User> {
+        let mut object = json!({
+            "apiVersion": "roster.dev/v1alpha1",
+            "kind": "User",
+            "metadata": {
+                "name": id,
+                "labels": { SOURCE_LABEL: "scim" },
+                "annotations": { LAST_MODIFIED_ANNOTATION: now() },
+            },
+            "spec": spec,
+        });
+        if let Some(rv) = resource_version {
+            object["metadata"]["resourceVersion"] = json!(rv);
+        }
+        let params = PatchParams::apply(SCIM_MANAGER).force();
+        Ok(self
+            .api::<User>()
+            .patch(id, &params, &Patch::Apply(&object))
+            .await?)
+    }
+
+    /// Reserves `user_name` for user `id`. A claim left behind by a user that
+    /// no longer holds the name (deleted by hand, or a crash mid-rename) is
+    /// taken over; a live one means 409 uniqueness.
+    async fn claim(&self, user_name: &str, id: &str) -> Result<()> {
+        let claims = self.api::<UserNameClaim>();
+        let name = claim_name(&self.policy, user_name);
+        let mut claim = UserNameClaim::new(
+            &name,
+            UserNameClaimSpec {
+                policy: self.policy.clone(),
+                user_name: user_name.to_lowercase(),
+                user: id.to_owned(),
+            },
+        );
+        claim.metadata.labels = Some(BTreeMap::from([(
+            "app.kubernetes.io/managed-by".to_owned(),
+            "roster".to_owned(),
+        )]));
+        for _ in 0..3 {
+            match claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(error.into()),
+            }
+            let Some(existing) = claims.get_opt(&name).await? else {
+                continue; // released meanwhile: try again
+            };
+            if existing.spec.user == id {
+                return Ok(());
+            }
+            let holder = self.api::<User>().get_opt(&existing.spec.user).await?;
+            let held = match holder {
+                Some(u) => {
+                    u.metadata.deletion_timestamp.is_none()
+                        && u.spec.user_name.to_lowercase() == user_name.to_lowercase()
+                }
+                // A claim is written just before its user: a young claim
+                // without a user is a creation in flight, not a leftover.
+                None => is_young(&existing),
+            };
+            if held {
+                return Err(ScimError::uniqueness(format!(
+                    "userName \"{user_name}\" is already taken"
+                ))
+                .into());
+            }
+            // A stale claim: remove exactly that one, then retry.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: existing.metadata.uid.clone(),
+                    resource_version: existing.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            match claims.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Releases `user_name` if user `id` holds it. Best effort: a claim left
+    /// behind is recognised as stale by the next `claim`.
+    async fn release(&self, user_name: &str, id: &str) {
+        let claims = self.api::<UserNameClaim>();
+        let name = claim_name(&self.policy, user_name);
+        if let Ok(Some(claim)) = claims.get_opt(&name).await {
+            if claim.spec.user == id {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: claim.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                if let Err(error) = claims.delete(&name, &params).await {
+                    tracing::debug!(%error, claim = name, "could not release a userName claim");
+                }
+            }
+        }
+    }
+
+    // ----- Groups ------------------------------------------------------
+
+    pub async fn group(&self, id: &str) -> Result<Option<Group>> {
+        let group = self.api::<Group>().get_opt(id).await?;
+        Ok(group
+            .filter(|g| g.spec.policy == self.policy && g.metadata.deletion_timestamp.is_none()))
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>> {
+        let list = self.api::<Group>().list(&self.by_policy()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|g| g.metadata.deletion_timestamp.is_none())
+            .collect())
+    }
+
+    pub async fn create_group(&self, spec: GroupSpec, members: Vec<GroupMember>) -> Result<Group> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let group = self.apply_group(&id, &spec, None).await?;
+        if let Err(error) = self.change_members(&id, &members, &[]).await {
+            // Nothing half-written: a group without its members is removed.
+            let _ = self
+                .api::<Group>()
+                .delete(&id, &DeleteParams::default())
+                .await;
+            self.delete_slices(&id).await.ok();
+            return Err(error);
+        }
+        Ok(group)
+    }
+
+    pub async fn apply_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        resource_version: Option<String>,
+    ) -> Result<Group> {
+        let mut object = json!({
+            "apiVersion": "roster.dev/v1alpha1",
+            "kind": "Group",
+            "metadata": {
+                "name": id,
+                "labels": { SOURCE_LABEL: "scim" },
+                "annotations": { LAST_MODIFIED_ANNOTATION: now() },
+            },
+            "spec": {
+                "policy": spec.policy,
+                "displayName": spec.display_name,
+                "externalId": spec.external_id,
+            },
+        });
+        if let Some(rv) = resource_version {
+            object["metadata"]["resourceVersion"] = json!(rv);
+        }
+        let params = PatchParams::apply(SCIM_MANAGER).force();
+        Ok(self
+            .api::<Group>()
+            .patch(id, &params, &Patch::Apply(&object))
+            .await?)
+    }
+
+    pub async fn delete_group(
+        &self,
+        group: &Group,
+        resource_version: Option<String>,
+    ) -> Result<()> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: group.metadata.uid.clone(),
+                resource_version,
+            }),
+            ..Default::default()
+        };
+        self.api::<Group>()
+            .delete(&group.name_any(), &params)
+            .await?;
+        self.delete_slices(&group.name_any()).await
+    }
+
+    async fn delete_slices(&self, group: &str) -> Result<()> {
+        let params = ListParams::default().labels(&format!("{GROUP_LABEL}={group}"));
+        self.api::<GroupMemberSlice>()
+            .delete_collection(&DeleteParams::default(), &params)
+            .await?;
+        self.index.forget_group(&self.namespace, group);
+        Ok(())
+    }
+
+    async fn list_slices(&self, group: &str) -> Result<Vec<GroupMemberSlice>> {
+        let params = ListParams::default().labels(&format!("{GROUP_LABEL}={group}"));
+        Ok(self.api::<GroupMemberSlice>().list(&params).await?.items)
+    }
+
+    /// A group's slices: from the index, or listed while it is not synced.
+    async fn group_slices(&self, group: &str) -> Result<GroupSlices> {
+        if let Some(slices) = self.index.group(&self.namespace, group) {
+            return Ok(slices);
+        }
+        let mut slices = GroupSlices::default();
+        for slice in self.list_slices(group).await? {
+            slices.observe(&slice.name_any(), 0, slice.spec.members);
+        }
+        Ok(slices)
+    }
+
+    /// A group's members: those declared in its spec and those in its slices.
+    pub async fn members(&self, group: &Group) -> Result<Vec<GroupMember>> {
+        let mut members = group.spec.members.clone();
+        let declared: BTreeSet<String> = members.iter().map(|m| m.value.clone()).collect();
+        let sliced = self.group_slices(&group.name_any()).await?.members();
+        members.extend(sliced.into_iter().filter(|m| !declared.contains(&m.value)));
+        Ok(members)
+    }
+
+    /// Adds `add` and removes `remove`. Each touched slice changes by a JSON
+    /// merge patch of just those members, so concurrent changes to one group
+    /// never lose each other's members, and the work is proportional to the
+    /// members changed.
+    pub async fn change_members(
+        &self,
+        group: &str,
+        add: &[GroupMember],
+        remove: &[String],
+    ) -> Result<()> {
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let mut slices = self.group_slices(group).await?;
+        if remove
+            .iter()
+            .any(|id| !slices.member_slice.contains_key(id))
+        {
+            // Another replica may have added it a moment ago: ask the API.
+            for slice in self.list_slices(group).await? {
+                slices.observe(&slice.name_any(), u64::MAX, slice.spec.members);
+            }
+        }
+        let plan = membership::plan(group, &slices, add, remove);
+        let api = self.api::<GroupMemberSlice>();
+        for (name, members) in plan.patches {
+            let written = if plan.create.contains(&name) {
+                let mut slice = GroupMemberSlice::new(
+                    &name,
+                    GroupMemberSliceSpec {
+                        group: group.to_owned(),
+                        members: serde_json::from_value(serde_json::Value::Object(members.clone()))
+                            .map_err(|e| ScimError::invalid_value(e.to_string()))?,
+                    },
+                );
+                slice.metadata.labels =
+                    Some(BTreeMap::from([(GROUP_LABEL.to_owned(), group.to_owned())]));
+                match api.create(&PostParams::default(), &slice).await {
+                    Ok(created) => created,
+                    // Another request opened the same slice: merge into it.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        let patch = json!({ "spec": { "members": members } });
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await?
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            } else {
+                let patch = json!({ "spec": { "members": members } });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?
+            };
+            self.index.observe(&written);
+        }
+        Ok(())
+    }
+
+    /// Makes the group's slice members exactly `members`.
+    pub async fn replace_members(&self, group: &Group, members: &[GroupMember]) -> Result<()> {
+        let current = self.group_slices(&group.name_any()).await?;
+        let wanted: BTreeSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
+        let remove: Vec<String> = current
+            .member_slice
+            .keys()
+            .filter(|id| !wanted.contains(id.as_str()))
+            .cloned()
+            .collect();
+        self.change_members(&group.name_any(), members, &remove)
+            .await
+    }
+}
+
+/// How long a claim without its user counts as a creation in flight.
+const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn is_young(claim: &UserNameClaim) -> bool {
+    claim
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_none_or(|created| {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
+            age.unsigned_abs() < CLAIM_GRACE
+        })
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}

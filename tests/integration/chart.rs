@@ -1,0 +1,454 @@
+//! The Helm chart `charts/roster`: rendered with `helm template` and applied
+//! to the real API server with `kubectl apply --dry-run=server`, in a
+//! namespace that enforces the `restricted` Pod Security Standard, so what
+//! `helm install` would create is accepted as it is, without a warning. The
+//! rendered objects are also checked for what the API server accepts but we
+//! promise: two replicas, a strict security context, RBAC without wildcards.
+//!
+//! helm comes from `HELM` (the Makefile sets it from `tools/helm/build.sh`),
+//! kubectl from `TEST_ASSET_KUBECTL` or `KUBEBUILDER_ASSETS`, as the API server.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Probe};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::support::{TestEnv, env, kubeconfig_path};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const RELEASE: &str = "roster";
+const RELEASE_NAMESPACE: &str = "roster-system";
+
+fn chart() -> PathBuf {
+    Path::new(ROOT).join("charts/roster")
+}
+
+fn all_features_values() -> String {
+    format!("{ROOT}/charts/roster/ci/all-features-values.yaml")
+}
+
+#[tokio::test]
+async fn chart_with_default_values_is_accepted_by_the_api_server() {
+    let env = restricted_env().await;
+    let rendered = render(
+        &env.namespace,
+        &server_version(&env).await,
+        &["--include-crds"],
+    );
+    apply_dry_run(&rendered);
+}
+
+#[tokio::test]
+async fn chart_with_every_optional_feature_is_accepted_by_the_api_server() {
+    let env = restricted_env().await;
+    let values = all_features_values();
+    // The secrets Role goes to a namespace that exists: the test's own.
+    let secrets = format!("rbac.secretsNamespaces={{{}}}", env.namespace);
+    let rendered = render(
+        &env.namespace,
+        &server_version(&env).await,
+        &["--include-crds", "--values", &values, "--set", &secrets],
+    );
+    let kinds: Vec<String> = parse_objects(&rendered)
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in ["Ingress", "NetworkPolicy", "PodDisruptionBudget", "Role"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no {kind} rendered: {kinds:?}"
+        );
+    }
+    apply_dry_run(&rendered);
+}
+
+#[test]
+fn deployment_runs_two_non_root_replicas_on_a_read_only_filesystem() {
+    let deployment: Deployment = one(&parse_objects(&render_here(&[])), "Deployment");
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+
+    let pod = spec.template.spec.unwrap();
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(65532));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+
+    let container = &pod.containers[0];
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.run_as_user, Some(65532));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        security.capabilities.unwrap().drop,
+        Some(vec!["ALL".to_owned()])
+    );
+    assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+
+    assert_eq!(container.args.as_deref().unwrap()[0], "run");
+    assert_eq!(
+        http_path(container.liveness_probe.as_ref()),
+        Some("/healthz")
+    );
+    assert_eq!(
+        http_path(container.readiness_probe.as_ref()),
+        Some("/readyz")
+    );
+}
+
+#[test]
+fn pods_know_their_name_and_namespace_for_leader_election() {
+    let deployment: Deployment = one(&parse_objects(&render_here(&[])), "Deployment");
+    let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    let env = container.env.clone().unwrap_or_default();
+    for (name, field) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        let var = env
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("{name} is not set"));
+        let from = var.value_from.as_ref().and_then(|f| f.field_ref.as_ref());
+        assert_eq!(from.map(|f| f.field_path.as_str()), Some(field), "{name}");
+    }
+}
+
+#[test]
+fn rbac_rules_name_every_resource_and_verb_and_say_why() {
+    let values = all_features_values();
+    for rendered in [
+        render_here(&[]),
+        render_here(&[
+            "--values",
+            &values,
+            "--set",
+            "rbac.secretsNamespaces={team-a}",
+        ]),
+    ] {
+        let objects = parse_objects(&rendered);
+        let mut rules: Vec<PolicyRule> = all::<ClusterRole>(&objects, "ClusterRole")
+            .into_iter()
+            .flat_map(|r| r.rules.unwrap_or_default())
+            .collect();
+        rules.extend(
+            all::<Role>(&objects, "Role")
+                .into_iter()
+                .flat_map(|r| r.rules.unwrap_or_default()),
+        );
+        assert!(!rules.is_empty());
+        for rule in &rules {
+            let wildcard =
+                |list: &Option<Vec<String>>| list.iter().flatten().any(|s| s.contains('*'));
+            assert!(
+                !rule.verbs.iter().any(|v| v.contains('*'))
+                    && !wildcard(&rule.resources)
+                    && !wildcard(&rule.api_groups)
+                    && !wildcard(&rule.resource_names),
+                "a wildcard in {rule:?}"
+            );
+            assert!(
+                rule.resources.as_ref().is_some_and(|r| !r.is_empty()),
+                "a rule without resources: {rule:?}"
+            );
+            assert_eq!(rule.non_resource_urls, None, "{rule:?}");
+        }
+        // Every rule carries a comment saying why it is needed.
+        let lines: Vec<&str> = rendered.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "the RBAC rule at line {} of the rendered chart has no comment above it:\n{}",
+                    i + 1,
+                    line
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn leases_are_granted_only_in_the_release_namespace() {
+    let objects = parse_objects(&render_here(&[]));
+    let cluster_role: ClusterRole = one(&objects, "ClusterRole");
+    assert!(
+        !cluster_role.rules.unwrap_or_default().iter().any(|r| r
+            .api_groups
+            .iter()
+            .flatten()
+            .any(|g| g == "coordination.k8s.io")),
+        "leases must not be granted cluster-wide"
+    );
+    let role: Role = one(&objects, "Role");
+    assert_eq!(role.metadata.namespace.as_deref(), Some(RELEASE_NAMESPACE));
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources, Some(vec!["leases".to_owned()]));
+    assert_eq!(rules[0].verbs, ["get", "create", "update", "patch"]);
+}
+
+#[test]
+fn secrets_are_read_cluster_wide_unless_narrowed_to_listed_namespaces() {
+    let secrets_rule = |rules: Option<Vec<PolicyRule>>| {
+        rules
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.resources.iter().flatten().any(|s| s == "secrets"))
+    };
+
+    let cluster_wide = parse_objects(&render_here(&[]));
+    let cluster_role: ClusterRole = one(&cluster_wide, "ClusterRole");
+    let rule = secrets_rule(cluster_role.rules).expect("secrets are readable cluster-wide");
+    assert_eq!(rule.verbs, ["get", "list", "watch"]);
+
+    let narrowed = parse_objects(&render_here(&[
+        "--set",
+        "rbac.secretsNamespaces={team-a,team-b}",
+    ]));
+    let cluster_role: ClusterRole = one(&narrowed, "ClusterRole");
+    assert!(
+        secrets_rule(cluster_role.rules).is_none(),
+        "the ClusterRole still grants secrets"
+    );
+    for namespace in ["team-a", "team-b"] {
+        let in_namespace: Vec<Value> = narrowed
+            .iter()
+            .filter(|o| o["metadata"]["namespace"] == namespace)
+            .cloned()
+            .collect();
+        let role: Role = one(&in_namespace, "Role");
+        let rule = secrets_rule(role.rules).expect("a secrets Role");
+        assert_eq!(rule.verbs, ["get", "list", "watch"]);
+        let binding: RoleBinding = one(&in_namespace, "RoleBinding");
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(subject.kind, "ServiceAccount");
+        assert_eq!(subject.namespace.as_deref(), Some(RELEASE_NAMESPACE));
+    }
+}
+
+#[test]
+fn chart_crds_are_the_checked_in_crds() {
+    let rendered = parse_objects(&render_here(&["--include-crds"]));
+    let from_chart: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    let text = std::fs::read_to_string(Path::new(ROOT).join("crds/roster.dev.yaml"))
+        .expect("crds/roster.dev.yaml is readable");
+    let checked_in: Vec<Value> =
+        serde_saphyr::from_multiple(&text).expect("crds/roster.dev.yaml parses");
+    assert_eq!(from_chart, checked_in.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn values_outside_the_schema_are_refused() {
+    for (set, expected) in [
+        ("replicas=3", "additional properties 'replicas' not allowed"),
+        ("log.format=xml", "/log/format"),
+        ("ingress.enabled=true", "/ingress/host"),
+    ] {
+        let output = helm_template(RELEASE_NAMESPACE, &kube_version(), &["--set", set]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "--set {set} was not refused with {expected:?}: {stderr}"
+        );
+    }
+}
+
+/// A test namespace that enforces (and warns about) the `restricted` Pod
+/// Security Standard: a Deployment whose pods would break it draws a warning,
+/// which `apply_dry_run` turns into an error.
+async fn restricted_env() -> TestEnv {
+    let env = env().await;
+    let labels = json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }}});
+    Api::<Namespace>::all(env.client.clone())
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(&labels),
+        )
+        .await
+        .expect("labelling the test namespace");
+    env
+}
+
+async fn server_version(env: &TestEnv) -> String {
+    env.client
+        .apiserver_version()
+        .await
+        .expect("the API server's version")
+        .git_version
+}
+
+/// The control plane's Kubernetes version, for renders that need no server.
+fn kube_version() -> String {
+    let go_mod =
+        std::fs::read_to_string(Path::new(ROOT).join("tools/controlplane/kubernetes/go.mod"))
+            .expect("tools/controlplane/kubernetes/go.mod is readable");
+    go_mod
+        .lines()
+        .find_map(|l| l.strip_prefix("require k8s.io/kubernetes "))
+        .expect("a `require k8s.io/kubernetes` line")
+        .trim()
+        .to_owned()
+}
+
+/// `kubectl apply --dry-run=server` of rendered objects: the API server runs
+/// validation and admission (Pod Security included) but stores nothing.
+/// Warnings count as errors.
+fn apply_dry_run(rendered: &str) {
+    let mut command = Command::new(kubectl());
+    command.arg("--kubeconfig").arg(kubeconfig_path()).args([
+        "--warnings-as-errors",
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+    ]);
+    let output = run(command, Some(rendered));
+    // kubectl's own note that the CRDs, which the test harness installed with
+    // server-side apply, lack its last-applied annotation: not the server's.
+    let stderr: Vec<_> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.contains("missing the kubectl.kubernetes.io/last-applied-configuration"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        output.status.success(),
+        "kubectl apply --dry-run=server refused the chart:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr.join("\n")
+    );
+}
+
+/// Renders the chart into `namespace` for `kube_version`; panics if helm fails.
+fn render(namespace: &str, kube_version: &str, args: &[&str]) -> String {
+    let output = helm_template(namespace, kube_version, args);
+    assert!(
+        output.status.success(),
+        "helm template {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("helm prints UTF-8")
+}
+
+/// Renders the chart without a server, for checks of the objects themselves.
+fn render_here(args: &[&str]) -> String {
+    render(RELEASE_NAMESPACE, &kube_version(), args)
+}
+
+fn helm_template(namespace: &str, kube_version: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(helm());
+    command
+        .args(["template", RELEASE])
+        .arg(chart())
+        .args(["--namespace", namespace, "--kube-version", kube_version])
+        .args(args);
+    run(command, None)
+}
+
+/// Runs `command`, feeding it `stdin`, and collects its output.
+fn run(mut command: Command, stdin: Option<&str>) -> Output {
+    let program = command.get_program().to_owned();
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.to_string_lossy()));
+    let writer = stdin.map(|input| {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        // A thread, so a child that writes while it reads cannot deadlock us.
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()))
+    });
+    let output = child.wait_with_output().expect("waiting for the command");
+    if let Some(writer) = writer {
+        writer.join().unwrap().expect("writing the command's input");
+    }
+    output
+}
+
+/// The path an HTTP probe requests.
+fn http_path(probe: Option<&Probe>) -> Option<&str> {
+    probe?.http_get.as_ref()?.path.as_deref()
+}
+
+/// The rendered objects, as JSON values.
+fn parse_objects(rendered: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple(rendered).expect("the rendered chart is YAML")
+}
+
+/// Every rendered object of `kind`, typed.
+fn all<K: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<K> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .map(|o| {
+            serde_json::from_value(o.clone())
+                .unwrap_or_else(|e| panic!("a rendered {kind} does not parse: {e}"))
+        })
+        .collect()
+}
+
+/// The one rendered object of `kind`.
+fn one<K: DeserializeOwned>(objects: &[Value], kind: &str) -> K {
+    let mut found = all::<K>(objects, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}");
+    found.remove(0)
+}
+
+/// helm: `HELM`, else the binary `tools/helm/build.sh` caches.
+fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("HELM") {
+        return PathBuf::from(path);
+    }
+    let go_mod = std::fs::read_to_string(Path::new(ROOT).join("tools/helm/go.mod"))
+        .expect("tools/helm/go.mod is readable");
+    let version = go_mod
+        .lines()
+        .find_map(|l| l.strip_prefix("require helm.sh/helm/v3 "))
+        .expect("a `require helm.sh/helm/v3` line")
+        .trim();
+    let cache = std::env::var_os("ROSTER_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| Path::new(&d).join("roster")))
+        .or_else(|| std::env::var_os("HOME").map(|d| Path::new(&d).join(".cache/roster")))
+        .expect("HOME is set");
+    let path = cache.join("helm").join(version).join("helm");
+    assert!(
+        path.is_file(),
+        "HELM is unset and {} does not exist: run `make chart`, or set HELM=$(tools/helm/build.sh)",
+        path.display()
+    );
+    path
+}
+
+/// kubectl of the control plane's version: `TEST_ASSET_KUBECTL`, else
+/// `$KUBEBUILDER_ASSETS/kubectl`, else the one on PATH (for
+/// `USE_EXISTING_CLUSTER=true`).
+fn kubectl() -> PathBuf {
+    std::env::var_os("TEST_ASSET_KUBECTL")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("KUBEBUILDER_ASSETS").map(|d| Path::new(&d).join("kubectl")))
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
