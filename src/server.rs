@@ -68,6 +68,7 @@ pub fn router(
         client,
         index,
         audit,
+        rate_limits: Default::default(),
         public_url: args.public_url.clone(),
     })
     .merge(health)

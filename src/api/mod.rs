@@ -18,8 +18,8 @@ pub use common::{ObjectRef, SecretKeyRef, SecretRef};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
     ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction, JitOptions, Mode,
-    PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, SamlTrust,
-    ScimConnector, ScimService, WebhookConnector,
+    PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, RateLimit,
+    SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
 pub use slice::{GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, SLICE_CAPACITY, SliceMember};
 pub use user::{

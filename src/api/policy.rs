@@ -151,6 +151,32 @@ pub struct ScimService {
     /// present. Every key counts, so a token is rotated by adding the new key,
     /// switching the IdP over, then removing the old key.
     pub token_secret_ref: SecretRef,
+    /// How fast the identity provider may call, per Roster replica. Beyond it
+    /// requests get 429 with `Retry-After`. Default 50 requests/s, burst 100
+    /// (Entra ID needs at least 25/s).
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+}
+
+/// A token bucket: `requestsPerSecond` refill, `burst` capacity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_second: i32,
+    /// Requests allowed at once above the sustained rate.
+    #[schemars(range(min = 1, max = 100000))]
+    pub burst: i32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// Trust in one SAML 2.0 identity provider.

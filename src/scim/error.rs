@@ -45,6 +45,8 @@ pub struct ScimError {
     pub status: u16,
     pub scim_type: Option<ScimType>,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -53,6 +55,7 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 

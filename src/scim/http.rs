@@ -22,6 +22,7 @@ use super::error::ScimError;
 use super::filter::{Filter, IndexLookup, IndexedAttribute};
 use super::list::{ListQuery, Projection, page, project};
 use super::membership::MembershipIndex;
+use super::ratelimit::RateLimits;
 use super::resource::{self, Location, etag};
 use super::schema::ResourceType;
 use super::store::{Directory, StoreError};
@@ -43,6 +44,8 @@ pub struct ScimState {
     pub index: MembershipIndex,
     /// Publishes an Event per change.
     pub audit: Audit,
+    /// Token buckets per policy.
+    pub rate_limits: RateLimits,
     /// The externally visible base URL of Roster (e.g. `https://roster.example.com`),
     /// for `meta.location`. Unset: derived from the request's Host header.
     pub public_url: Option<String>,
@@ -98,10 +101,15 @@ impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, scim_json(&self.to_json())).into_response();
-        if self.status == 503 || self.status == 429 {
+        let retry_after = match (self.retry_after, self.status) {
+            (Some(seconds), _) => Some(seconds),
+            (None, 503) => Some(5),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -240,6 +248,16 @@ async fn authorize(
                     "SCIM request with a wrong bearer token"
                 );
                 return Err(unauthorized());
+            }
+            // Only authenticated requests spend the identity provider's budget.
+            if let Err(wait) = state
+                .rate_limits
+                .check(namespace, policy_name, &scim.rate_limit)
+            {
+                let mut error =
+                    ScimError::new(429, None, "too many requests for this policy; retry later");
+                error.retry_after = Some(wait.as_secs().max(1));
+                return Err(error);
             }
         }
         // No tokens configured: only a Jit policy can be like this (CEL

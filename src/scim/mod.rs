@@ -13,6 +13,7 @@ pub mod list;
 pub mod membership;
 pub mod patch;
 pub mod path;
+pub mod ratelimit;
 pub mod resource;
 pub mod schema;
 pub mod store;

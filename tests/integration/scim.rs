@@ -758,3 +758,172 @@ fn sorted(ids: &[&String]) -> Vec<String> {
     ids.sort();
     ids
 }
+
+#[tokio::test]
+async fn requests_over_the_rate_limit_get_429_with_retry_after() {
+    let env = env().await;
+    let mut policy = crate::support::fixtures::scim_policy("slow");
+    policy.spec.scim.as_mut().unwrap().rate_limit = roster::api::RateLimit {
+        requests_per_second: 1,
+        burst: 3,
+    };
+    crate::support::scim::create_policy(&env, policy, "slow-token").await;
+    let origin = crate::support::scim::start(env.client.clone()).await;
+    let url = format!("{origin}/scim/{}/slow/v2/Users", env.namespace);
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..6 {
+        let reply = http
+            .get(&url)
+            .bearer_auth("slow-token")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(reply.status().as_u16());
+        if reply.status() == 429 && limited.is_none() {
+            let retry_after: u64 = reply.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            limited = Some((retry_after, reply.json::<Value>().await.unwrap()));
+        }
+    }
+    assert_eq!(
+        &statuses[..3],
+        [200, 200, 200],
+        "the burst passes: {statuses:?}"
+    );
+    let (retry_after, body) = limited.expect("requests beyond the burst are limited");
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(body["status"], "429");
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+}
+
+#[tokio::test]
+async fn every_scim_change_is_an_event_naming_the_request() {
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    let created = server
+        .send_as(
+            Method::POST,
+            "/Users",
+            Some(&okta_user("audit@example.com")),
+            Some(&server.token),
+            &[("X-Request-Id", "req-7f3a")],
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("x-request-id"), Some("req-7f3a"));
+    let id = id_of(&created);
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let mut found = None;
+    for _ in 0..50 {
+        found = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(id.as_str()));
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let event = found.expect("an Event on the new User");
+    assert_eq!(event.reason.as_deref(), Some("ScimCreated"));
+    assert_eq!(event.reporting_controller.as_deref(), Some("roster-scim"));
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("req-7f3a") && note.contains("audit@example.com"),
+        "{note}"
+    );
+    assert!(!note.contains("1mz050nq"), "no password in the audit trail");
+}
+
+#[tokio::test]
+async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices() {
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    let gid = id_of(
+        &server
+            .post(
+                "/Groups",
+                &json!({"schemas": [GROUP], "displayName": "Everyone"}),
+            )
+            .await,
+    );
+    let total = 50_000;
+    let batch = 256;
+    let slices: Api<GroupMemberSlice> = env.api();
+    let mut last_versions = std::collections::BTreeMap::new();
+    let mut start = 0;
+    while start < total {
+        let end = (start + batch).min(total);
+        if end == total {
+            // Before the last PATCH: remember every slice's version.
+            last_versions = versions(&slices).await;
+        }
+        let value: Vec<Value> = (start..end)
+            .map(|i| json!({"value": format!("00000000-0000-4000-8000-{i:012}")}))
+            .collect();
+        let reply = server
+            .patch(
+                &format!("/Groups/{gid}"),
+                &json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": value}]}),
+            )
+            .await;
+        assert_eq!(reply.status, 204, "{}", reply.body);
+        start = end;
+    }
+    let after = versions(&slices).await;
+    let touched = after
+        .iter()
+        .filter(|(name, rv)| last_versions.get(*name) != Some(rv))
+        .count();
+    assert!(
+        touched <= 2,
+        "the last 256-member PATCH rewrote {touched} slices of {}",
+        after.len()
+    );
+
+    let all = slices.list(&Default::default()).await.unwrap().items;
+    let largest = all
+        .iter()
+        .map(|s| serde_json::to_vec(s).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(largest < 1024 * 1024, "a slice of {largest} bytes");
+    let counted: usize = all.iter().map(|s| s.spec.members.len()).sum();
+    assert_eq!(counted, total);
+    assert_eq!(all.len(), total.div_ceil(roster::api::SLICE_CAPACITY));
+    println!(
+        "50,000 members in {} slices, largest {largest} bytes",
+        all.len()
+    );
+
+    // Entra asks for the group without members; with them, all are there.
+    let reply = server.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(reply.body["members"].as_array().unwrap().len(), total);
+}
+
+async fn versions(slices: &Api<GroupMemberSlice>) -> std::collections::BTreeMap<String, String> {
+    slices
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                s.metadata.name.unwrap(),
+                s.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect()
+}

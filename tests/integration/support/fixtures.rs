@@ -12,6 +12,7 @@ pub fn scim_policy(name: &str) -> ProvisioningPolicy {
                 token_secret_ref: SecretRef {
                     name: format!("{name}-scim-tokens"),
                 },
+                rate_limit: RateLimit::default(),
             }),
             saml: None,
             jit: None,
