@@ -11,10 +11,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::api::RateLimit;
 
+/// A policy's limit and the bucket made from it.
+type Bucket = (RateLimit, Arc<DefaultDirectRateLimiter>);
+
 /// Buckets by (namespace, policy).
 #[derive(Clone, Default)]
 pub struct RateLimits {
-    buckets: Arc<Mutex<HashMap<(String, String), (RateLimit, Arc<DefaultDirectRateLimiter>)>>>,
+    buckets: Arc<Mutex<HashMap<(String, String), Bucket>>>,
 }
 
 impl RateLimits {
