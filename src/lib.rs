@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod cluster;
+pub mod connectors;
+pub mod controller;
 pub mod controlplane;
 pub mod dev;
 pub mod operator;

@@ -116,6 +116,10 @@ pub struct GroupStatus {
     /// The spec generation last synced to the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_generation: Option<i64>,
+    /// Members declared in the spec that are synced: member id -> the
+    /// application's id for it. (Members in slices are tracked per slice.)
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub synced_members: std::collections::BTreeMap<String, String>,
     /// When the group was last synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<Time>,

@@ -21,7 +21,10 @@ pub use policy::{
     PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, RateLimit,
     SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
-pub use slice::{GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, SLICE_CAPACITY, SliceMember};
+pub use slice::{
+    GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,
+    SliceMember,
+};
 pub use user::{
     Account, AccountState, Address, EnterpriseAttributes, MultiValuedAttribute, PersonName, Source,
     User, UserSpec, UserStatus,

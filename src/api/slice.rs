@@ -28,6 +28,7 @@ pub const GROUP_LABEL: &str = "roster.dev/group";
     version = "v1alpha1",
     kind = "GroupMemberSlice",
     namespaced,
+    status = "GroupMemberSliceStatus",
     derive = "PartialEq",
     derive = "Default",
     shortname = "rsgms",
@@ -67,4 +68,17 @@ pub struct SliceMember {
     /// The member's name, for display only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
+}
+
+/// What the controller has synced of a slice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMemberSliceStatus {
+    /// Members synced to the application: member id -> the application's id
+    /// for it (kept so a member can be removed even after its User is gone).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub synced_members: BTreeMap<String, String>,
+    /// The generation of the spec last synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }

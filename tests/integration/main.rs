@@ -3,6 +3,8 @@
 
 mod chart;
 mod conformance;
+mod connectors;
+mod controller;
 mod crds;
 mod examples;
 mod scim;

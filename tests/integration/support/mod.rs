@@ -10,8 +10,10 @@
 
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod fixtures;
 pub mod scim;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -52,6 +54,11 @@ impl TestEnv {
 /// Starts (once) the control plane, installs the CRDs from `crds/`, and
 /// returns a client with a fresh namespace.
 pub async fn env() -> TestEnv {
+    // Logs, when asked for with RUST_LOG, go to the test's captured output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let shared = SHARED.get_or_init(start_shared);
     let client =
         kube::Client::try_from(shared.config.clone()).expect("a client for the test cluster");

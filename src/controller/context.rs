@@ -1,0 +1,272 @@
+//! What every reconcile shares: the client, the caches, the connectors'
+//! credentials, throttles and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Error;
+use crate::api::{
+    ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
+};
+use crate::connectors::scim::ScimConnector;
+use crate::connectors::webhook::WebhookConnector;
+use crate::connectors::{AnyConnector, ConnectorError};
+use crate::policy::CONTROLLER_MANAGER;
+
+/// Downstream calls in flight per application, so one sync of many objects
+/// does not flood it.
+pub const CALLS_PER_APPLICATION: usize = 4;
+
+pub struct Context {
+    pub client: kube::Client,
+    pub users: Store<User>,
+    pub groups: Store<Group>,
+    pub policies: Store<ProvisioningPolicy>,
+    pub slices: Store<GroupMemberSlice>,
+    recorder: Recorder,
+    throttles: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    failures: Mutex<HashMap<String, u32>>,
+    /// Externally visible URL, for the URLs a policy's status publishes.
+    pub public_url: Option<String>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        stores: (
+            Store<User>,
+            Store<Group>,
+            Store<ProvisioningPolicy>,
+            Store<GroupMemberSlice>,
+        ),
+        instance: Option<String>,
+        public_url: Option<String>,
+    ) -> Self {
+        let (users, groups, policies, slices) = stores;
+        Self {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: CONTROLLER_MANAGER.to_owned(),
+                    instance,
+                },
+            ),
+            client,
+            users,
+            groups,
+            policies,
+            slices,
+            throttles: Mutex::default(),
+            failures: Mutex::default(),
+            public_url,
+        }
+    }
+
+    /// The policy, once the policy cache has been filled: right after a
+    /// start, a missing policy may only be one not listed yet.
+    pub async fn policy(&self, namespace: &str, name: &str) -> Option<Arc<ProvisioningPolicy>> {
+        let key = ObjectRef::new(name).within(namespace);
+        if let Some(policy) = self.policies.get(&key) {
+            return Some(policy);
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), self.policies.wait_until_ready()).await;
+        self.policies.get(&key)
+    }
+
+    pub fn user(&self, namespace: &str, name: &str) -> Option<Arc<User>> {
+        self.users.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn group(&self, namespace: &str, name: &str) -> Option<Arc<Group>> {
+        self.groups.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The application's id for a member User, once it has an account.
+    pub fn remote_user_id(&self, namespace: &str, id: &str) -> Option<String> {
+        let user = self.user(namespace, id)?;
+        if user.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        user.status.as_ref()?.account.as_ref()?.remote_id.clone()
+    }
+
+    /// A permit to call the policy's application.
+    pub async fn throttle(&self, namespace: &str, policy: &str) -> OwnedSemaphorePermit {
+        let semaphore = {
+            let mut throttles = self.throttles.lock().expect("throttle lock");
+            throttles
+                .entry((namespace.to_owned(), policy.to_owned()))
+                .or_insert_with(|| Arc::new(Semaphore::new(CALLS_PER_APPLICATION)))
+                .clone()
+        };
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Builds the policy's connector, reading its Secret.
+    pub async fn connector(&self, policy: &ProvisioningPolicy) -> Result<AnyConnector, Error> {
+        let namespace = policy.namespace().unwrap_or_default();
+        let application = &policy.spec.application;
+        let misconfigured =
+            |what: &str| Error::Connector(ConnectorError::Misconfigured(what.to_owned()));
+        match application.kind {
+            ApplicationKind::Scim => {
+                let scim = application
+                    .scim
+                    .as_ref()
+                    .ok_or_else(|| misconfigured("application.scim is missing"))?;
+                let token = self.secret_key(&namespace, &scim.token_secret_ref).await?;
+                let token = String::from_utf8(token)
+                    .map_err(|_| misconfigured("the application token is not UTF-8"))?;
+                Ok(AnyConnector::Scim(
+                    ScimConnector::new(&scim.base_url, token.trim()).map_err(Error::Connector)?,
+                ))
+            }
+            ApplicationKind::Webhook => {
+                let webhook = application
+                    .webhook
+                    .as_ref()
+                    .ok_or_else(|| misconfigured("application.webhook is missing"))?;
+                let key = self
+                    .secret_key(&namespace, &webhook.signing_secret_ref)
+                    .await?;
+                Ok(AnyConnector::Webhook(
+                    WebhookConnector::new(&webhook.url, &key).map_err(Error::Connector)?,
+                ))
+            }
+        }
+    }
+
+    /// One key of a Secret; a missing Secret or key is a misconfiguration.
+    pub async fn secret_key(
+        &self,
+        namespace: &str,
+        reference: &SecretKeyRef,
+    ) -> Result<Vec<u8>, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets
+            .get_opt(&reference.name)
+            .await
+            .map_err(Error::Kube)?;
+        let value = secret
+            .and_then(|s| s.data)
+            .and_then(|mut data| data.remove(&reference.key))
+            .map(|v| v.0)
+            .filter(|v| !v.is_empty());
+        value.ok_or_else(|| {
+            Error::Connector(ConnectorError::Misconfigured(format!(
+                "Secret {}/{} has no key {}",
+                namespace, reference.name, reference.key
+            )))
+        })
+    }
+
+    /// Publishes an Event about `object`. Failing to publish is only logged.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, "could not publish an Event");
+        }
+    }
+
+    /// Exponential backoff per object: 1 s doubling to 5 min.
+    pub fn backoff(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let count = failures.entry(key).or_insert(0);
+        *count = (*count + 1).min(16);
+        Duration::from_secs((1u64 << (*count - 1)).min(300))
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+
+    /// Server-side applies a status (with apiVersion and kind) as the controller.
+    pub async fn apply_status<K>(&self, object: &K, status: serde_json::Value) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> =
+            Api::namespaced(self.client.clone(), &object.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::apply(CONTROLLER_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
+        Ok(())
+    }
+
+    /// Adds or removes the deprovisioning finalizer, as the controller's own
+    /// field (server-side apply), leaving other finalizers alone.
+    pub async fn set_finalizer<K>(&self, object: &K, present: bool) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> =
+            Api::namespaced(self.client.clone(), &object.namespace().unwrap_or_default());
+        let finalizers: Vec<&str> = if present {
+            vec![super::FINALIZER]
+        } else {
+            vec![]
+        };
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            // The uid makes this a precondition: never re-create a gone object.
+            "metadata": {"name": object.name_any(), "uid": object.uid(), "finalizers": finalizers},
+        });
+        match api
+            .patch(
+                &object.name_any(),
+                &PatchParams::apply(CONTROLLER_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone: removing the finalizer is done.
+            Err(kube::Error::Api(s)) if (s.code == 404 || s.code == 409) && !present => Ok(()),
+            Err(error) => Err(Error::Kube(error)),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Reconciling a Group (its group in the application, and the members it
+//! declares inline) and its GroupMemberSlices (the members pushed over SCIM).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+
+use super::conditions::{self, Decided, SYNCED};
+use super::plan::{self, MemberDiff};
+use super::{Context, Error, FINALIZER};
+use crate::api::{Group, GroupMemberSlice, Source};
+use crate::connectors::{AnyConnector, Connector, DesiredGroup};
+use crate::policy::SOURCE_LABEL;
+
+/// How soon to look again at members whose users have no account yet.
+const WAITING_FOR_MEMBERS: Duration = Duration::from_secs(3);
+
+fn desired(group: &Group) -> DesiredGroup {
+    DesiredGroup {
+        id: group.name_any(),
+        uid: group.uid().unwrap_or_default(),
+        generation: group.metadata.generation.unwrap_or_default(),
+        display_name: group.spec.display_name.clone(),
+        external_id: group.spec.external_id.clone(),
+    }
+}
+
+pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!("{}", ObjectRef::from_obj(group.as_ref()));
+    let has_finalizer = group.finalizers().iter().any(|f| f == FINALIZER);
+    let result = if group.metadata.deletion_timestamp.is_some() {
+        if !has_finalizer {
+            return Ok(Action::await_change());
+        }
+        delete(&group, &ctx).await
+    } else {
+        if !has_finalizer {
+            ctx.set_finalizer(group.as_ref(), true).await?;
+        }
+        sync(&group, &ctx).await
+    };
+    match result {
+        Ok(action) => {
+            ctx.succeeded(&key);
+            Ok(action)
+        }
+        Err(error) => {
+            if let Err(status_error) = write_status(&group, &ctx, None, None, Err(&error)).await {
+                tracing::warn!(%status_error, "could not record a failed group sync");
+            }
+            if error.needs_change() {
+                ctx.event(group.as_ref(), true, error.reason(), error.to_string())
+                    .await;
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let generation = group.metadata.generation.unwrap_or_default();
+    let status = group.status.clone().unwrap_or_default();
+    let declared: BTreeSet<String> = group.spec.members.iter().map(|m| m.value.clone()).collect();
+    let diff = plan::diff_members(&declared, &status.synced_members, |id| {
+        ctx.remote_user_id(&namespace, id)
+    });
+    let in_sync = status.remote_id.is_some()
+        && status.synced_generation == Some(generation)
+        && diff.is_empty();
+    if in_sync {
+        write_status(
+            group,
+            ctx,
+            status.remote_id.clone(),
+            Some(status.synced_members.clone()),
+            Ok(()),
+        )
+        .await?;
+        return Ok(requeue_if_waiting(&diff));
+    }
+    let policy = ctx
+        .policy(&namespace, &group.spec.policy)
+        .await
+        .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", group.spec.policy)))?;
+    let connector = ctx.connector(&policy).await?;
+    let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+    let want = desired(group);
+    let remote_id = match &status.remote_id {
+        Some(id) => {
+            if status.synced_generation != Some(generation) {
+                connector
+                    .update_group(id, &want)
+                    .await
+                    .map_err(Error::Connector)?;
+                ctx.event(
+                    group,
+                    false,
+                    "Updated",
+                    format!("group {id} is {}", want.display_name),
+                )
+                .await;
+            }
+            id.clone()
+        }
+        None => {
+            let found = connector
+                .find_group(&want.display_name)
+                .await
+                .map_err(Error::Connector)?;
+            let (id, reason) = match found {
+                Some(id) => {
+                    connector
+                        .update_group(&id, &want)
+                        .await
+                        .map_err(Error::Connector)?;
+                    (id, "Adopted")
+                }
+                None => (
+                    connector
+                        .create_group(&want)
+                        .await
+                        .map_err(Error::Connector)?,
+                    "Created",
+                ),
+            };
+            ctx.event(
+                group,
+                false,
+                reason,
+                format!("group {id} for {}", want.display_name),
+            )
+            .await;
+            id
+        }
+    };
+    let synced = change_members(
+        &connector,
+        &remote_id,
+        &want,
+        &status.synced_members,
+        &diff,
+        &format!("{}-{generation}", want.uid),
+    )
+    .await?;
+    write_status(group, ctx, Some(remote_id), Some(synced), Ok(())).await?;
+    Ok(requeue_if_waiting(&diff))
+}
+
+async fn change_members(
+    connector: &AnyConnector,
+    remote_id: &str,
+    want: &DesiredGroup,
+    synced: &BTreeMap<String, String>,
+    diff: &MemberDiff,
+    change_id: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    if diff.is_empty() {
+        return Ok(synced.clone());
+    }
+    let add: Vec<String> = diff.add.iter().map(|(_, r)| r.clone()).collect();
+    let remove: Vec<String> = diff.remove.iter().map(|(_, r)| r.clone()).collect();
+    connector
+        .change_members(remote_id, want, &add, &remove, change_id)
+        .await
+        .map_err(Error::Connector)?;
+    Ok(plan::apply_diff(synced, diff))
+}
+
+fn requeue_if_waiting(diff: &MemberDiff) -> Action {
+    if diff.waiting.is_empty() {
+        Action::await_change()
+    } else {
+        Action::requeue(WAITING_FOR_MEMBERS)
+    }
+}
+
+async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let remote_id = group.status.as_ref().and_then(|s| s.remote_id.clone());
+    if let (Some(remote_id), Some(policy)) =
+        (remote_id, ctx.policy(&namespace, &group.spec.policy).await)
+    {
+        let connector = ctx.connector(&policy).await?;
+        let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+        connector
+            .delete_group(&remote_id, &desired(group))
+            .await
+            .map_err(Error::Connector)?;
+        ctx.event(
+            group,
+            false,
+            "Deleted",
+            format!("group {remote_id} deleted before the Group"),
+        )
+        .await;
+    }
+    ctx.set_finalizer(group, false).await?;
+    Ok(Action::await_change())
+}
+
+fn member_count(group: &Group, ctx: &Context) -> i64 {
+    let namespace = group.namespace();
+    let name = group.name_any();
+    let mut members: BTreeSet<String> =
+        group.spec.members.iter().map(|m| m.value.clone()).collect();
+    for slice in ctx.slices.state() {
+        if slice.namespace() == namespace && slice.spec.group == name {
+            members.extend(slice.spec.members.keys().cloned());
+        }
+    }
+    members.len() as i64
+}
+
+async fn write_status(
+    group: &Group,
+    ctx: &Context,
+    remote_id: Option<String>,
+    synced_members: Option<BTreeMap<String, String>>,
+    outcome: Result<(), &Error>,
+) -> Result<(), Error> {
+    let current = group.status.clone().unwrap_or_default();
+    let synced = match outcome {
+        Ok(()) => Decided::new(
+            SYNCED,
+            true,
+            "Synced",
+            "the application's group matches the spec",
+        ),
+        Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
+    };
+    let decided = vec![conditions::summary(std::slice::from_ref(&synced)), synced];
+    let ok = outcome.is_ok();
+    let mut status = current.clone();
+    status.source = Some(match group.labels().get(SOURCE_LABEL).map(String::as_str) {
+        Some("scim") => Source::Scim,
+        Some("jit") => Source::Jit,
+        _ => Source::Manual,
+    });
+    status.member_count = Some(member_count(group, ctx));
+    status.conditions = conditions::merge(
+        &current.conditions,
+        &decided,
+        group.metadata.generation,
+        &now(),
+    );
+    if ok {
+        if remote_id != current.remote_id || current.synced_generation != group.metadata.generation
+        {
+            status.last_sync = Some(now());
+        }
+        status.remote_id = remote_id;
+        status.synced_generation = group.metadata.generation;
+        if let Some(members) = synced_members {
+            status.synced_members = members;
+        }
+    }
+    if status == current {
+        return Ok(());
+    }
+    ctx.apply_status(
+        group,
+        serde_json::to_value(&status).expect("a status serialises"),
+    )
+    .await
+}
+
+/// A slice's members, synced into its group in the application.
+pub async fn reconcile_slice(
+    slice: Arc<GroupMemberSlice>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = slice.namespace().unwrap_or_default();
+    let Some(group) = ctx.group(&namespace, &slice.spec.group) else {
+        return Ok(Action::await_change());
+    };
+    let Some(remote_id) = group.status.as_ref().and_then(|s| s.remote_id.clone()) else {
+        // The group's own reconcile creates it first; its status change wakes us.
+        return Ok(Action::await_change());
+    };
+    if group.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let status = slice.status.clone().unwrap_or_default();
+    let desired_members: BTreeSet<String> = slice.spec.members.keys().cloned().collect();
+    let diff = plan::diff_members(&desired_members, &status.synced_members, |id| {
+        ctx.remote_user_id(&namespace, id)
+    });
+    if diff.is_empty() {
+        return Ok(requeue_if_waiting(&diff));
+    }
+    let policy = ctx
+        .policy(&namespace, &group.spec.policy)
+        .await
+        .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", group.spec.policy)))?;
+    let connector = ctx.connector(&policy).await?;
+    let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+    let change_id = format!(
+        "{}-{}",
+        slice.uid().unwrap_or_default(),
+        slice.metadata.resource_version.clone().unwrap_or_default()
+    );
+    let synced = change_members(
+        &connector,
+        &remote_id,
+        &desired(&group),
+        &status.synced_members,
+        &diff,
+        &change_id,
+    )
+    .await?;
+    ctx.apply_status(
+        slice.as_ref(),
+        json!({"syncedMembers": synced, "observedGeneration": slice.metadata.generation}),
+    )
+    .await?;
+    ctx.event(
+        group.as_ref(),
+        false,
+        "MembersChanged",
+        format!(
+            "added {} and removed {} members",
+            diff.add.len(),
+            diff.remove.len()
+        ),
+    )
+    .await;
+    Ok(requeue_if_waiting(&diff))
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

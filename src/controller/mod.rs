@@ -1,0 +1,229 @@
+//! kube-runtime controllers for ProvisioningPolicy, User, Group and
+//! GroupMemberSlice. Each reconcile is observe -> plan (pure, `plan`) ->
+//! apply (a connector) -> status; a finalizer on every User and Group makes
+//! sure the application account is deprovisioned before the object goes.
+
+pub mod conditions;
+pub mod context;
+mod group;
+pub mod plan;
+mod policy;
+mod user;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy, User};
+use crate::connectors::ConnectorError;
+pub use context::Context;
+
+/// On every User and Group: deprovision in the application before deletion.
+pub const FINALIZER: &str = "roster.dev/deprovision";
+
+/// Errors of a reconcile; each names its Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("{0}")]
+    Connector(#[source] ConnectorError),
+    #[error("the ProvisioningPolicy {0} does not exist")]
+    PolicyNotFound(String),
+}
+
+impl Error {
+    /// The reason a condition and an Event give for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesError",
+            Self::Connector(ConnectorError::Unavailable(_)) => "ApplicationUnavailable",
+            Self::Connector(ConnectorError::RateLimited(_)) => "ApplicationRateLimited",
+            Self::Connector(ConnectorError::Rejected { .. }) => "ApplicationRejected",
+            Self::Connector(ConnectorError::Misconfigured(_)) => "ConnectorMisconfigured",
+            Self::PolicyNotFound(_) => "PolicyNotFound",
+        }
+    }
+
+    /// A bad spec or configuration: retrying without a change won't help.
+    pub fn needs_change(&self) -> bool {
+        matches!(
+            self,
+            Self::Connector(ConnectorError::Rejected { .. })
+                | Self::Connector(ConnectorError::Misconfigured(_))
+                | Self::PolicyNotFound(_)
+        )
+    }
+}
+
+/// What to do after a failed reconcile: wait for the application's
+/// Retry-After, back off exponentially per object, or wait for a change
+/// (with a long safety resync, since a Secret fix doesn't touch the object).
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    if let Error::Connector(ConnectorError::RateLimited(wait)) = error {
+        return Action::requeue(*wait);
+    }
+    if error.needs_change() {
+        return Action::requeue(Duration::from_secs(300));
+    }
+    let key = format!("{}", ObjectRef::from_obj(object.as_ref()));
+    let wait = ctx.backoff(key);
+    tracing::info!(object = %ObjectRef::from_obj(object.as_ref()), %error, ?wait, "reconcile failed; backing off");
+    Action::requeue(wait)
+}
+
+/// A shared cache for `K` with managedFields stripped: the store, `n`
+/// subscriptions to its changes (one per controller reading it), and the
+/// future that keeps it fed.
+fn cached<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    n: usize,
+) -> (
+    reflector::Store<K>,
+    Vec<reflector::ReflectHandle<K>>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store_shared(1024);
+    let subscribers = (0..n)
+        .map(|_| writer.subscribe().expect("a shared store has subscribers"))
+        .collect();
+    let api = match namespace {
+        Some(namespace) => Api::<K>::namespaced(client.clone(), namespace),
+        None => Api::<K>::all(client.clone()),
+    };
+    let feed = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .reflect_shared(writer)
+        .applied_objects()
+        .for_each(|event| async move {
+            if let Err(error) = event {
+                tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
+            }
+        });
+    (reader, subscribers, feed)
+}
+
+/// Runs the controllers until `shutdown` completes, over one namespace or,
+/// with `None`, all of them.
+pub async fn run(
+    client: kube::Client,
+    namespace: Option<String>,
+    instance: Option<String>,
+    public_url: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
+    let (users, mut user_events, users_feed) = cached::<User>(&client, namespace.as_deref(), 2);
+    let (groups, mut group_events, groups_feed) = cached::<Group>(&client, namespace.as_deref(), 3);
+    let (policies, mut policy_events, policies_feed) =
+        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2);
+    let (slices, mut slice_events, slices_feed) =
+        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        (
+            users.clone(),
+            groups.clone(),
+            policies.clone(),
+            slices.clone(),
+        ),
+        instance,
+        public_url,
+    ));
+
+    let users_of_policy = {
+        let users = users.clone();
+        move |policy: Arc<ProvisioningPolicy>| {
+            let namespace = policy.namespace();
+            let name = policy.name_any();
+            users
+                .state()
+                .into_iter()
+                .filter(|u| u.namespace() == namespace && u.spec.policy == name)
+                .map(|u| ObjectRef::from_obj(u.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let user_controller = Controller::for_shared_stream(user_events.remove(0), users.clone())
+        .watches_shared_stream(policy_events.remove(0), users_of_policy)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(user::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let group_of_slice = |slice: Arc<GroupMemberSlice>| {
+        Some(
+            ObjectRef::<Group>::new(&slice.spec.group)
+                .within(&slice.namespace().unwrap_or_default()),
+        )
+    };
+    let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
+        .watches_shared_stream(slice_events.remove(0), group_of_slice)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(group::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let slices_of_group = {
+        let slices = slices.clone();
+        move |group: Arc<Group>| {
+            let namespace = group.namespace();
+            let name = group.name_any();
+            slices
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace && s.spec.group == name)
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let slice_controller = Controller::for_shared_stream(slice_events.remove(0), slices.clone())
+        .watches_shared_stream(group_events.remove(0), slices_of_group)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(group::reconcile_slice, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let policy_of = |namespace: Option<String>, policy: &str| {
+        Some(ObjectRef::<ProvisioningPolicy>::new(policy).within(&namespace.unwrap_or_default()))
+    };
+    let policy_controller =
+        Controller::for_shared_stream(policy_events.remove(0), policies.clone())
+            .watches_shared_stream(user_events.remove(0), move |u: Arc<User>| {
+                policy_of(u.namespace(), &u.spec.policy)
+            })
+            .watches_shared_stream(group_events.remove(0), move |g: Arc<Group>| {
+                policy_of(g.namespace(), &g.spec.policy)
+            })
+            .graceful_shutdown_on(shutdown.clone())
+            .run(policy::reconcile, error_policy, ctx.clone())
+            .for_each(|_| async {});
+
+    // The feeds stop when the controllers do.
+    tokio::select! {
+        _ = async { tokio::join!(user_controller, group_controller, slice_controller, policy_controller) } => {}
+        _ = users_feed => {}
+        _ = groups_feed => {}
+        _ = policies_feed => {}
+        _ = slices_feed => {}
+    }
+}

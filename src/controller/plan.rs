@@ -1,0 +1,247 @@
+//! What to do downstream, decided purely from (desired state, what the
+//! status says was synced, what the application holds). Reconcilers fetch,
+//! call these, then act.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{Account, AccountState, DeprovisionAction};
+use crate::connectors::RemoteAccount;
+
+/// One step for a user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserAction {
+    /// Nothing to do: the account matches this generation.
+    Nothing,
+    /// Ask the application whether an account with the userName exists
+    /// (after a crash between creating it and recording its id).
+    Lookup,
+    Create,
+    /// Take over an account found by userName, then make it match.
+    Adopt(String),
+    Update(String),
+    Disable(String),
+    Delete(String),
+}
+
+/// Keeping an account in line with a live (not deleting) User.
+/// `found` is the answer to a previous `Lookup`, if one was made.
+pub fn plan_sync(
+    generation: i64,
+    active: bool,
+    account: Option<&Account>,
+    found: Option<Option<&RemoteAccount>>,
+) -> UserAction {
+    let remote_id = account.and_then(|a| a.remote_id.clone());
+    let synced = account.and_then(|a| a.synced_generation) == Some(generation);
+    match (remote_id, found) {
+        // The fast path of every resync: no downstream call at all.
+        (Some(_), _) if synced => UserAction::Nothing,
+        (Some(id), _) => {
+            let was_active = account.and_then(|a| a.state) != Some(AccountState::Disabled);
+            if was_active && !active {
+                UserAction::Disable(id)
+            } else {
+                UserAction::Update(id)
+            }
+        }
+        (None, None) => UserAction::Lookup,
+        (None, Some(Some(remote))) => UserAction::Adopt(remote.id.clone()),
+        (None, Some(None)) => UserAction::Create,
+    }
+}
+
+/// Deprovisioning a User being deleted, as the policy says.
+pub fn plan_deprovision(
+    action: DeprovisionAction,
+    account: Option<&Account>,
+    found: Option<Option<&RemoteAccount>>,
+) -> UserAction {
+    let remote_id = account.and_then(|a| a.remote_id.clone());
+    let id = match (remote_id, found) {
+        (Some(id), _) => id,
+        (None, None) => return UserAction::Lookup,
+        (None, Some(Some(remote))) => remote.id.clone(),
+        (None, Some(None)) => return UserAction::Nothing,
+    };
+    match action {
+        DeprovisionAction::Delete => UserAction::Delete(id),
+        DeprovisionAction::Disable => {
+            if account.and_then(|a| a.state) == Some(AccountState::Disabled) {
+                UserAction::Nothing
+            } else {
+                UserAction::Disable(id)
+            }
+        }
+    }
+}
+
+/// How a group's members must change downstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberDiff {
+    /// (member id, remote id) to add.
+    pub add: Vec<(String, String)>,
+    /// (member id, remote id) to remove.
+    pub remove: Vec<(String, String)>,
+    /// Members whose account has no remote id yet: sync them later.
+    pub waiting: Vec<String>,
+}
+
+impl MemberDiff {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `desired` members against `synced` (member id -> remote id, as last
+/// recorded); `remote_id` gives a member's current remote id, if any.
+pub fn diff_members(
+    desired: &BTreeSet<String>,
+    synced: &BTreeMap<String, String>,
+    remote_id: impl Fn(&str) -> Option<String>,
+) -> MemberDiff {
+    let mut diff = MemberDiff::default();
+    for id in desired {
+        if synced.contains_key(id) {
+            continue;
+        }
+        match remote_id(id) {
+            Some(remote) => diff.add.push((id.clone(), remote)),
+            None => diff.waiting.push(id.clone()),
+        }
+    }
+    for (id, remote) in synced {
+        if !desired.contains(id) {
+            diff.remove.push((id.clone(), remote.clone()));
+        }
+    }
+    diff
+}
+
+/// The synced map after applying `diff`.
+pub fn apply_diff(
+    synced: &BTreeMap<String, String>,
+    diff: &MemberDiff,
+) -> BTreeMap<String, String> {
+    let mut out = synced.clone();
+    for (id, _) in &diff.remove {
+        out.remove(id);
+    }
+    for (id, remote) in &diff.add {
+        out.insert(id.clone(), remote.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(
+        remote: Option<&str>,
+        state: Option<AccountState>,
+        generation: Option<i64>,
+    ) -> Account {
+        Account {
+            remote_id: remote.map(str::to_owned),
+            state,
+            synced_generation: generation,
+            last_sync: None,
+        }
+    }
+
+    fn remote(id: &str) -> RemoteAccount {
+        RemoteAccount {
+            id: id.into(),
+            active: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_synced_generation_means_no_downstream_call() {
+        let a = account(Some("r1"), Some(AccountState::Active), Some(3));
+        assert_eq!(plan_sync(3, true, Some(&a), None), UserAction::Nothing);
+    }
+
+    #[test]
+    fn a_new_user_is_looked_up_before_it_is_created() {
+        assert_eq!(plan_sync(1, true, None, None), UserAction::Lookup);
+        assert_eq!(plan_sync(1, true, None, Some(None)), UserAction::Create);
+        let found = remote("r9");
+        assert_eq!(
+            plan_sync(1, true, None, Some(Some(&found))),
+            UserAction::Adopt("r9".into())
+        );
+    }
+
+    #[test]
+    fn deactivation_disables_and_other_changes_update() {
+        let a = account(Some("r1"), Some(AccountState::Active), Some(1));
+        assert_eq!(
+            plan_sync(2, false, Some(&a), None),
+            UserAction::Disable("r1".into())
+        );
+        assert_eq!(
+            plan_sync(2, true, Some(&a), None),
+            UserAction::Update("r1".into())
+        );
+        let disabled = account(Some("r1"), Some(AccountState::Disabled), Some(2));
+        assert_eq!(
+            plan_sync(3, true, Some(&disabled), None),
+            UserAction::Update("r1".into())
+        );
+        assert_eq!(
+            plan_sync(3, false, Some(&disabled), None),
+            UserAction::Update("r1".into())
+        );
+    }
+
+    #[test]
+    fn deprovisioning_follows_the_policy() {
+        let a = account(Some("r1"), Some(AccountState::Active), Some(1));
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Delete, Some(&a), None),
+            UserAction::Delete("r1".into())
+        );
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Disable, Some(&a), None),
+            UserAction::Disable("r1".into())
+        );
+        let disabled = account(Some("r1"), Some(AccountState::Disabled), Some(1));
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Disable, Some(&disabled), None),
+            UserAction::Nothing
+        );
+    }
+
+    #[test]
+    fn deprovisioning_a_user_never_synced_looks_it_up_first() {
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Delete, None, None),
+            UserAction::Lookup
+        );
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Delete, None, Some(None)),
+            UserAction::Nothing
+        );
+        let found = remote("r2");
+        assert_eq!(
+            plan_deprovision(DeprovisionAction::Delete, None, Some(Some(&found))),
+            UserAction::Delete("r2".into())
+        );
+    }
+
+    #[test]
+    fn member_diffs_add_remove_and_wait_for_unsynced_users() {
+        let desired: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        let synced = BTreeMap::from([
+            ("a".to_owned(), "ra".to_owned()),
+            ("z".to_owned(), "rz".to_owned()),
+        ]);
+        let diff = diff_members(&desired, &synced, |id| (id == "b").then(|| "rb".to_owned()));
+        assert_eq!(diff.add, vec![("b".to_owned(), "rb".to_owned())]);
+        assert_eq!(diff.remove, vec![("z".to_owned(), "rz".to_owned())]);
+        assert_eq!(diff.waiting, vec!["c".to_owned()]);
+        let after = apply_diff(&synced, &diff);
+        assert_eq!(after.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+}

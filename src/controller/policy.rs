@@ -1,0 +1,240 @@
+//! Reconciling a ProvisioningPolicy: check what the API server cannot and
+//! publish where to point the identity provider, with counts.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use super::conditions::{self, Decided};
+use super::{Context, Error};
+use crate::api::{ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, SamlTrust};
+
+pub async fn reconcile(
+    policy: Arc<ProvisioningPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let mut decided = Vec::new();
+
+    decided.push(match (&policy.spec.mode, &policy.spec.scim) {
+        (Mode::Scim, Some(scim)) => {
+            match token_count(&ctx, &namespace, &scim.token_secret_ref.name).await? {
+                0 => Decided::new(
+                    "ScimTokens",
+                    false,
+                    "TokensMissing",
+                    format!(
+                        "Secret {} holds no bearer token",
+                        scim.token_secret_ref.name
+                    ),
+                ),
+                n => Decided::new(
+                    "ScimTokens",
+                    true,
+                    "TokensPresent",
+                    format!("{n} bearer token(s) accepted"),
+                ),
+            }
+        }
+        (Mode::Scim, None) => {
+            Decided::new("ScimTokens", false, "TokensMissing", "spec.scim is missing")
+        }
+        (Mode::Jit, _) => Decided::new(
+            "ScimTokens",
+            true,
+            "NotApplicable",
+            "the SCIM service refuses requests in Jit mode",
+        ),
+    });
+
+    decided.push(match &policy.spec.saml {
+        Some(saml) => saml_trust(saml),
+        None if policy.spec.mode == Mode::Jit => Decided::new(
+            "SamlTrust",
+            false,
+            "TrustMissing",
+            "a Jit policy needs spec.saml",
+        ),
+        None => Decided::new(
+            "SamlTrust",
+            true,
+            "NotConfigured",
+            "no SAML login for this application",
+        ),
+    });
+
+    decided.push(match ctx.connector(&policy).await {
+        Ok(_) => Decided::new(
+            "Application",
+            true,
+            "Configured",
+            "the connector's settings and credentials are complete",
+        ),
+        Err(error) => Decided::new("Application", false, error.reason(), error.to_string()),
+    });
+
+    let others = claimants(&ctx, &policy);
+    decided.push(if others.is_empty() {
+        Decided::new(
+            "Exclusive",
+            true,
+            "SoleClaimant",
+            "no other policy provisions this application",
+        )
+    } else {
+        Decided::new(
+            "Exclusive",
+            false,
+            "ApplicationClaimedTwice",
+            format!(
+                "policies {} provision the same application; keep one",
+                others.join(", ")
+            ),
+        )
+    });
+
+    let summary = conditions::summary(&decided);
+    decided.insert(0, summary);
+    let current = policy.status.clone().unwrap_or_default();
+    let merged = conditions::merge(
+        &current.conditions,
+        &decided,
+        policy.metadata.generation,
+        &now(),
+    );
+    let origin = ctx.public_url.clone().unwrap_or_default();
+    let status = crate::api::ProvisioningPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        conditions: merged,
+        scim_base_url: (policy.spec.mode == Mode::Scim)
+            .then(|| format!("{origin}/scim/{namespace}/{name}/v2")),
+        saml_metadata_url: policy
+            .spec
+            .saml
+            .is_some()
+            .then(|| format!("{origin}/saml/{namespace}/{name}/metadata")),
+        counts: Some(counts(&ctx, &namespace, &name)),
+    };
+    if status != current {
+        let was_ready = current
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+        if let Some(ready) =
+            ready.filter(|r| r.status == "False" && (was_ready || current.conditions.is_empty()))
+        {
+            ctx.event(policy.as_ref(), true, &ready.reason, ready.message.clone())
+                .await;
+        }
+        ctx.apply_status(policy.as_ref(), json!(status)).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn token_count(ctx: &Context, namespace: &str, secret: &str) -> Result<usize, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get_opt(secret).await.map_err(Error::Kube)?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .map(|data| data.values().filter(|v| !v.0.is_empty()).count())
+        .unwrap_or(0))
+}
+
+/// SAML trust needs at least one signing certificate that parses.
+fn saml_trust(saml: &SamlTrust) -> Decided {
+    let mut pems: Vec<&str> = saml.idp_certificates.iter().map(String::as_str).collect();
+    if let Some(metadata) = &saml.idp_metadata {
+        // Certificates in metadata are bare base64 in <ds:X509Certificate>.
+        if metadata.contains("X509Certificate") {
+            pems.push(metadata);
+        }
+    }
+    if pems.is_empty() {
+        return Decided::new(
+            "SamlTrust",
+            false,
+            "NoSigningCertificate",
+            "the SAML trust has no signing certificate",
+        );
+    }
+    for pem in &saml.idp_certificates {
+        if let Err(error) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|(_, p)| p.parse_x509().map(|_| ()).map_err(|e| e.to_string()))
+        {
+            return Decided::new(
+                "SamlTrust",
+                false,
+                "CertificateInvalid",
+                format!("an IdP certificate does not parse: {error}"),
+            );
+        }
+    }
+    Decided::new(
+        "SamlTrust",
+        true,
+        "Trusted",
+        format!("{} signing certificate(s)", pems.len()),
+    )
+}
+
+/// Other policies whose application is the same URL.
+fn claimants(ctx: &Context, policy: &ProvisioningPolicy) -> Vec<String> {
+    let target = application_url(policy);
+    let Some(target) = target else {
+        return Vec::new();
+    };
+    ctx.policies
+        .state()
+        .into_iter()
+        .filter(|p| p.uid() != policy.uid())
+        .filter(|p| application_url(p).as_deref() == Some(target.as_str()))
+        .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
+        .collect()
+}
+
+fn application_url(policy: &ProvisioningPolicy) -> Option<String> {
+    let application = &policy.spec.application;
+    let url = match application.kind {
+        ApplicationKind::Scim => application.scim.as_ref()?.base_url.clone(),
+        ApplicationKind::Webhook => application.webhook.as_ref()?.url.clone(),
+    };
+    Some(url.trim_end_matches('/').to_ascii_lowercase())
+}
+
+fn counts(ctx: &Context, namespace: &str, name: &str) -> PolicyCounts {
+    let mut counts = PolicyCounts::default();
+    for user in ctx.users.state() {
+        if user.namespace().as_deref() == Some(namespace)
+            && user.spec.policy == name
+            && user.metadata.deletion_timestamp.is_none()
+        {
+            counts.users += 1;
+            if user.spec.is_active() {
+                counts.active_users += 1;
+            }
+        }
+    }
+    counts.groups = ctx
+        .groups
+        .state()
+        .iter()
+        .filter(|g| {
+            g.namespace().as_deref() == Some(namespace)
+                && g.spec.policy == name
+                && g.metadata.deletion_timestamp.is_none()
+        })
+        .count() as i64;
+    counts
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -1,0 +1,270 @@
+//! Reconciling a User: its account in the policy's application.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use super::conditions::{self, Decided, SYNCED};
+use super::plan::{self, UserAction};
+use super::{Context, Error, FINALIZER};
+use crate::api::{Account, AccountState, Source, User};
+use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
+use crate::policy::SOURCE_LABEL;
+use crate::scim::resource::{Location, user_to_scim};
+
+pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!(
+        "{}",
+        kube::runtime::reflector::ObjectRef::from_obj(user.as_ref())
+    );
+    let deleting = user.metadata.deletion_timestamp.is_some();
+    let has_finalizer = user.finalizers().iter().any(|f| f == FINALIZER);
+    let result = if deleting {
+        if !has_finalizer {
+            return Ok(Action::await_change());
+        }
+        deprovision(&user, &ctx).await
+    } else {
+        if !has_finalizer {
+            ctx.set_finalizer(user.as_ref(), true).await?;
+        }
+        sync(&user, &ctx).await
+    };
+    match result {
+        Ok(action) => {
+            ctx.succeeded(&key);
+            Ok(action)
+        }
+        Err(error) => {
+            record_failure(&user, &ctx, &error, deleting).await;
+            Err(error)
+        }
+    }
+}
+
+/// The account as the application should hold it.
+fn desired(user: &User) -> DesiredUser {
+    let mut resource = user_to_scim(user, &Location { base_url: "" });
+    if let Some(object) = resource.as_object_mut() {
+        object.remove("id");
+        object.remove("meta");
+    }
+    DesiredUser {
+        id: user.name_any(),
+        uid: user.uid().unwrap_or_default(),
+        generation: user.metadata.generation.unwrap_or_default(),
+        user_name: user.spec.user_name.clone(),
+        active: user.spec.is_active(),
+        resource,
+    }
+}
+
+fn source(user: &User) -> Source {
+    match user.labels().get(SOURCE_LABEL).map(String::as_str) {
+        Some("scim") => Source::Scim,
+        Some("jit") => Source::Jit,
+        _ => Source::Manual,
+    }
+}
+
+async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
+    let namespace = user.namespace().unwrap_or_default();
+    let generation = user.metadata.generation.unwrap_or_default();
+    let status = user.status.clone().unwrap_or_default();
+    let account = status.account.as_ref();
+    let mut action = plan::plan_sync(generation, user.spec.is_active(), account, None);
+    if action == UserAction::Nothing {
+        // Resync of an unchanged user: no downstream call, and the status
+        // write below is skipped when nothing changed.
+        write_status(user, ctx, status.account.clone(), Ok(())).await?;
+        return Ok(Action::await_change());
+    }
+    let policy = ctx
+        .policy(&namespace, &user.spec.policy)
+        .await
+        .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", user.spec.policy)))?;
+    let connector = ctx.connector(&policy).await?;
+    let _permit = ctx.throttle(&namespace, &user.spec.policy).await;
+    let want = desired(user);
+    if action == UserAction::Lookup {
+        let found = connector
+            .find_user(&want.user_name)
+            .await
+            .map_err(Error::Connector)?;
+        action = plan::plan_sync(generation, want.active, account, Some(found.as_ref()));
+    }
+    let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
+    let account = Account {
+        remote_id: Some(remote_id.clone()),
+        state: Some(state),
+        synced_generation: Some(generation),
+        last_sync: Some(now()),
+    };
+    write_status(user, ctx, Some(account), Ok(())).await?;
+    ctx.event(
+        user,
+        false,
+        reason,
+        format!("account {remote_id} for {} is {state:?}", want.user_name),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Carries out one action; returns the remote id, the account's state and
+/// the Event reason.
+async fn execute(
+    connector: &AnyConnector,
+    action: &UserAction,
+    want: &DesiredUser,
+) -> Result<(String, AccountState, &'static str), Error> {
+    let state = if want.active {
+        AccountState::Active
+    } else {
+        AccountState::Disabled
+    };
+    let done = match action {
+        UserAction::Create => {
+            let id = connector
+                .create_user(want)
+                .await
+                .map_err(Error::Connector)?;
+            (id, state, "Created")
+        }
+        UserAction::Adopt(id) => {
+            connector
+                .update_user(id, want)
+                .await
+                .map_err(Error::Connector)?;
+            (id.clone(), state, "Adopted")
+        }
+        UserAction::Update(id) => {
+            connector
+                .update_user(id, want)
+                .await
+                .map_err(Error::Connector)?;
+            (id.clone(), state, "Updated")
+        }
+        UserAction::Disable(id) => {
+            connector
+                .disable_user(id, want)
+                .await
+                .map_err(Error::Connector)?;
+            (id.clone(), AccountState::Disabled, "Disabled")
+        }
+        UserAction::Delete(id) => {
+            connector
+                .delete_user(id, want)
+                .await
+                .map_err(Error::Connector)?;
+            (id.clone(), AccountState::Deleted, "Deleted")
+        }
+        UserAction::Nothing | UserAction::Lookup => unreachable!("planned away before execution"),
+    };
+    Ok(done)
+}
+
+async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
+    let namespace = user.namespace().unwrap_or_default();
+    let account = user.status.as_ref().and_then(|s| s.account.clone());
+    let Some(policy) = ctx.policy(&namespace, &user.spec.policy).await else {
+        // Without its policy there is no application to deprovision in.
+        ctx.event(
+            user,
+            true,
+            "PolicyNotFound",
+            "deleted without deprovisioning: its policy is gone".into(),
+        )
+        .await;
+        ctx.set_finalizer(user, false).await?;
+        return Ok(Action::await_change());
+    };
+    let deprovision = policy.spec.application.deprovision;
+    let mut action = plan::plan_deprovision(deprovision, account.as_ref(), None);
+    if action != UserAction::Nothing {
+        let connector = ctx.connector(&policy).await?;
+        let _permit = ctx.throttle(&namespace, &user.spec.policy).await;
+        let mut want = desired(user);
+        want.active = false;
+        if action == UserAction::Lookup {
+            let found: Option<RemoteAccount> = connector
+                .find_user(&want.user_name)
+                .await
+                .map_err(Error::Connector)?;
+            action = plan::plan_deprovision(deprovision, account.as_ref(), Some(found.as_ref()));
+        }
+        if action != UserAction::Nothing {
+            let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
+            ctx.event(
+                user,
+                false,
+                reason,
+                format!("deprovisioned account {remote_id} ({state:?}) before deletion"),
+            )
+            .await;
+        }
+    }
+    ctx.set_finalizer(user, false).await?;
+    Ok(Action::await_change())
+}
+
+/// Writes the status if it differs from what the object has.
+async fn write_status(
+    user: &User,
+    ctx: &Context,
+    account: Option<Account>,
+    outcome: Result<(), &Error>,
+) -> Result<(), Error> {
+    let current = user.status.clone().unwrap_or_default();
+    let synced = match outcome {
+        Ok(()) => Decided::new(SYNCED, true, "Synced", "the account matches the spec"),
+        Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
+    };
+    let decided = vec![conditions::summary(std::slice::from_ref(&synced)), synced];
+    let generation = user.metadata.generation;
+    let merged = conditions::merge(&current.conditions, &decided, generation, &now());
+    let status = crate::api::UserStatus {
+        source: Some(source(user)),
+        last_login: current.last_login.clone(),
+        account,
+        conditions: merged,
+    };
+    if status == current {
+        return Ok(());
+    }
+    ctx.apply_status(
+        user,
+        json!({
+            "source": status.source,
+            "account": status.account,
+            "conditions": status.conditions,
+        }),
+    )
+    .await
+}
+
+async fn record_failure(user: &User, ctx: &Context, error: &Error, deleting: bool) {
+    if let Error::Connector(ConnectorError::RateLimited(_)) = error {
+        return;
+    }
+    let account = user.status.as_ref().and_then(|s| s.account.clone());
+    if let Err(status_error) = write_status(user, ctx, account, Err(error)).await {
+        tracing::warn!(%status_error, "could not record a failed sync");
+    }
+    if error.needs_change() || deleting {
+        let what = if deleting {
+            "deprovisioning waits: "
+        } else {
+            ""
+        };
+        ctx.event(user, true, error.reason(), format!("{what}{error}"))
+            .await;
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

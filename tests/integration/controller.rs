@@ -1,0 +1,389 @@
+//! The controllers against the real API server, provisioning into a real
+//! SCIM application (scim2-server) whose own API the tests read.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use roster::api::{
+    AccountState, ApplicationKind, ApplicationSpec, DeprovisionAction, Group, GroupMember,
+    ProvisioningPolicy, ScimConnector, SecretKeyRef, User,
+};
+use serde_json::json;
+
+use crate::support::apps::Scim2Server;
+use crate::support::fixtures::{group, scim_policy, user};
+use crate::support::{TestEnv, env};
+
+/// The controllers, running in this test's runtime until dropped.
+pub struct Running(tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn start_controllers(env: &TestEnv) -> Running {
+    // Scoped to the test's namespace: tests run side by side.
+    Running(tokio::spawn(roster::controller::run(
+        env.client.clone(),
+        Some(env.namespace.clone()),
+        Some("test".into()),
+        None,
+        std::future::pending(),
+    )))
+}
+
+/// A Scim policy `name` whose application is `app`, deprovisioning by `action`.
+pub async fn policy_for(env: &TestEnv, name: &str, app: &Scim2Server, action: DeprovisionAction) {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(format!("{name}-app"));
+    secret.string_data = Some([("token".to_owned(), app.token.clone())].into());
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = scim_policy(name);
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::Scim,
+        scim: Some(ScimConnector {
+            base_url: app.base_url(),
+            token_secret_ref: SecretKeyRef {
+                name: format!("{name}-app"),
+                key: "token".into(),
+            },
+        }),
+        webhook: None,
+        deprovision: action,
+    };
+    env.api::<ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
+/// Polls `check` until it yields, for up to 30 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..300 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits until the User's current generation is synced; returns its remote id.
+pub async fn synced(users: &Api<User>, name: &str) -> String {
+    eventually(&format!("user {name} to sync"), || async {
+        let user = users.get_opt(name).await.ok()??;
+        let account = user.status?.account?;
+        (account.synced_generation == user.metadata.generation).then_some(account.remote_id?)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn users_are_created_renamed_deactivated_and_disabled_on_deletion() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+
+    let mut alice = user("u-alice", "crm", "alice@example.com");
+    alice.spec.display_name = Some("Alice".into());
+    users.create(&PostParams::default(), &alice).await.unwrap();
+    let remote = synced(&users, "u-alice").await;
+    let (status, account) = app.get(&format!("/Users/{remote}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(account["userName"], "alice@example.com");
+    assert_eq!(account["displayName"], "Alice");
+    let stored = users.get("u-alice").await.unwrap();
+    assert!(
+        stored
+            .finalizers()
+            .contains(&"roster.dev/deprovision".to_owned())
+    );
+    let ready = stored
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+
+    // Rename.
+    let patch = json!({"spec": {"userName": "alice.liddell@example.com"}});
+    users
+        .patch("u-alice", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(synced(&users, "u-alice").await, remote, "the same account");
+    assert_eq!(
+        app.get(&format!("/Users/{remote}")).await.1["userName"],
+        "alice.liddell@example.com"
+    );
+
+    // Deactivate.
+    let patch = json!({"spec": {"active": false}});
+    users
+        .patch("u-alice", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    synced(&users, "u-alice").await;
+    assert_eq!(
+        app.get(&format!("/Users/{remote}")).await.1["active"],
+        false
+    );
+    let account = users
+        .get("u-alice")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .account
+        .unwrap();
+    assert_eq!(account.state, Some(AccountState::Disabled));
+
+    // Delete under a Disable policy: the account stays, disabled.
+    let bob = user("u-bob", "crm", "bob@example.com");
+    users.create(&PostParams::default(), &bob).await.unwrap();
+    let bob_remote = synced(&users, "u-bob").await;
+    users
+        .delete("u-bob", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("bob to be gone", || async {
+        users
+            .get_opt("u-bob")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let (status, account) = app.get(&format!("/Users/{bob_remote}")).await;
+    assert_eq!(status, 200, "Disable keeps the account");
+    assert_eq!(account["active"], false);
+    assert_eq!(app.users().await.len(), 2, "no duplicate accounts");
+}
+
+#[tokio::test]
+async fn deletion_under_a_delete_policy_removes_the_account() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Delete).await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-carol", "crm", "carol@example.com"),
+        )
+        .await
+        .unwrap();
+    let remote = synced(&users, "u-carol").await;
+    users
+        .delete("u-carol", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("carol to be gone", || async {
+        users
+            .get_opt("u-carol")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.get(&format!("/Users/{remote}")).await.0, 404);
+    let left = app.users().await;
+    assert!(left.is_empty(), "accounts left: {left:?}");
+}
+
+#[tokio::test]
+async fn groups_and_memberships_follow_the_resources() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    let groups: Api<Group> = env.api();
+    for name in ["dan", "eve"] {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&format!("u-{name}"), "crm", &format!("{name}@example.com")),
+            )
+            .await
+            .unwrap();
+    }
+    let dan = synced(&users, "u-dan").await;
+    let eve = synced(&users, "u-eve").await;
+
+    let mut engineering = group("g-eng", "crm", "Engineering");
+    engineering.spec.members = vec![GroupMember {
+        value: "u-dan".into(),
+        ..Default::default()
+    }];
+    groups
+        .create(&PostParams::default(), &engineering)
+        .await
+        .unwrap();
+    let remote = eventually("the group to sync", || async {
+        let status = groups.get("g-eng").await.ok()?.status?;
+        (status.synced_members.len() == 1).then_some(status.remote_id?)
+    })
+    .await;
+    let members = |body: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let (_, body) = app.get(&format!("/Groups/{remote}")).await;
+    assert_eq!(body["displayName"], "Engineering");
+    assert_eq!(members(&body), vec![dan.clone()]);
+
+    // Rename, and swap dan for eve.
+    let patch = json!({"spec": {"displayName": "Platform", "members": [{"value": "u-eve"}]}});
+    groups
+        .patch("g-eng", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(
+        "the rename and new members to reach the application",
+        || async {
+            let (_, body) = app.get(&format!("/Groups/{remote}")).await;
+            (body["displayName"] == "Platform" && members(&body) == vec![eve.clone()]).then_some(())
+        },
+    )
+    .await;
+    let status = groups.get("g-eng").await.unwrap().status.unwrap();
+    assert_eq!(status.member_count, Some(1));
+
+    groups
+        .delete("g-eng", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the group to be deleted downstream", || async {
+        (app.get(&format!("/Groups/{remote}")).await.0 == 404).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_application_outage_is_reported_and_converges_when_it_returns() {
+    let env = env().await;
+    let mut app = Scim2Server::start(0).await;
+    let port = app.port;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let token = app.token.clone();
+    app.stop();
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-fay", "crm", "fay@example.com"),
+        )
+        .await
+        .unwrap();
+    let condition = eventually("the outage to show in the status", || async {
+        let status = users.get("u-fay").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    assert_eq!(condition.reason, "ApplicationUnavailable");
+
+    // The application returns, with the same token.
+    let app = Scim2Server::start_with_token(port, &token).await;
+    let remote = synced(&users, "u-fay").await;
+    assert_eq!(
+        app.get(&format!("/Users/{remote}")).await.1["userName"],
+        "fay@example.com"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_sync_of_500_users_leaves_exactly_500_accounts() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let users: Api<User> = env.api();
+    let total = 500;
+    let creations: Vec<_> = (0..total)
+        .map(|i| {
+            let users = users.clone();
+            async move {
+                users
+                    .create(
+                        &PostParams::default(),
+                        &user(
+                            &format!("u-{i:03}"),
+                            "crm",
+                            &format!("user{i:03}@example.com"),
+                        ),
+                    )
+                    .await
+                    .unwrap()
+            }
+        })
+        .collect();
+    futures::future::join_all(creations).await;
+
+    let first = start_controllers(&env);
+    eventually("some accounts to exist", || async {
+        (app.users().await.len() >= 50).then_some(())
+    })
+    .await;
+    drop(first); // killed mid-sync
+    let partial = app.users().await.len();
+    assert!(
+        partial < total,
+        "the kill came mid-sync ({partial} of {total})"
+    );
+
+    let _second = start_controllers(&env);
+    eventually("every user to be synced", || async {
+        let list = users.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|u| {
+                u.status
+                    .as_ref()
+                    .and_then(|s| s.account.as_ref())
+                    .and_then(|a| a.synced_generation)
+                    == u.metadata.generation
+            })
+            .then_some(())
+    })
+    .await;
+    let accounts = app.users().await;
+    assert_eq!(accounts.len(), total, "exactly one account per user");
+    let mut names: Vec<&str> = accounts
+        .iter()
+        .map(|a| a["userName"].as_str().unwrap())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), total);
+}
+
+use kube::ResourceExt;
