@@ -387,3 +387,314 @@ async fn a_restart_mid_sync_of_500_users_leaves_exactly_500_accounts() {
 }
 
 use kube::ResourceExt;
+
+/// A Jit-free, webhook-fed policy `name` posting to `receiver`.
+async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(format!("{name}-hook"));
+    secret.data = Some([("key".to_owned(), k8s_openapi::ByteString(key.to_vec()))].into());
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = scim_policy(name);
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::Webhook,
+        scim: None,
+        webhook: Some(roster::api::WebhookConnector {
+            url: url.to_owned(),
+            signing_secret_ref: SecretKeyRef {
+                name: format!("{name}-hook"),
+                key: "key".into(),
+            },
+        }),
+        deprovision: DeprovisionAction::Delete,
+    };
+    env.api::<ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn webhook_events_are_all_delivered_after_an_outage_with_stable_keys() {
+    let env = env().await;
+    let key = b"a-signing-key-for-tests";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    receiver.down();
+    webhook_policy(&env, "wiki", &receiver.url, key).await;
+    let users: Api<User> = env.api();
+    let groups: Api<Group> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-gil", "wiki", "gil@example.com"),
+        )
+        .await
+        .unwrap();
+    let mut team = group("g-team", "wiki", "Team");
+    team.spec.members = vec![GroupMember {
+        value: "u-gil".into(),
+        ..Default::default()
+    }];
+    groups.create(&PostParams::default(), &team).await.unwrap();
+    let _controllers = start_controllers(&env);
+
+    // While the receiver is down, the user is not Synced and says why.
+    let condition = eventually("the outage to show", || async {
+        let status = users.get("u-gil").await.ok()?.status?;
+        status.conditions.into_iter().find(|c| {
+            c.type_ == "Synced" && c.status == "False" && c.reason == "ApplicationUnavailable"
+        })
+    })
+    .await;
+    assert!(
+        condition.message.contains("unavailable"),
+        "{}",
+        condition.message
+    );
+    assert!(receiver.accepted().is_empty());
+
+    receiver.up();
+    let expected = ["user.created", "group.created", "group.members_added"];
+    eventually("every event to be delivered", || async {
+        let types: Vec<String> = receiver
+            .accepted()
+            .into_iter()
+            .map(|d| d.event_type)
+            .collect();
+        expected
+            .iter()
+            .all(|t| types.iter().any(|got| got == t))
+            .then_some(())
+    })
+    .await;
+    let deliveries = receiver.deliveries();
+    assert!(
+        deliveries.iter().all(|d| d.verified),
+        "every delivery is signed with the policy's key"
+    );
+    let gil = users.get("u-gil").await.unwrap();
+    let created = deliveries
+        .iter()
+        .filter(|d| d.event_type == "user.created")
+        .collect::<Vec<_>>();
+    assert!(
+        created.len() >= 2,
+        "the user.created event was retried: {} attempts",
+        created.len()
+    );
+    let key_of_first = &created[0].event_id;
+    assert!(
+        created.iter().all(|d| &d.event_id == key_of_first),
+        "a redelivered event carries the same key"
+    );
+    assert_eq!(
+        key_of_first,
+        &format!(
+            "{}:{}:user.created",
+            gil.metadata.uid.as_deref().unwrap(),
+            gil.metadata.generation.unwrap()
+        )
+    );
+    assert_eq!(
+        created.last().unwrap().body["user"]["userName"],
+        "gil@example.com"
+    );
+}
+
+#[tokio::test]
+async fn a_resync_of_unchanged_objects_makes_no_downstream_call() {
+    let env = env().await;
+    let key = b"another-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    webhook_policy(&env, "wiki", &receiver.url, key).await;
+    let users: Api<User> = env.api();
+    for i in 0..20 {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&format!("u-{i}"), "wiki", &format!("user{i}@example.com")),
+            )
+            .await
+            .unwrap();
+    }
+    let first = start_controllers(&env);
+    for i in 0..20 {
+        synced(&users, &format!("u-{i}")).await;
+    }
+    drop(first);
+    let before = receiver.deliveries().len();
+    let versions = |list: Vec<User>| -> Vec<String> {
+        list.into_iter()
+            .map(|u| u.metadata.resource_version.unwrap())
+            .collect()
+    };
+    let stored = versions(users.list(&Default::default()).await.unwrap().items);
+
+    // A new controller lists everything and reconciles it all: a full resync.
+    let _second = start_controllers(&env);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        before,
+        "no downstream call for unchanged users"
+    );
+    assert_eq!(
+        versions(users.list(&Default::default()).await.unwrap().items),
+        stored,
+        "and no status write either"
+    );
+}
+
+#[tokio::test]
+async fn policy_status_publishes_urls_counts_and_what_is_wrong() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    // The SCIM tokens the policy names.
+    let mut tokens = Secret::default();
+    tokens.metadata.name = Some("crm-scim-tokens".into());
+    tokens.string_data = Some([("t".to_owned(), "x".to_owned())].into());
+    env.api::<Secret>()
+        .create(&PostParams::default(), &tokens)
+        .await
+        .unwrap();
+    // A second policy for the same application, and one whose credentials are missing.
+    let mut twin = scim_policy("crm-twin");
+    twin.spec.application = env
+        .api::<ProvisioningPolicy>()
+        .get("crm")
+        .await
+        .unwrap()
+        .spec
+        .application;
+    env.api::<ProvisioningPolicy>()
+        .create(&PostParams::default(), &twin)
+        .await
+        .unwrap();
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-1", "crm", "one@example.com"),
+        )
+        .await
+        .unwrap();
+    let mut inactive = user("u-2", "crm", "two@example.com");
+    inactive.spec.active = Some(false);
+    users
+        .create(&PostParams::default(), &inactive)
+        .await
+        .unwrap();
+    env.api::<Group>()
+        .create(&PostParams::default(), &group("g-1", "crm", "G"))
+        .await
+        .unwrap();
+    let _controllers = start_controllers(&env);
+
+    let policies: Api<ProvisioningPolicy> = env.api();
+    let status = eventually("the policy's counts", || async {
+        let status = policies.get("crm").await.ok()?.status?;
+        let counts = status.counts.clone()?;
+        (counts.users == 2 && counts.active_users == 1 && counts.groups == 1).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        status.scim_base_url,
+        Some(format!("/scim/{}/crm/v2", env.namespace))
+    );
+    let condition = |status: &roster::api::ProvisioningPolicyStatus, type_: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(condition(&status, "ScimTokens").status, "True");
+    assert_eq!(condition(&status, "Application").status, "True");
+    let exclusive = condition(&status, "Exclusive");
+    assert_eq!(exclusive.status, "False");
+    assert!(
+        exclusive.message.contains("crm-twin"),
+        "{}",
+        exclusive.message
+    );
+    assert_eq!(condition(&status, "Ready").status, "False");
+
+    let twin = eventually("the twin's status", || async {
+        policies.get("crm-twin").await.ok()?.status
+    })
+    .await;
+    let tokens = condition(&twin, "ScimTokens");
+    assert_eq!(
+        (tokens.status.as_str(), tokens.reason.as_str()),
+        ("False", "TokensMissing")
+    );
+}
+
+#[tokio::test]
+async fn what_the_identity_provider_pushes_over_scim_reaches_the_application() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    // The policy's SCIM tokens, for the in-process SCIM service.
+    let mut tokens = Secret::default();
+    tokens.metadata.name = Some("crm-scim-tokens".into());
+    tokens.string_data = Some([("t".to_owned(), "idp-token".to_owned())].into());
+    env.api::<Secret>()
+        .create(&PostParams::default(), &tokens)
+        .await
+        .unwrap();
+    let origin = crate::support::scim::start(env.client.clone()).await;
+    let base = format!("{origin}/scim/{}/crm/v2", env.namespace);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth("idp-token")
+            .json(&body)
+            .send()
+    };
+    let mut ids = Vec::new();
+    for name in ["hal", "ivy", "jon"] {
+        let reply = post("/Users", json!({"userName": format!("{name}@example.com")}))
+            .await
+            .unwrap();
+        let body: serde_json::Value = reply.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let reply = post("/Groups", json!({"displayName": "Pushed", "members": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}))
+        .await
+        .unwrap();
+    let gid = reply.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _controllers = start_controllers(&env);
+
+    let users: Api<User> = env.api();
+    let mut remote_ids = Vec::new();
+    for id in &ids {
+        remote_ids.push(synced(&users, id).await);
+    }
+    remote_ids.sort();
+    let groups: Api<Group> = env.api();
+    let remote_group = eventually("the group to reach the application", || async {
+        groups.get(&gid).await.ok()?.status?.remote_id
+    })
+    .await;
+    eventually("all three members to reach the application", || async {
+        let (_, body) = app.get(&format!("/Groups/{remote_group}")).await;
+        let mut members: Vec<String> = body["members"]
+            .as_array()?
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().to_owned())
+            .collect();
+        members.sort();
+        (members == remote_ids).then_some(())
+    })
+    .await;
+    let status = groups.get(&gid).await.unwrap().status.unwrap();
+    assert_eq!(status.member_count, Some(3));
+}
