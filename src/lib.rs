@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod controller;
 pub mod controlplane;
 pub mod dev;
+pub mod leader;
 pub mod operator;
 pub mod policy;
 pub mod scim;

@@ -1,20 +1,27 @@
 //! `roster run`: the operator process. Every replica serves HTTP (SCIM,
-//! health); the controllers plug in here as they land.
+//! health); the replica holding the Lease also runs the controllers.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use tokio::sync::watch;
 
+use crate::leader::{self, LeaderArgs};
 use crate::scim::membership::MembershipIndex;
 use crate::server::{self, Readiness, ServerArgs};
-use crate::{api, cluster};
+use crate::{api, cluster, controller};
 
 /// Options of `roster run`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+    /// Watch and provision only this namespace (default: all namespaces).
+    #[arg(long, env = "ROSTER_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -31,31 +38,124 @@ pub async fn run(
     let index = MembershipIndex::default();
     let watches = tokio::spawn(index.clone().run(client.clone()));
     let router = server::router(client.clone(), index, &args.server, readiness.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut http = tokio::spawn(server::serve(router, listener, async move {
-        let mut stop_rx = stop_rx;
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let (stop_http, http_stopped) = watch::channel(false);
+    let mut http = tokio::spawn(server::serve(router, listener, stopped(http_stopped)));
 
+    let (stop_leading, leading_stopped) = watch::channel(false);
     tokio::pin!(shutdown);
-    tokio::select! {
+    let outcome = tokio::select! {
         () = wait_for_crds(&client) => {
             readiness.set_ready();
             tracing::info!("roster is ready");
+            let lead = lead(client.clone(), args, stopped(leading_stopped));
+            tokio::pin!(lead);
             tokio::select! {
-                () = &mut shutdown => {}
+                result = &mut lead => result,
+                () = &mut shutdown => {
+                    // Stop the controllers and release the Lease first.
+                    let _ = stop_leading.send(true);
+                    lead.await
+                }
                 result = &mut http => return Ok(result??),
             }
         }
-        () = &mut shutdown => {}
+        () = &mut shutdown => Ok(()),
         result = &mut http => return Ok(result??),
-    }
+    };
     tracing::info!("shutting down: draining in-flight requests");
-    let _ = stop_tx.send(true);
+    let _ = stop_http.send(true);
     http.await??;
     watches.abort();
     tracing::info!("roster stopped");
-    Ok(())
+    outcome
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// The controllers, running until told to stop.
+struct Controllers {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controllers {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("controllers did not stop within 10s");
+        }
+    }
+}
+
+/// Runs the controllers whenever this replica leads (always, without leader
+/// election) until `shutdown`; then stops them and releases the Lease.
+async fn lead(
+    client: kube::Client,
+    args: &RunArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let identity = args
+        .server
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("roster-{}", uuid::Uuid::new_v4()));
+    let start = || {
+        let (stop, stopped_rx) = watch::channel(false);
+        let task = tokio::spawn(controller::run(
+            client.clone(),
+            args.watch_namespace.clone(),
+            Some(identity.clone()),
+            args.server.public_url.clone(),
+            stopped(stopped_rx),
+        ));
+        Controllers { stop, task }
+    };
+    tokio::pin!(shutdown);
+    if !args.leader.leader_election {
+        let controllers = start();
+        shutdown.await;
+        controllers.stop().await;
+        return Ok(());
+    }
+    let mut election = leader::elect(client.clone(), &args.leader, identity.clone())
+        .await
+        .context("starting leader election")?;
+    tracing::info!(identity, lease = args.leader.lease_name, "waiting to lead");
+    let mut running: Option<Controllers> = None;
+    let outcome = loop {
+        let leads = *election.leading.borrow_and_update();
+        match (leads, running.is_some()) {
+            (true, false) => {
+                tracing::info!(identity, "leading: starting the controllers");
+                running = Some(start());
+            }
+            (false, true) => {
+                tracing::warn!(identity, "lost the lease: stopping the controllers");
+                if let Some(controllers) = running.take() {
+                    controllers.stop().await;
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = election.leading.changed() => {
+                if changed.is_err() {
+                    break Err(anyhow::anyhow!("leader election stopped"));
+                }
+            }
+            () = &mut shutdown => break Ok(()),
+        }
+    };
+    if let Some(controllers) = running.take() {
+        controllers.stop().await;
+    }
+    election.release().await;
+    outcome
 }
 
 /// Waits, however long it takes, until Roster's CRDs are served: an operator

@@ -389,7 +389,7 @@ async fn a_restart_mid_sync_of_500_users_leaves_exactly_500_accounts() {
 use kube::ResourceExt;
 
 /// A Jit-free, webhook-fed policy `name` posting to `receiver`.
-async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
+pub async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
     let mut secret = Secret::default();
     secret.metadata.name = Some(format!("{name}-hook"));
     secret.data = Some([("key".to_owned(), k8s_openapi::ByteString(key.to_vec()))].into());

@@ -7,5 +7,6 @@ mod connectors;
 mod controller;
 mod crds;
 mod examples;
+mod operator;
 mod scim;
 mod support;

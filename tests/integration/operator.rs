@@ -1,0 +1,187 @@
+//! `roster run` as a process: two replicas against the test control plane.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, PostParams};
+use roster::api::User;
+
+use crate::controller::{eventually, synced};
+use crate::support::fixtures::user;
+use crate::support::{env, kubeconfig_path};
+
+struct Replica {
+    name: String,
+    port: u16,
+    child: tokio::process::Child,
+}
+
+fn replica(name: &str, namespace: &str) -> Replica {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("run")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--pod-name", name])
+        .args(["--lease-namespace", namespace])
+        .args(["--watch-namespace", namespace])
+        .args([
+            "--lease-duration-seconds",
+            "4",
+            "--lease-grace-seconds",
+            "1",
+        ])
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("roster starts");
+    Replica {
+        name: name.to_owned(),
+        port,
+        child,
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("roster-controller")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// Who published the Event about `user`'s account: the replica that reconciled it.
+async fn reconciled_by(events: &Api<Event>, user: &str) -> Option<String> {
+    events
+        .list(&Default::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(user)
+                && e.reporting_controller.as_deref() == Some("roster-controller")
+        })?
+        .reporting_instance
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
+    let env = env().await;
+    let key = b"failover-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    let mut replicas = [
+        replica("replica-a", &env.namespace),
+        replica("replica-b", &env.namespace),
+    ];
+    let leases: Api<Lease> = env.api();
+    let first = eventually("a leader", || holder(&leases)).await;
+    let (leader, standby) = match &mut replicas {
+        [a, b] if a.name == first => (a, b),
+        [a, b] if b.name == first => (b, a),
+        _ => panic!("the Lease holder {first} is neither replica"),
+    };
+
+    let users: Api<User> = env.api();
+    let events: Api<Event> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-1", "wiki", "one@example.com"),
+        )
+        .await
+        .unwrap();
+    synced(&users, "u-1").await;
+    assert_eq!(
+        eventually("the reconciling replica", || reconciled_by(&events, "u-1")).await,
+        leader.name
+    );
+
+    // Kill the leader hard: the standby takes over once the Lease expires.
+    leader.child.start_kill().unwrap();
+    let killed = Instant::now();
+    let http = reqwest::Client::new();
+    let standby_url = format!("http://127.0.0.1:{}/readyz", standby.port);
+    let new_leader = eventually("a new leader", || async {
+        // The standby keeps serving meanwhile.
+        let reply = http
+            .get(&standby_url)
+            .send()
+            .await
+            .expect("the standby serves throughout");
+        assert_eq!(reply.status(), 200);
+        holder(&leases).await.filter(|h| h == &standby.name)
+    })
+    .await;
+    let takeover = killed.elapsed();
+    assert_eq!(new_leader, standby.name);
+    assert!(
+        takeover < Duration::from_secs(4 + 3),
+        "took over after {takeover:?}"
+    );
+    println!("standby took over {takeover:?} after the leader was killed");
+
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-2", "wiki", "two@example.com"),
+        )
+        .await
+        .unwrap();
+    synced(&users, "u-2").await;
+    assert_eq!(
+        eventually("the reconciling replica", || reconciled_by(&events, "u-2")).await,
+        standby.name
+    );
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_lease_so_the_standby_leads_at_once() {
+    let env = env().await;
+    let mut replicas = [
+        replica("replica-a", &env.namespace),
+        replica("replica-b", &env.namespace),
+    ];
+    let leases: Api<Lease> = env.api();
+    let first = eventually("a leader", || holder(&leases)).await;
+    let (leader, standby) = match &mut replicas {
+        [a, b] if a.name == first => (a, b),
+        [a, b] if b.name == first => (b, a),
+        _ => panic!("the Lease holder {first} is neither replica"),
+    };
+    let pid = nix::unistd::Pid::from_raw(leader.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let terminated = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(20), leader.child.wait())
+        .await
+        .expect("the leader exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "a clean exit: {status:?}");
+    // Released on the way out, not left to expire.
+    let after_exit = holder(&leases).await;
+    assert_ne!(
+        after_exit.as_deref(),
+        Some(leader.name.as_str()),
+        "the lease was released"
+    );
+    eventually("the standby to lead", || async {
+        holder(&leases).await.filter(|h| h == &standby.name)
+    })
+    .await;
+    // The standby notices at its next look, at most one Lease duration on.
+    let takeover = terminated.elapsed();
+    assert!(
+        takeover < Duration::from_secs(4 + 2),
+        "took over after {takeover:?}"
+    );
+    println!(
+        "after SIGTERM the leader exited cleanly, released the lease, and the standby led within {takeover:?}"
+    );
+}
