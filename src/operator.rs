@@ -34,9 +34,10 @@ pub async fn run(
         .await
         .with_context(|| format!("listening on {}", args.server.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
-    let readiness = Readiness::default();
     let index = MembershipIndex::default();
+    let readiness = Readiness::new(index.clone());
     let watches = tokio::spawn(index.clone().run(client.clone()));
+    let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let router = server::router(client.clone(), index, &args.server, readiness.clone());
     let (stop_http, http_stopped) = watch::channel(false);
     let mut http = tokio::spawn(server::serve(router, listener, stopped(http_stopped)));
@@ -66,8 +67,20 @@ pub async fn run(
     let _ = stop_http.send(true);
     http.await??;
     watches.abort();
+    probe.abort();
     tracing::info!("roster stopped");
     outcome
+}
+
+/// Keeps readiness honest: every 5 s, does the API server answer?
+async fn probe_api_server(client: kube::Client, readiness: Readiness) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let reachable = tokio::time::timeout(Duration::from_secs(3), client.apiserver_version())
+            .await
+            .is_ok_and(|answer| answer.is_ok());
+        readiness.set_api_reachable(reachable);
+    }
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -117,6 +130,7 @@ async fn lead(
     };
     tokio::pin!(shutdown);
     if !args.leader.leader_election {
+        crate::metrics::METRICS.leader.set(1);
         let controllers = start();
         shutdown.await;
         controllers.stop().await;
@@ -132,10 +146,12 @@ async fn lead(
         match (leads, running.is_some()) {
             (true, false) => {
                 tracing::info!(identity, "leading: starting the controllers");
+                crate::metrics::METRICS.leader.set(1);
                 running = Some(start());
             }
             (false, true) => {
                 tracing::warn!(identity, "lost the lease: stopping the controllers");
+                crate::metrics::METRICS.leader.set(0);
                 if let Some(controllers) = running.take() {
                     controllers.stop().await;
                 }

@@ -39,16 +39,40 @@ impl Default for ServerArgs {
     }
 }
 
-/// Whether the process can serve: set once the CRDs are served.
+/// Whether the process can serve: its CRDs are served, the API server
+/// answers, and the membership cache is filled.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    crds: Arc<AtomicBool>,
+    api: Arc<AtomicBool>,
+    index: Option<scim::membership::MembershipIndex>,
+}
 
 impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+    pub fn new(index: scim::membership::MembershipIndex) -> Self {
+        Self {
+            index: Some(index),
+            ..Self::default()
+        }
     }
-    fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    pub fn set_ready(&self) {
+        self.crds.store(true, Ordering::Release);
+        self.api.store(true, Ordering::Release);
+    }
+    pub fn set_api_reachable(&self, reachable: bool) {
+        self.api.store(reachable, Ordering::Release);
+    }
+    /// What keeps the process from being ready, if anything.
+    fn waiting_for(&self) -> Option<&'static str> {
+        if !self.crds.load(Ordering::Acquire) {
+            Some("waiting for Roster's CRDs")
+        } else if !self.api.load(Ordering::Acquire) {
+            Some("the Kubernetes API server is unreachable")
+        } else if self.index.as_ref().is_some_and(|i| !i.is_synced()) {
+            Some("filling the group membership cache")
+        } else {
+            None
+        }
     }
 }
 
@@ -62,6 +86,7 @@ pub fn router(
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(readiness);
     let audit = scim::audit::Audit::new(client.clone(), args.pod_name.clone());
     scim::http::router(scim::http::ScimState {
@@ -79,11 +104,20 @@ pub fn router(
     ))
 }
 
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::METRICS.encode(),
+    )
+}
+
 async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {
-    if readiness.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for Roster's CRDs")
+    match readiness.waiting_for() {
+        None => (StatusCode::OK, "ok"),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 

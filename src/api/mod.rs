@@ -8,6 +8,7 @@
 
 mod claim;
 mod common;
+mod consumed;
 mod group;
 mod policy;
 mod slice;
@@ -15,9 +16,11 @@ mod user;
 
 pub use claim::{UserNameClaim, UserNameClaimSpec, claim_name};
 pub use common::{ObjectRef, SecretKeyRef, SecretRef};
+pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
-    ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction, JitOptions, Mode,
+    AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction, GroupsOverage,
+    JitOptions, Mode,
     PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, RateLimit,
     SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
@@ -46,6 +49,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Group::crd(),
         GroupMemberSlice::crd(),
         UserNameClaim::crd(),
+        ConsumedAssertion::crd(),
     ]
 }
 

@@ -220,6 +220,23 @@ pub struct SamlTrust {
     /// are accepted. Default false: only logins Roster started are.
     #[serde(default)]
     pub allow_idp_initiated: bool,
+    /// Where the browser may be sent after a login (RelayState). An entry
+    /// ending in `/` admits every URL below it on the same origin; any other
+    /// entry admits exactly that URL. Anything else is never redirected to
+    /// (no open redirect): the login ends on Roster's own page instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(u, isURL(u) && (u.startsWith('https://') || u.startsWith('http://')))").message("allowedRedirectUrls must be http or https URLs"))]
+    pub allowed_redirect_urls: Vec<String>,
+    /// Lifetime of the session cookie set after a successful login, in
+    /// seconds. Default 3600, between 60 and 86400.
+    #[serde(default = "default_session_lifetime")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub session_lifetime_seconds: i32,
+}
+
+fn default_session_lifetime() -> i32 {
+    3600
 }
 
 fn default_clock_skew() -> i32 {
@@ -239,19 +256,24 @@ pub struct AttributeMapping {
     /// Attribute holding the userName. Unset means the NameID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
-    /// Attribute holding the primary email address.
+    /// Attribute holding the primary email address. Unset: `email`, `mail`,
+    /// or Entra ID's `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Attribute holding the given name.
+    /// Attribute holding the given name. Unset: `firstName`, `givenName`, or
+    /// Entra ID's `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
-    /// Attribute holding the family name.
+    /// Attribute holding the family name. Unset: `lastName`, `surname`, `sn`, or
+    /// Entra ID's `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family_name: Option<String>,
-    /// Attribute holding the display name.
+    /// Attribute holding the display name. Unset: `displayName`, or Entra ID's
+    /// `http://schemas.microsoft.com/identity/claims/displayname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    /// Attribute holding group names or ids.
+    /// Attribute holding group names or ids. Unset: `groups`, or Entra ID's
+    /// `http://schemas.microsoft.com/ws/2008/06/identity/claims/groups`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<String>,
 }
@@ -270,6 +292,43 @@ pub struct JitOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub deprovision_after_days: Option<i32>,
+    /// The only group values of an assertion that become Group memberships.
+    /// Values not listed are ignored. Empty means no group is taken from
+    /// assertions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub allowed_groups: Vec<AllowedGroup>,
+    /// What a login does when the assertion says the user's groups did not
+    /// fit (Entra ID's groups-overage claim, sent above 150 groups): `Keep`
+    /// (default: memberships stay as they are, nothing is removed) or `Refuse`
+    /// (the login is refused). Never treated as "no groups".
+    #[serde(default)]
+    pub groups_overage: GroupsOverage,
+}
+
+/// One group value an assertion may carry and the Group it grants.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedGroup {
+    /// The value as the IdP sends it: a group name (Okta) or a group object
+    /// id (Entra ID). Compared exactly.
+    #[schemars(length(min = 1, max = 1024))]
+    pub value: String,
+    /// Display name of the Group, in this policy, the value grants. Unset
+    /// means the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub group: Option<String>,
+}
+
+/// Handling of an assertion whose group list was replaced by an overage claim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GroupsOverage {
+    /// Keep the user's current memberships unchanged.
+    #[default]
+    Keep,
+    /// Refuse the login.
+    Refuse,
 }
 
 /// Observed state of a policy.

@@ -59,7 +59,8 @@ use super::common::ObjectRef;
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    selectable = ".spec.policy"
+    selectable = ".spec.policy",
+    selectable = ".spec.subject"
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.subject) || (has(self.subject) && self.subject == oldSelf.subject)").message("subject is immutable once set: users are keyed on it").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]

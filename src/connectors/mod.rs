@@ -150,68 +150,114 @@ impl From<webhook::WebhookConnector> for AnyConnector {
     }
 }
 
+impl AnyConnector {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Scim(_) => "scim",
+            Self::Webhook(_) => "webhook",
+        }
+    }
+
+    /// Counts the call by connector, operation and outcome.
+    fn observe<T>(&self, operation: &str, result: &Result<T>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(ConnectorError::Unavailable(_)) => "unavailable",
+            Err(ConnectorError::RateLimited(_)) => "rate_limited",
+            Err(ConnectorError::Rejected { .. }) => "rejected",
+            Err(ConnectorError::Misconfigured(_)) => "misconfigured",
+        };
+        crate::metrics::METRICS
+            .downstream_calls
+            .get_or_create(&crate::metrics::DownstreamCall {
+                connector: self.kind().to_owned(),
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
 impl Connector for AnyConnector {
     async fn find_user(&self, user_name: &str) -> Result<Option<RemoteAccount>> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.find_user(user_name).await,
             Self::Webhook(c) => c.find_user(user_name).await,
-        }
+        };
+        self.observe("find_user", &result);
+        result
     }
 
     async fn create_user(&self, user: &DesiredUser) -> Result<String> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.create_user(user).await,
             Self::Webhook(c) => c.create_user(user).await,
-        }
+        };
+        self.observe("create_user", &result);
+        result
     }
 
     async fn update_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.update_user(remote_id, user).await,
             Self::Webhook(c) => c.update_user(remote_id, user).await,
-        }
+        };
+        self.observe("update_user", &result);
+        result
     }
 
     async fn disable_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.disable_user(remote_id, user).await,
             Self::Webhook(c) => c.disable_user(remote_id, user).await,
-        }
+        };
+        self.observe("disable_user", &result);
+        result
     }
 
     async fn delete_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.delete_user(remote_id, user).await,
             Self::Webhook(c) => c.delete_user(remote_id, user).await,
-        }
+        };
+        self.observe("delete_user", &result);
+        result
     }
 
     async fn find_group(&self, display_name: &str) -> Result<Option<String>> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.find_group(display_name).await,
             Self::Webhook(c) => c.find_group(display_name).await,
-        }
+        };
+        self.observe("find_group", &result);
+        result
     }
 
     async fn create_group(&self, group: &DesiredGroup) -> Result<String> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.create_group(group).await,
             Self::Webhook(c) => c.create_group(group).await,
-        }
+        };
+        self.observe("create_group", &result);
+        result
     }
 
     async fn update_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.update_group(remote_id, group).await,
             Self::Webhook(c) => c.update_group(remote_id, group).await,
-        }
+        };
+        self.observe("update_group", &result);
+        result
     }
 
     async fn delete_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => c.delete_group(remote_id, group).await,
             Self::Webhook(c) => c.delete_group(remote_id, group).await,
-        }
+        };
+        self.observe("delete_group", &result);
+        result
     }
 
     async fn change_members(
@@ -222,7 +268,7 @@ impl Connector for AnyConnector {
         remove: &[String],
         change_id: &str,
     ) -> Result<()> {
-        match self {
+        let result = match self {
             Self::Scim(c) => {
                 c.change_members(remote_id, group, add, remove, change_id)
                     .await
@@ -231,7 +277,9 @@ impl Connector for AnyConnector {
                 c.change_members(remote_id, group, add, remove, change_id)
                     .await
             }
-        }
+        };
+        self.observe("change_members", &result);
+        result
     }
 }
 

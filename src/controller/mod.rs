@@ -62,6 +62,21 @@ impl Error {
     }
 }
 
+/// Counts and times a reconcile by kind and result.
+async fn measured(
+    kind: &'static str,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.reason(),
+    };
+    crate::metrics::METRICS.reconciled(kind, outcome, started.elapsed());
+    result
+}
+
 /// What to do after a failed reconcile: wait for the application's
 /// Retry-After, back off exponentially per object, or wait for a change
 /// (with a long safety resync, since a Secret fix doesn't touch the object).
@@ -169,7 +184,11 @@ pub async fn run(
     let user_controller = Controller::for_shared_stream(user_events.remove(0), users.clone())
         .watches_shared_stream(policy_events.remove(0), users_of_policy)
         .graceful_shutdown_on(shutdown.clone())
-        .run(user::reconcile, error_policy, ctx.clone())
+        .run(
+            |o, c| measured("User", user::reconcile(o, c)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let group_of_slice = |slice: Arc<GroupMemberSlice>| {
@@ -181,7 +200,11 @@ pub async fn run(
     let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
         .watches_shared_stream(slice_events.remove(0), group_of_slice)
         .graceful_shutdown_on(shutdown.clone())
-        .run(group::reconcile, error_policy, ctx.clone())
+        .run(
+            |o, c| measured("Group", group::reconcile(o, c)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let slices_of_group = {
@@ -200,7 +223,11 @@ pub async fn run(
     let slice_controller = Controller::for_shared_stream(slice_events.remove(0), slices.clone())
         .watches_shared_stream(group_events.remove(0), slices_of_group)
         .graceful_shutdown_on(shutdown.clone())
-        .run(group::reconcile_slice, error_policy, ctx.clone())
+        .run(
+            |o, c| measured("GroupMemberSlice", group::reconcile_slice(o, c)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
 
     let policy_of = |namespace: Option<String>, policy: &str| {
@@ -215,7 +242,11 @@ pub async fn run(
                 policy_of(g.namespace(), &g.spec.policy)
             })
             .graceful_shutdown_on(shutdown.clone())
-            .run(policy::reconcile, error_policy, ctx.clone())
+            .run(
+                |o, c| measured("ProvisioningPolicy", policy::reconcile(o, c)),
+                error_policy,
+                ctx.clone(),
+            )
             .for_each(|_| async {});
 
     // The feeds stop when the controllers do.

@@ -92,7 +92,53 @@ pub fn router(state: ScimState) -> Router {
         .route(&format!("{v2}/{{*rest}}"), any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(measure))
         .with_state(state)
+}
+
+/// Counts and times every SCIM request.
+async fn measure(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let segments: Vec<String> = request.uri().path().split('/').map(str::to_owned).collect();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    // `/scim/{namespace}/{policy}/v2/{resource}/...`; labels stay bounded:
+    // unauthenticated requests don't name a policy, unknown resources are "other".
+    let policy = match (segments.get(2), segments.get(3)) {
+        (Some(ns), Some(policy)) if status != 401 => format!("{ns}/{policy}"),
+        _ => "unauthenticated".to_owned(),
+    };
+    let resource = match segments.get(5).map(String::as_str) {
+        Some(
+            r @ ("Users"
+            | "Groups"
+            | "Schemas"
+            | "ResourceTypes"
+            | "ServiceProviderConfig"
+            | ".search"),
+        ) => r.to_owned(),
+        _ => "other".to_owned(),
+    };
+    let metrics = &crate::metrics::METRICS;
+    metrics
+        .scim_requests
+        .get_or_create(&crate::metrics::ScimRequest {
+            policy: policy.clone(),
+            method: method.clone(),
+            resource: resource.clone(),
+            status,
+        })
+        .inc();
+    metrics
+        .scim_request_seconds
+        .get_or_create(&crate::metrics::ScimRoute {
+            policy,
+            method,
+            resource,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 // ----- responses ------------------------------------------------------------

@@ -16,8 +16,9 @@ use super::error::ScimError;
 use super::membership::{self, GroupSlices, MembershipIndex};
 use crate::api::{
     GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec,
-    ProvisioningPolicy, User, UserNameClaim, UserNameClaimSpec, UserSpec, claim_name,
+    ProvisioningPolicy, User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::directory::{ClaimError, UserNames};
 use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
 use crate::scim::resource::LAST_MODIFIED_ANNOTATION;
 
@@ -221,88 +222,26 @@ impl Directory {
             .await?)
     }
 
-    /// Reserves `user_name` for user `id`. A claim left behind by a user that
-    /// no longer holds the name (deleted by hand, or a crash mid-rename) is
-    /// taken over; a live one means 409 uniqueness.
+    /// Reserves `user_name` for user `id` (see [`crate::directory`]); a live
+    /// holder means 409 uniqueness.
     async fn claim(&self, user_name: &str, id: &str) -> Result<()> {
-        let claims = self.api::<UserNameClaim>();
-        let name = claim_name(&self.policy, user_name);
-        let mut claim = UserNameClaim::new(
-            &name,
-            UserNameClaimSpec {
-                policy: self.policy.clone(),
-                user_name: user_name.to_lowercase(),
-                user: id.to_owned(),
-            },
-        );
-        claim.metadata.labels = Some(BTreeMap::from([(
-            "app.kubernetes.io/managed-by".to_owned(),
-            "roster".to_owned(),
-        )]));
-        for _ in 0..3 {
-            match claims.create(&PostParams::default(), &claim).await {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(error) => return Err(error.into()),
-            }
-            let Some(existing) = claims.get_opt(&name).await? else {
-                continue; // released meanwhile: try again
-            };
-            if existing.spec.user == id {
-                return Ok(());
-            }
-            let holder = self.api::<User>().get_opt(&existing.spec.user).await?;
-            let held = match holder {
-                Some(u) => {
-                    u.metadata.deletion_timestamp.is_none()
-                        && u.spec.user_name.to_lowercase() == user_name.to_lowercase()
-                }
-                // A claim is written just before its user: a young claim
-                // without a user is a creation in flight, not a leftover.
-                None => is_young(&existing),
-            };
-            if held {
-                return Err(ScimError::uniqueness(format!(
-                    "userName \"{user_name}\" is already taken"
-                ))
-                .into());
-            }
-            // A stale claim: remove exactly that one, then retry.
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: existing.metadata.uid.clone(),
-                    resource_version: existing.metadata.resource_version.clone(),
-                }),
-                ..Default::default()
-            };
-            match claims.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(StoreError::Conflict)
+        self.user_names()
+            .claim(user_name, id)
+            .await
+            .map_err(|error| match error {
+                ClaimError::Taken(_) => ScimError::uniqueness(error.to_string()).into(),
+                ClaimError::Conflict => StoreError::Conflict,
+                ClaimError::Api(error) => error.into(),
+            })
     }
 
-    /// Releases `user_name` if user `id` holds it. Best effort: a claim left
-    /// behind is recognised as stale by the next `claim`.
+    /// Releases `user_name` if user `id` holds it. Best effort.
     async fn release(&self, user_name: &str, id: &str) {
-        let claims = self.api::<UserNameClaim>();
-        let name = claim_name(&self.policy, user_name);
-        if let Ok(Some(claim)) = claims.get_opt(&name).await {
-            if claim.spec.user == id {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: claim.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                if let Err(error) = claims.delete(&name, &params).await {
-                    tracing::debug!(%error, claim = name, "could not release a userName claim");
-                }
-            }
-        }
+        self.user_names().release(user_name, id).await
+    }
+
+    fn user_names(&self) -> UserNames {
+        UserNames::new(self.client.clone(), &self.namespace, &self.policy)
     }
 
     // ----- Groups ------------------------------------------------------
@@ -490,20 +429,6 @@ impl Directory {
         self.change_members(&group.name_any(), members, &remove)
             .await
     }
-}
-
-/// How long a claim without its user counts as a creation in flight.
-const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn is_young(claim: &UserNameClaim) -> bool {
-    claim
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .is_none_or(|created| {
-            let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
-            age.unsigned_abs() < CLAIM_GRACE
-        })
 }
 
 fn now() -> String {

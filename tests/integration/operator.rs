@@ -185,3 +185,103 @@ async fn sigterm_releases_the_lease_so_the_standby_leads_at_once() {
         "after SIGTERM the leader exited cleanly, released the lease, and the standby led within {takeover:?}"
     );
 }
+
+/// `name value` of the first exposition line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership() {
+    let env = env().await;
+    let key = b"metrics-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    let mut tokens = k8s_openapi::api::core::v1::Secret::default();
+    tokens.metadata.name = Some("wiki-scim-tokens".into());
+    tokens.string_data = Some([("t".to_owned(), "metrics-token".to_owned())].into());
+    env.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &tokens)
+        .await
+        .unwrap();
+    let replica = replica("replica-m", &env.namespace);
+    let base = format!("http://127.0.0.1:{}", replica.port);
+    let http = reqwest::Client::new();
+    eventually("the replica to be ready", || async {
+        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (reply.status() == 200).then_some(())
+    })
+    .await;
+    let scim = format!("{base}/scim/{}/wiki/v2/Users", env.namespace);
+    let created = http
+        .post(&scim)
+        .bearer_auth("metrics-token")
+        .json(&serde_json::json!({"userName": "metered@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        http.get(&scim)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let users: Api<User> = env.api();
+    synced(&users, &id).await;
+
+    let metrics = eventually("the metrics", || async {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("roster_downstream_calls_total{connector=\"webhook\"")
+            .then_some(text)
+    })
+    .await;
+    let ns = &env.namespace;
+    let posted = format!(
+        "roster_scim_requests_total{{policy=\"{ns}/wiki\",method=\"POST\",resource=\"Users\",status=\"201\"}}"
+    );
+    assert_eq!(sample(&metrics, &posted), Some(1.0), "{metrics}");
+    let refused = "roster_scim_requests_total{policy=\"unauthenticated\",method=\"GET\",resource=\"Users\",status=\"401\"}";
+    assert_eq!(sample(&metrics, refused), Some(1.0));
+    let latency = format!(
+        "roster_scim_request_duration_seconds_count{{policy=\"{ns}/wiki\",method=\"POST\",resource=\"Users\"}}"
+    );
+    assert_eq!(sample(&metrics, &latency), Some(1.0));
+    assert!(
+        sample(
+            &metrics,
+            "roster_reconciles_total{kind=\"User\",result=\"ok\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "roster_reconcile_duration_seconds_count{kind=\"User\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let delivered = "roster_downstream_calls_total{connector=\"webhook\",operation=\"create_user\",outcome=\"ok\"}";
+    assert_eq!(sample(&metrics, delivered), Some(1.0));
+    assert_eq!(sample(&metrics, "roster_leader "), Some(1.0));
+}

@@ -43,6 +43,8 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                 default_groups: vec!["everyone".into()],
                 allowed_email_domains: vec!["example.com".into()],
                 deprovision_after_days: Some(90),
+                allowed_groups: Vec::new(),
+                groups_overage: Default::default(),
             }),
         },
     )
@@ -75,6 +77,8 @@ pub fn saml_trust() -> SamlTrust {
         attribute_mapping: AttributeMapping::default(),
         clock_skew_seconds: 120,
         allow_idp_initiated: false,
+        allowed_redirect_urls: Vec::new(),
+        session_lifetime_seconds: 3600,
     }
 }
 

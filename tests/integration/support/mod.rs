@@ -55,10 +55,12 @@ impl TestEnv {
 /// returns a client with a fresh namespace.
 pub async fn env() -> TestEnv {
     // Logs, when asked for with RUST_LOG, go to the test's captured output.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let shared = SHARED.get_or_init(start_shared);
     let client =
         kube::Client::try_from(shared.config.clone()).expect("a client for the test cluster");

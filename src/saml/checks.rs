@@ -1,0 +1,672 @@
+//! Pure checks of a SAML response, before and after samael verifies it.
+//!
+//! samael (with libxml in recover mode) accepts a DOCTYPE, malformed XML and a
+//! second root, accepts responses without Conditions or AudienceRestriction,
+//! and never looks at an IssueInstant in the future. So the XML is checked
+//! strictly with a streaming parser before samael sees it, and the verified
+//! assertion is checked again for what samael leaves open.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+use samael::schema::Assertion;
+
+/// Largest accepted form body (the base64 SAMLResponse and RelayState).
+pub const MAX_FORM_BYTES: usize = 512 * 1024;
+/// Largest accepted decoded response XML.
+pub const MAX_XML_BYTES: usize = 256 * 1024;
+/// Deepest element nesting accepted. A signed response nests about 8 deep.
+pub const MAX_DEPTH: usize = 24;
+/// Most elements accepted in one response.
+pub const MAX_ELEMENTS: usize = 5000;
+
+const PROTOCOL_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
+const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+
+/// Why a response is refused. The message is logged, never shown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the SAMLResponse is not valid base64")]
+    NotBase64,
+    #[error("the response is larger than {MAX_XML_BYTES} bytes")]
+    TooLarge,
+    #[error("the response is not UTF-8")]
+    NotUtf8,
+    #[error("malformed XML: {0}")]
+    Malformed(String),
+    #[error("the XML has a DOCTYPE")]
+    Doctype,
+    #[error("the XML has a processing instruction")]
+    ProcessingInstruction,
+    #[error("the XML has a comment (comments hide text from signatures)")]
+    Comment,
+    #[error("the XML has a CDATA section")]
+    Cdata,
+    #[error("the XML refers to the entity &{0};")]
+    Entity(String),
+    #[error("the XML nests deeper than {MAX_DEPTH} elements")]
+    TooDeep,
+    #[error("the XML has more than {MAX_ELEMENTS} elements")]
+    TooManyElements,
+    #[error("the XML has more than one root element")]
+    SecondRoot,
+    #[error("the root element is not a SAML protocol Response")]
+    NotAResponse,
+    #[error("the response holds {0} Response elements, not one")]
+    ResponseCount(usize),
+    #[error("the response holds {0} Assertions, not one")]
+    AssertionCount(usize),
+    #[error("the response holds an EncryptedAssertion (not supported)")]
+    Encrypted,
+    #[error("the response uses SHA-1 ({0})")]
+    Sha1(String),
+    #[error("the response status is {0}")]
+    Status(String),
+    #[error("the response Destination {0:?} is not this ACS URL")]
+    Destination(String),
+    #[error("the signature, issuer, audience, recipient or time window is not valid: {0}")]
+    Verification(String),
+    #[error("the assertion has no Conditions")]
+    NoConditions,
+    #[error("the assertion's Conditions have no AudienceRestriction")]
+    NoAudienceRestriction,
+    #[error("the assertion is not meant for this service provider (audience)")]
+    WrongAudience,
+    #[error("the {0} IssueInstant is in the future beyond the clock skew")]
+    IssuedInFuture(&'static str),
+    #[error("the {0} IssueInstant is too old")]
+    IssuedTooLongAgo(&'static str),
+    #[error("the assertion has no subject")]
+    NoSubject,
+    #[error("the assertion answers a request this browser did not make (InResponseTo)")]
+    UnknownInResponseTo,
+    #[error("the assertion answers no request, and this policy refuses IdP-initiated logins")]
+    Unsolicited,
+}
+
+/// What the strict pass learnt about the (still unverified) Response wrapper.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wrapper {
+    pub destination: Option<String>,
+    pub issue_instant: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Decodes the form's SAMLResponse: whitespace is stripped first, since
+/// IdPs wrap base64 at 76 columns and samael's decoder refuses line breaks.
+pub fn decode(encoded: &str) -> Result<String, Rejection> {
+    let compact: Vec<u8> = encoded
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if compact.len() > MAX_XML_BYTES / 3 * 4 + 4 {
+        return Err(Rejection::TooLarge);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| Rejection::NotBase64)?;
+    if bytes.len() > MAX_XML_BYTES {
+        return Err(Rejection::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| Rejection::NotUtf8)
+}
+
+/// Checks the XML strictly: one well-formed document, no DOCTYPE, no
+/// processing instruction beyond the declaration, no comment or CDATA, only
+/// the predefined entities, bounded depth and element count, a SAML protocol
+/// Response as the only root, exactly one Assertion (in the SAML namespace),
+/// no SHA-1 algorithm, and a Success status.
+pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
+    if xml.len() > MAX_XML_BYTES {
+        return Err(Rejection::TooLarge);
+    }
+    let mut reader = NsReader::from_str(xml);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    config.allow_unmatched_ends = false;
+    config.allow_dangling_amp = false;
+
+    let mut wrapper = Wrapper::default();
+    let mut depth = 0usize;
+    let mut elements = 0usize;
+    let mut root_closed = false;
+    let mut responses = 0usize;
+    let mut assertions = 0usize;
+    let mut seen_status_code = false;
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        match event {
+            Event::Decl(_) if elements == 0 => {}
+            Event::Decl(_) => return Err(Rejection::Malformed("a second XML declaration".into())),
+            Event::DocType(_) => return Err(Rejection::Doctype),
+            Event::PI(_) => return Err(Rejection::ProcessingInstruction),
+            Event::Comment(_) => return Err(Rejection::Comment),
+            Event::CData(_) => return Err(Rejection::Cdata),
+            Event::GeneralRef(reference) => {
+                let name = String::from_utf8_lossy(&reference).into_owned();
+                let predefined = matches!(name.as_str(), "amp" | "lt" | "gt" | "quot" | "apos");
+                if !predefined {
+                    let ok = reference.is_char_ref()
+                        && reference.resolve_char_ref().ok().flatten().is_some();
+                    if !ok {
+                        return Err(Rejection::Entity(name));
+                    }
+                }
+                if depth == 0 {
+                    return Err(Rejection::Malformed("text outside the root".into()));
+                }
+            }
+            Event::Text(text) => {
+                if depth == 0 && !text.iter().all(u8::is_ascii_whitespace) {
+                    return Err(Rejection::Malformed("text outside the root".into()));
+                }
+            }
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                if root_closed {
+                    return Err(Rejection::SecondRoot);
+                }
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(Rejection::TooManyElements);
+                }
+                let is_empty = matches!(event, Event::Empty(_));
+                if !is_empty {
+                    depth += 1;
+                } else if depth == 0 {
+                    root_closed = true;
+                }
+                if depth > MAX_DEPTH {
+                    return Err(Rejection::TooDeep);
+                }
+                let local = start.local_name();
+                let local = local.as_ref();
+                let in_ns = |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
+                let attributes = attributes(start)?;
+                if elements == 1 && !(local == b"Response" && in_ns(PROTOCOL_NS)) {
+                    return Err(Rejection::NotAResponse);
+                }
+                match local {
+                    b"Response" => {
+                        responses += 1;
+                        if elements == 1 {
+                            wrapper.destination = value(&attributes, "Destination");
+                            wrapper.issue_instant = value(&attributes, "IssueInstant");
+                        }
+                    }
+                    b"Assertion" => {
+                        assertions += 1;
+                        if !in_ns(ASSERTION_NS) {
+                            return Err(Rejection::AssertionCount(assertions));
+                        }
+                    }
+                    b"EncryptedAssertion" => return Err(Rejection::Encrypted),
+                    b"StatusCode" if in_ns(PROTOCOL_NS) && !seen_status_code => {
+                        // The top-level StatusCode; nested ones refine it.
+                        seen_status_code = true;
+                        wrapper.status = value(&attributes, "Value");
+                    }
+                    b"SignatureMethod" | b"DigestMethod" => {
+                        if let Some(algorithm) = value(&attributes, "Algorithm") {
+                            if is_sha1(&algorithm) {
+                                return Err(Rejection::Sha1(algorithm));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(_) => {
+                depth -= 1;
+                if depth == 0 {
+                    root_closed = true;
+                }
+            }
+            Event::Eof => break,
+        }
+    }
+    if !root_closed || depth != 0 {
+        return Err(Rejection::Malformed("the document ends inside an element".into()));
+    }
+    if responses != 1 {
+        return Err(Rejection::ResponseCount(responses));
+    }
+    if assertions != 1 {
+        return Err(Rejection::AssertionCount(assertions));
+    }
+    if let Some(status) = &wrapper.status {
+        if status != STATUS_SUCCESS {
+            return Err(Rejection::Status(status.clone()));
+        }
+    }
+    // Only the Response's signature makes its Destination trustworthy, but a
+    // wrong one is refused either way.
+    if let Some(destination) = &wrapper.destination {
+        if destination != acs_url {
+            return Err(Rejection::Destination(destination.clone()));
+        }
+    }
+    Ok(wrapper)
+}
+
+/// Every attribute, unescaped: refuses duplicates and undefined entities.
+fn attributes(start: &BytesStart<'_>) -> Result<Vec<(String, String)>, Rejection> {
+    let mut out = Vec::new();
+    for attribute in start.attributes().with_checks(true) {
+        let attribute = attribute.map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
+        let value = attribute
+            .unescape_value()
+            .map_err(|e| Rejection::Malformed(e.to_string()))?
+            .into_owned();
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn value(attributes: &[(String, String)], name: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
+}
+
+/// SHA-1 signature and digest algorithm URIs (RSA, DSA, ECDSA, HMAC, digest).
+fn is_sha1(algorithm: &str) -> bool {
+    let fragment = algorithm.rsplit('#').next().unwrap_or_default();
+    fragment == "sha1" || fragment.ends_with("-sha1")
+}
+
+/// The time rules for the wrapper's IssueInstant (only when present; an
+/// unsigned wrapper's instant proves nothing, but a bad one is refused).
+pub fn check_wrapper_time(
+    wrapper: &Wrapper,
+    now: DateTime<Utc>,
+    skew: Duration,
+    max_age: Duration,
+) -> Result<(), Rejection> {
+    let Some(instant) = &wrapper.issue_instant else {
+        return Ok(());
+    };
+    let instant = DateTime::parse_from_rfc3339(instant)
+        .map_err(|_| Rejection::Malformed("the Response IssueInstant is not a date".into()))?
+        .with_timezone(&Utc);
+    check_issue_instant("Response", instant, now, skew, max_age)
+}
+
+fn check_issue_instant(
+    what: &'static str,
+    instant: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: Duration,
+    max_age: Duration,
+) -> Result<(), Rejection> {
+    let skew = chrono::Duration::from_std(skew).unwrap_or_default();
+    let max_age = chrono::Duration::from_std(max_age).unwrap_or_default();
+    if instant > now + skew {
+        return Err(Rejection::IssuedInFuture(what));
+    }
+    if instant + max_age + skew < now {
+        return Err(Rejection::IssuedTooLongAgo(what));
+    }
+    Ok(())
+}
+
+/// What the checks of a verified assertion establish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The assertion's ID.
+    pub id: String,
+    /// The issuer (already matched against the policy by samael).
+    pub issuer: String,
+    /// The request this assertion answers; `None` for an IdP-initiated login.
+    pub in_response_to: Option<String>,
+    /// After this instant the assertion would be refused anyway: how long its
+    /// ID must be remembered to refuse a replay.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The checks samael leaves open, on an assertion samael verified:
+/// Conditions and AudienceRestriction are required, the audience must name
+/// this SP, IssueInstant must not be in the future, and InResponseTo must be
+/// the request bound to this browser, or absent only if the policy allows
+/// IdP-initiated logins.
+pub fn check_assertion(
+    assertion: &Assertion,
+    sp_entity_id: &str,
+    request_id: Option<&str>,
+    allow_idp_initiated: bool,
+    now: DateTime<Utc>,
+    skew: Duration,
+    max_age: Duration,
+) -> Result<Checked, Rejection> {
+    check_issue_instant("Assertion", assertion.issue_instant, now, skew, max_age)?;
+    let conditions = assertion
+        .conditions
+        .as_ref()
+        .ok_or(Rejection::NoConditions)?;
+    let restrictions = conditions
+        .audience_restrictions
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .ok_or(Rejection::NoAudienceRestriction)?;
+    // Every AudienceRestriction must be met (SAML core 2.5.1.4).
+    if !restrictions
+        .iter()
+        .all(|r| r.audience.iter().any(|a| a == sp_entity_id))
+    {
+        return Err(Rejection::WrongAudience);
+    }
+    let subject = assertion.subject.as_ref().ok_or(Rejection::NoSubject)?;
+    let bearer: Vec<_> = subject
+        .subject_confirmations
+        .iter()
+        .flatten()
+        .filter(|c| c.method.as_deref() == Some(BEARER))
+        .filter_map(|c| c.subject_confirmation_data.as_ref())
+        .collect();
+    let answered: Vec<&str> = bearer
+        .iter()
+        .filter_map(|d| d.in_response_to.as_deref())
+        .collect();
+    let in_response_to = match (answered.first(), request_id) {
+        (None, _) if allow_idp_initiated => None,
+        (None, _) => return Err(Rejection::Unsolicited),
+        (Some(_), Some(request)) if answered.iter().all(|a| *a == request) => {
+            Some(request.to_owned())
+        }
+        (Some(_), _) => return Err(Rejection::UnknownInResponseTo),
+    };
+    let skew = chrono::Duration::from_std(skew).unwrap_or_default();
+    let max_age = chrono::Duration::from_std(max_age).unwrap_or_default();
+    let expires_at = bearer
+        .iter()
+        .filter_map(|d| d.not_on_or_after)
+        .chain(conditions.not_on_or_after)
+        .max()
+        .unwrap_or(assertion.issue_instant + max_age)
+        .max(assertion.issue_instant + max_age)
+        + skew;
+    Ok(Checked {
+        id: assertion.id.clone(),
+        issuer: assertion.issuer.value.clone().unwrap_or_default(),
+        in_response_to,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACS: &str = "https://roster.example.com/saml/ns/crm/acs";
+
+    fn response(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r" Version="2.0" IssueInstant="2026-01-01T00:00:00Z" Destination="{ACS}"><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>{inner}</samlp:Response>"#
+        )
+    }
+
+    fn assertion(body: &str) -> String {
+        format!(r#"<saml:Assertion ID="_a" Version="2.0">{body}</saml:Assertion>"#)
+    }
+
+    #[test]
+    fn a_plain_response_with_one_assertion_passes() {
+        let wrapper = precheck(&response(&assertion("<saml:Issuer>idp</saml:Issuer>")), ACS)
+            .expect("passes");
+        assert_eq!(wrapper.destination.as_deref(), Some(ACS));
+        assert_eq!(wrapper.status.as_deref(), Some(STATUS_SUCCESS));
+    }
+
+    #[test]
+    fn predefined_and_character_entities_pass() {
+        let xml = response(&assertion("<saml:Issuer>a &amp; b &#x41;</saml:Issuer>"));
+        assert!(precheck(&xml, ACS).is_ok());
+    }
+
+    #[test]
+    fn a_doctype_is_refused() {
+        let xml = format!(
+            "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x \"y\">]>{}",
+            response(&assertion("")).trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#)
+        );
+        assert_eq!(precheck(&xml, ACS), Err(Rejection::Doctype));
+    }
+
+    #[test]
+    fn an_undeclared_entity_is_refused() {
+        let xml = response(&assertion("<saml:Issuer>&xxe;</saml:Issuer>"));
+        assert_eq!(precheck(&xml, ACS), Err(Rejection::Entity("xxe".into())));
+    }
+
+    #[test]
+    fn processing_instructions_comments_and_cdata_are_refused() {
+        let pi = response(&assertion("<?evil x?>"));
+        assert_eq!(precheck(&pi, ACS), Err(Rejection::ProcessingInstruction));
+        let comment = response(&assertion("<saml:NameID>admin<!---->.evil</saml:NameID>"));
+        assert_eq!(precheck(&comment, ACS), Err(Rejection::Comment));
+        let cdata = response(&assertion("<saml:NameID><![CDATA[x]]></saml:NameID>"));
+        assert_eq!(precheck(&cdata, ACS), Err(Rejection::Cdata));
+    }
+
+    #[test]
+    fn malformed_xml_is_refused() {
+        let unclosed = response(&assertion("")).replace("</samlp:Response>", "");
+        assert!(matches!(
+            precheck(&unclosed, ACS),
+            Err(Rejection::Malformed(_))
+        ));
+        let mismatched = response(&assertion("<saml:Issuer>x</saml:Subject>"));
+        assert!(matches!(
+            precheck(&mismatched, ACS),
+            Err(Rejection::Malformed(_))
+        ));
+        let duplicate_attribute = response(&assertion("")).replace("ID=\"_a\"", "ID=\"_a\" ID=\"_b\"");
+        assert!(matches!(
+            precheck(&duplicate_attribute, ACS),
+            Err(Rejection::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_second_root_is_refused() {
+        let xml = format!("{}<samlp:Response/>", response(&assertion("")));
+        assert_eq!(precheck(&xml, ACS), Err(Rejection::SecondRoot));
+        let text = format!("{}trailing", response(&assertion("")));
+        assert!(matches!(precheck(&text, ACS), Err(Rejection::Malformed(_))));
+    }
+
+    #[test]
+    fn the_root_must_be_a_protocol_response() {
+        let xml = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#;
+        assert_eq!(precheck(xml, ACS), Err(Rejection::NotAResponse));
+        let wrong_ns = r#"<Response xmlns="urn:evil"/>"#;
+        assert_eq!(precheck(wrong_ns, ACS), Err(Rejection::NotAResponse));
+    }
+
+    #[test]
+    fn exactly_one_assertion_is_required() {
+        let none = response("");
+        assert_eq!(precheck(&none, ACS), Err(Rejection::AssertionCount(0)));
+        let two = response(&format!("{}{}", assertion(""), assertion("")));
+        assert_eq!(precheck(&two, ACS), Err(Rejection::AssertionCount(2)));
+        let nested_response = response(&format!(
+            "{}<samlp:Extensions><samlp:Response/></samlp:Extensions>",
+            assertion("")
+        ));
+        assert_eq!(
+            precheck(&nested_response, ACS),
+            Err(Rejection::ResponseCount(2))
+        );
+        let foreign = response(r#"<evil:Assertion xmlns:evil="urn:evil"/>"#);
+        assert!(matches!(
+            precheck(&foreign, ACS),
+            Err(Rejection::AssertionCount(_))
+        ));
+        let encrypted = response("<saml:EncryptedAssertion/>");
+        assert_eq!(precheck(&encrypted, ACS), Err(Rejection::Encrypted));
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let deep = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert_eq!(
+            precheck(&response(&assertion(&deep)), ACS),
+            Err(Rejection::TooDeep)
+        );
+        let big = "x".repeat(MAX_XML_BYTES + 1);
+        assert_eq!(precheck(&big, ACS), Err(Rejection::TooLarge));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(big.as_bytes());
+        assert_eq!(decode(&encoded), Err(Rejection::TooLarge));
+    }
+
+    #[test]
+    fn sha1_algorithms_are_refused() {
+        for algorithm in [
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "http://www.w3.org/2000/09/xmldsig#sha1",
+            "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+        ] {
+            let xml = response(&assertion(&format!(
+                r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:SignatureMethod Algorithm="{algorithm}"/></ds:SignedInfo></ds:Signature>"#
+            )));
+            assert_eq!(
+                precheck(&xml, ACS),
+                Err(Rejection::Sha1(algorithm.into())),
+                "{algorithm}"
+            );
+        }
+        assert!(!is_sha1("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"));
+    }
+
+    #[test]
+    fn a_failed_status_or_foreign_destination_is_refused() {
+        let failed = response(&assertion("")).replace("status:Success", "status:Requester");
+        assert!(matches!(precheck(&failed, ACS), Err(Rejection::Status(_))));
+        let elsewhere = response(&assertion("")).replace(ACS, "https://evil.example.com/acs");
+        assert!(matches!(
+            precheck(&elsewhere, ACS),
+            Err(Rejection::Destination(_))
+        ));
+    }
+
+    #[test]
+    fn base64_with_line_breaks_decodes() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("<x/>");
+        let wrapped = format!("{}\r\n{}", &encoded[..2], &encoded[2..]);
+        assert_eq!(decode(&wrapped).as_deref(), Ok("<x/>"));
+        assert_eq!(decode("***"), Err(Rejection::NotBase64));
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn parsed(xml: &str) -> Assertion {
+        xml.parse().expect("a test assertion parses")
+    }
+
+    fn verified(conditions: &str, confirmation: &str) -> Assertion {
+        parsed(&format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>idp</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData {confirmation} NotOnOrAfter="2026-01-01T00:05:00Z" Recipient="{ACS}"/></saml:SubjectConfirmation></saml:Subject>{conditions}</saml:Assertion>"#
+        ))
+    }
+
+    const AUDIENCE: &str = r#"<saml:Conditions NotBefore="2026-01-01T00:00:00Z" NotOnOrAfter="2026-01-01T00:10:00Z"><saml:AudienceRestriction><saml:Audience>sp</saml:Audience></saml:AudienceRestriction></saml:Conditions>"#;
+    const SKEW: Duration = Duration::from_secs(60);
+    const AGE: Duration = Duration::from_secs(90);
+
+    #[test]
+    fn a_solicited_assertion_passes_and_expires_with_its_latest_bound() {
+        let a = verified(AUDIENCE, r#"InResponseTo="_req""#);
+        let checked = check_assertion(&a, "sp", Some("_req"), false, at("2026-01-01T00:00:30Z"), SKEW, AGE)
+            .expect("passes");
+        assert_eq!(checked.in_response_to.as_deref(), Some("_req"));
+        assert_eq!(checked.id, "_a");
+        assert_eq!(checked.expires_at, at("2026-01-01T00:11:00Z"));
+    }
+
+    #[test]
+    fn conditions_and_audience_restriction_are_required() {
+        let now = at("2026-01-01T00:00:30Z");
+        let none = verified("", r#"InResponseTo="_req""#);
+        assert_eq!(
+            check_assertion(&none, "sp", Some("_req"), false, now, SKEW, AGE),
+            Err(Rejection::NoConditions)
+        );
+        let bare = verified(
+            r#"<saml:Conditions NotOnOrAfter="2026-01-01T00:10:00Z"/>"#,
+            r#"InResponseTo="_req""#,
+        );
+        assert_eq!(
+            check_assertion(&bare, "sp", Some("_req"), false, now, SKEW, AGE),
+            Err(Rejection::NoAudienceRestriction)
+        );
+        let other = verified(AUDIENCE, r#"InResponseTo="_req""#);
+        assert_eq!(
+            check_assertion(&other, "other-sp", Some("_req"), false, now, SKEW, AGE),
+            Err(Rejection::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn an_issue_instant_in_the_future_is_refused_beyond_the_skew() {
+        let a = verified(AUDIENCE, r#"InResponseTo="_req""#);
+        let early = at("2025-12-31T23:58:00Z");
+        assert_eq!(
+            check_assertion(&a, "sp", Some("_req"), false, early, SKEW, AGE),
+            Err(Rejection::IssuedInFuture("Assertion"))
+        );
+        let within = at("2025-12-31T23:59:30Z");
+        assert!(check_assertion(&a, "sp", Some("_req"), false, within, SKEW, AGE).is_ok());
+        let late = at("2026-01-01T00:03:00Z");
+        assert_eq!(
+            check_assertion(&a, "sp", Some("_req"), false, late, SKEW, AGE),
+            Err(Rejection::IssuedTooLongAgo("Assertion"))
+        );
+    }
+
+    #[test]
+    fn in_response_to_must_be_this_browsers_request() {
+        let now = at("2026-01-01T00:00:30Z");
+        let a = verified(AUDIENCE, r#"InResponseTo="_req""#);
+        assert_eq!(
+            check_assertion(&a, "sp", Some("_other"), false, now, SKEW, AGE),
+            Err(Rejection::UnknownInResponseTo)
+        );
+        assert_eq!(
+            check_assertion(&a, "sp", None, true, now, SKEW, AGE),
+            Err(Rejection::UnknownInResponseTo)
+        );
+        let unsolicited = verified(AUDIENCE, "");
+        assert_eq!(
+            check_assertion(&unsolicited, "sp", None, false, now, SKEW, AGE),
+            Err(Rejection::Unsolicited)
+        );
+        let allowed = check_assertion(&unsolicited, "sp", None, true, now, SKEW, AGE).unwrap();
+        assert_eq!(allowed.in_response_to, None);
+    }
+
+    #[test]
+    fn the_wrapper_issue_instant_is_checked_when_present() {
+        let wrapper = Wrapper {
+            issue_instant: Some("2026-01-01T00:10:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_wrapper_time(&wrapper, at("2026-01-01T00:00:00Z"), SKEW, AGE),
+            Err(Rejection::IssuedInFuture("Response"))
+        );
+        assert!(check_wrapper_time(&Wrapper::default(), at("2026-01-01T00:00:00Z"), SKEW, AGE).is_ok());
+    }
+}
