@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod policy;
+pub mod saml;
 pub mod scim;
 pub mod server;
 pub mod telemetry;

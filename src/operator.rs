@@ -40,7 +40,10 @@ pub async fn run(
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let router = server::router(client.clone(), index, &args.server, readiness.clone());
     let (stop_http, http_stopped) = watch::channel(false);
-    let mut http = tokio::spawn(server::serve(router, listener, stopped(http_stopped)));
+    let tls = server::tls(&args.server)
+        .await
+        .context("loading the TLS certificate")?;
+    let mut http = tokio::spawn(server::serve(router, listener, tls, stopped(http_stopped)));
 
     let (stop_leading, leading_stopped) = watch::channel(false);
     tokio::pin!(shutdown);

@@ -27,6 +27,13 @@ pub struct ServerArgs {
     /// chart sets it from the Pod's name).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// PEM certificate (chain) to serve HTTPS with, e.g. from a cert-manager
+    /// Secret. Without it Roster serves plain HTTP and warns.
+    #[arg(long, env = "ROSTER_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert-file`.
+    #[arg(long, env = "ROSTER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerArgs {
@@ -35,6 +42,8 @@ impl Default for ServerArgs {
             listen: "0.0.0.0:8080".parse().expect("a valid default address"),
             public_url: None,
             pod_name: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -87,6 +96,7 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::saml::router(client.clone(), args))
         .with_state(readiness);
     let audit = scim::audit::Audit::new(client.clone(), args.pod_name.clone());
     scim::http::router(scim::http::ScimState {
@@ -121,14 +131,54 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, &'static str
     }
 }
 
-/// Binds `args.listen` and serves until `shutdown` completes, then drains
-/// in-flight requests.
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The TLS configuration `args` asks for, or `None` for plain HTTP.
+pub async fn tls(
+    args: &ServerArgs,
+) -> std::io::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Ok(Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?,
+        )),
+        _ => {
+            tracing::warn!(
+                "serving plain HTTP: bearer tokens and SAML responses cross the network in clear unless TLS terminates in front; pass --tls-cert-file and --tls-key-file to serve HTTPS"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Serves `router` on `listener` (HTTPS with `tls`) until `shutdown`
+/// completes, then stops accepting and lets in-flight requests finish.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let listener = listener.into_std()?;
+    let handle = axum_server::Handle::new();
+    let signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
+    let service = router.into_make_service();
+    match tls {
+        Some(config) => {
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
 }

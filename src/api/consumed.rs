@@ -90,9 +90,18 @@ mod tests {
     #[test]
     fn consumed_names_separate_policies_issuers_and_kinds() {
         let a = consumed_name("crm", "idp", ConsumedKind::Assertion, "_1");
-        assert_eq!(a, consumed_name("crm", "idp", ConsumedKind::Assertion, "_1"));
-        assert_ne!(a, consumed_name("wiki", "idp", ConsumedKind::Assertion, "_1"));
-        assert_ne!(a, consumed_name("crm", "idp2", ConsumedKind::Assertion, "_1"));
+        assert_eq!(
+            a,
+            consumed_name("crm", "idp", ConsumedKind::Assertion, "_1")
+        );
+        assert_ne!(
+            a,
+            consumed_name("wiki", "idp", ConsumedKind::Assertion, "_1")
+        );
+        assert_ne!(
+            a,
+            consumed_name("crm", "idp2", ConsumedKind::Assertion, "_1")
+        );
         assert_ne!(a, consumed_name("crm", "idp", ConsumedKind::Request, "_1"));
         assert_eq!(a.len(), 43);
     }

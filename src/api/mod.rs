@@ -19,10 +19,9 @@ pub use common::{ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
-    AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction, GroupsOverage,
-    JitOptions, Mode,
-    PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, RateLimit,
-    SamlTrust, ScimConnector, ScimService, WebhookConnector,
+    AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction,
+    GroupsOverage, JitOptions, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec,
+    ProvisioningPolicyStatus, RateLimit, SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

@@ -189,7 +189,8 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 }
                 let local = start.local_name();
                 let local = local.as_ref();
-                let in_ns = |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
+                let in_ns =
+                    |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
                 let attributes = attributes(start)?;
                 if elements == 1 && !(local == b"Response" && in_ns(PROTOCOL_NS)) {
                     return Err(Rejection::NotAResponse);
@@ -234,7 +235,9 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
         }
     }
     if !root_closed || depth != 0 {
-        return Err(Rejection::Malformed("the document ends inside an element".into()));
+        return Err(Rejection::Malformed(
+            "the document ends inside an element".into(),
+        ));
     }
     if responses != 1 {
         return Err(Rejection::ResponseCount(responses));
@@ -264,7 +267,7 @@ fn attributes(start: &BytesStart<'_>) -> Result<Vec<(String, String)>, Rejection
         let attribute = attribute.map_err(|e| Rejection::Malformed(e.to_string()))?;
         let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
         let value = attribute
-            .unescape_value()
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| Rejection::Malformed(e.to_string()))?
             .into_owned();
         out.push((key, value));
@@ -421,8 +424,8 @@ mod tests {
 
     #[test]
     fn a_plain_response_with_one_assertion_passes() {
-        let wrapper = precheck(&response(&assertion("<saml:Issuer>idp</saml:Issuer>")), ACS)
-            .expect("passes");
+        let wrapper =
+            precheck(&response(&assertion("<saml:Issuer>idp</saml:Issuer>")), ACS).expect("passes");
         assert_eq!(wrapper.destination.as_deref(), Some(ACS));
         assert_eq!(wrapper.status.as_deref(), Some(STATUS_SUCCESS));
     }
@@ -437,7 +440,8 @@ mod tests {
     fn a_doctype_is_refused() {
         let xml = format!(
             "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x \"y\">]>{}",
-            response(&assertion("")).trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#)
+            response(&assertion(""))
+                .trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#)
         );
         assert_eq!(precheck(&xml, ACS), Err(Rejection::Doctype));
     }
@@ -470,7 +474,8 @@ mod tests {
             precheck(&mismatched, ACS),
             Err(Rejection::Malformed(_))
         ));
-        let duplicate_attribute = response(&assertion("")).replace("ID=\"_a\"", "ID=\"_a\" ID=\"_b\"");
+        let duplicate_attribute =
+            response(&assertion("")).replace("ID=\"_a\"", "ID=\"_a\" ID=\"_b\"");
         assert!(matches!(
             precheck(&duplicate_attribute, ACS),
             Err(Rejection::Malformed(_))
@@ -546,7 +551,9 @@ mod tests {
                 "{algorithm}"
             );
         }
-        assert!(!is_sha1("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"));
+        assert!(!is_sha1(
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+        ));
     }
 
     #[test]
@@ -589,8 +596,16 @@ mod tests {
     #[test]
     fn a_solicited_assertion_passes_and_expires_with_its_latest_bound() {
         let a = verified(AUDIENCE, r#"InResponseTo="_req""#);
-        let checked = check_assertion(&a, "sp", Some("_req"), false, at("2026-01-01T00:00:30Z"), SKEW, AGE)
-            .expect("passes");
+        let checked = check_assertion(
+            &a,
+            "sp",
+            Some("_req"),
+            false,
+            at("2026-01-01T00:00:30Z"),
+            SKEW,
+            AGE,
+        )
+        .expect("passes");
         assert_eq!(checked.in_response_to.as_deref(), Some("_req"));
         assert_eq!(checked.id, "_a");
         assert_eq!(checked.expires_at, at("2026-01-01T00:11:00Z"));
@@ -667,6 +682,8 @@ mod tests {
             check_wrapper_time(&wrapper, at("2026-01-01T00:00:00Z"), SKEW, AGE),
             Err(Rejection::IssuedInFuture("Response"))
         );
-        assert!(check_wrapper_time(&Wrapper::default(), at("2026-01-01T00:00:00Z"), SKEW, AGE).is_ok());
+        assert!(
+            check_wrapper_time(&Wrapper::default(), at("2026-01-01T00:00:00Z"), SKEW, AGE).is_ok()
+        );
     }
 }

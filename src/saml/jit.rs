@@ -77,7 +77,9 @@ pub enum MappingError {
     NoUserName(String),
     #[error("the email domain of {0:?} is not allowed by the policy")]
     EmailDomain(String),
-    #[error("the assertion's groups did not fit (overage claim) and the policy refuses such logins")]
+    #[error(
+        "the assertion's groups did not fit (overage claim) and the policy refuses such logins"
+    )]
     GroupsOverage,
 }
 
@@ -92,13 +94,17 @@ pub struct Login {
 
 impl Login {
     pub fn from_assertion(assertion: &Assertion) -> Self {
-        let name_id = assertion
-            .subject
-            .as_ref()
-            .and_then(|s| s.name_id.as_ref());
+        let name_id = assertion.subject.as_ref().and_then(|s| s.name_id.as_ref());
         let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for attribute in assertion.attribute_statements.iter().flatten().flat_map(|s| &s.attributes) {
-            let Some(name) = &attribute.name else { continue };
+        for attribute in assertion
+            .attribute_statements
+            .iter()
+            .flatten()
+            .flat_map(|s| &s.attributes)
+        {
+            let Some(name) = &attribute.name else {
+                continue;
+            };
             let values = attribute
                 .values
                 .iter()
@@ -108,7 +114,9 @@ impl Login {
             attributes.entry(name.clone()).or_default().extend(values);
         }
         Self {
-            name_id: name_id.map(|n| n.value.trim().to_owned()).filter(|v| !v.is_empty()),
+            name_id: name_id
+                .map(|n| n.value.trim().to_owned())
+                .filter(|v| !v.is_empty()),
             name_id_format: name_id.and_then(|n| n.format.clone()),
             attributes,
         }
@@ -178,7 +186,9 @@ pub fn map(login: &Login, mapping: &AttributeMapping) -> Result<Mapped, MappingE
     };
     let groups = match &mapping.groups {
         Some(name) => login.attributes.get(name).cloned(),
-        None => GROUPS.iter().find_map(|n| login.attributes.get(*n).cloned()),
+        None => GROUPS
+            .iter()
+            .find_map(|n| login.attributes.get(*n).cloned()),
     };
     let groups = match groups {
         Some(list) => GroupClaim::Listed(list),
@@ -282,7 +292,9 @@ fn field_value(value: &str) -> String {
 pub enum LoginError {
     #[error(transparent)]
     Mapping(#[from] MappingError),
-    #[error("no user of this policy has subject or userName of this login (Scim mode never creates users)")]
+    #[error(
+        "no user of this policy has subject or userName of this login (Scim mode never creates users)"
+    )]
     UnknownUser,
     #[error("user {0} is deactivated")]
     Inactive(String),
@@ -290,6 +302,17 @@ pub enum LoginError {
     UserNameTaken(String),
     #[error("the Kubernetes API failed: {0}")]
     Api(#[from] kube::Error),
+}
+
+/// What a login does to its user.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Jit: create a user for an unknown subject.
+    Create,
+    /// Jit: update a known, active user's mapped attributes.
+    Update(Box<User>),
+    /// Scim: a known, active user; record the login only.
+    Touch(Box<User>),
 }
 
 /// A policy's users, as a login sees them.
@@ -341,33 +364,32 @@ impl Users {
         }))
     }
 
-    /// A login under a policy in `mode`: returns the user signed in.
+    /// Decides what a login under a policy in `mode` does, reading only.
     ///
-    /// Jit: an unknown subject is created, a known one updated; both through
-    /// server-side apply as `roster-jit`. Scim: the user must exist (by
-    /// subject, else by the IdP's userName when it carries no other subject)
-    /// and be active; only `status.lastLogin` is written.
-    pub async fn login(
+    /// Jit: an unknown subject is created, a known active one updated.
+    /// Scim: the user must exist (by subject, else by the IdP's userName when
+    /// it carries no other subject) and be active; it is only touched.
+    /// A deactivated user is refused in both modes.
+    pub async fn decide(
         &self,
         mode: Mode,
         mapped: &Mapped,
         options: &JitOptions,
-        assertion_id: &str,
-    ) -> Result<User, LoginError> {
+    ) -> Result<Decision, LoginError> {
+        let known = self.by_subject(&mapped.subject).await?;
+        if let Some(user) = known.as_ref().filter(|u| !u.spec.is_active()) {
+            return Err(LoginError::Inactive(user.name_any()));
+        }
         match policy::may_write(mode, Writer::Jit) {
             Ok(()) => {
                 admit(mapped, options)?;
-                let user = match self.by_subject(&mapped.subject).await? {
-                    Some(user) if !user.spec.is_active() => {
-                        return Err(LoginError::Inactive(user.name_any()));
-                    }
-                    Some(user) => self.update(&user, mapped, assertion_id).await?,
-                    None => self.create(mapped, assertion_id).await?,
-                };
-                self.touch(&user).await
+                Ok(match known {
+                    Some(user) => Decision::Update(Box::new(user)),
+                    None => Decision::Create,
+                })
             }
             Err(_) => {
-                let user = match self.by_subject(&mapped.subject).await? {
+                let user = match known {
                     Some(user) => user,
                     None => self
                         .by_user_name(&mapped.user_name)
@@ -378,9 +400,25 @@ impl Users {
                 if !user.spec.is_active() {
                     return Err(LoginError::Inactive(user.name_any()));
                 }
-                self.touch(&user).await
+                Ok(Decision::Touch(Box::new(user)))
             }
         }
+    }
+
+    /// Carries out a decision: the spec through server-side apply as
+    /// `roster-jit` (Jit mode only), then `status.lastLogin`.
+    pub async fn execute(
+        &self,
+        decision: Decision,
+        mapped: &Mapped,
+        assertion_id: &str,
+    ) -> Result<User, LoginError> {
+        let user = match decision {
+            Decision::Create => self.create(mapped, assertion_id).await?,
+            Decision::Update(user) => self.update(&user, mapped, assertion_id).await?,
+            Decision::Touch(user) => *user,
+        };
+        self.touch(&user).await
     }
 
     async fn create(&self, mapped: &Mapped, assertion_id: &str) -> Result<User, LoginError> {
@@ -546,11 +584,26 @@ mod tests {
         let l = login(
             "bob@contoso.com",
             &[
-                ("http://schemas.microsoft.com/identity/claims/objectidentifier", &["6f1c-oid"]),
-                ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", &["bob@contoso.com"]),
-                ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname", &["Bob"]),
-                ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname", &["Builder"]),
-                ("http://schemas.microsoft.com/identity/claims/displayname", &["Bob Builder"]),
+                (
+                    "http://schemas.microsoft.com/identity/claims/objectidentifier",
+                    &["6f1c-oid"],
+                ),
+                (
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+                    &["bob@contoso.com"],
+                ),
+                (
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+                    &["Bob"],
+                ),
+                (
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+                    &["Builder"],
+                ),
+                (
+                    "http://schemas.microsoft.com/identity/claims/displayname",
+                    &["Bob Builder"],
+                ),
             ],
         );
         let mapping = AttributeMapping {
@@ -597,44 +650,95 @@ mod tests {
             allowed_email_domains: vec!["example.com".into()],
             ..Default::default()
         };
-        let mut m = map(&login("a", &[("email", &["a@Example.COM"])]), &AttributeMapping::default()).unwrap();
+        let mut m = map(
+            &login("a", &[("email", &["a@Example.COM"])]),
+            &AttributeMapping::default(),
+        )
+        .unwrap();
         assert_eq!(admit(&m, &options), Ok(()));
         m.email = Some("a@evil.com".into());
-        assert!(matches!(admit(&m, &options), Err(MappingError::EmailDomain(_))));
+        assert!(matches!(
+            admit(&m, &options),
+            Err(MappingError::EmailDomain(_))
+        ));
         m.email = None;
-        assert!(matches!(admit(&m, &options), Err(MappingError::EmailDomain(_))));
+        assert!(matches!(
+            admit(&m, &options),
+            Err(MappingError::EmailDomain(_))
+        ));
     }
 
     #[test]
     fn only_allowlisted_groups_are_granted() {
         let allow = vec![
-            AllowedGroup { value: "Engineering".into(), group: None },
-            AllowedGroup { value: "0b7e-oid".into(), group: Some("admins".into()) },
-            AllowedGroup { value: "Sales".into(), group: None },
+            AllowedGroup {
+                value: "Engineering".into(),
+                group: None,
+            },
+            AllowedGroup {
+                value: "0b7e-oid".into(),
+                group: Some("admins".into()),
+            },
+            AllowedGroup {
+                value: "Sales".into(),
+                group: None,
+            },
         ];
-        let claim = GroupClaim::Listed(vec!["Engineering".into(), "0b7e-oid".into(), "Unknown".into()]);
+        let claim = GroupClaim::Listed(vec![
+            "Engineering".into(),
+            "0b7e-oid".into(),
+            "Unknown".into(),
+        ]);
         assert_eq!(
             granted_groups(&claim, &allow),
-            Some(BTreeSet::from(["Engineering".to_owned(), "admins".to_owned()]))
+            Some(BTreeSet::from([
+                "Engineering".to_owned(),
+                "admins".to_owned()
+            ]))
         );
-        assert_eq!(granted_groups(&GroupClaim::Listed(vec![]), &allow), Some(BTreeSet::new()));
+        assert_eq!(
+            granted_groups(&GroupClaim::Listed(vec![]), &allow),
+            Some(BTreeSet::new())
+        );
     }
 
     #[test]
     fn an_overage_claim_is_never_an_empty_group_list() {
-        let l = login("a", &[(GROUPS_OVERAGE, &["https://graph.microsoft.com/v1.0/users/x/getMemberObjects"])]);
+        let l = login(
+            "a",
+            &[(
+                GROUPS_OVERAGE,
+                &["https://graph.microsoft.com/v1.0/users/x/getMemberObjects"],
+            )],
+        );
         let m = map(&l, &AttributeMapping::default()).unwrap();
         assert_eq!(m.groups, GroupClaim::Overage);
-        assert_eq!(granted_groups(&m.groups, &[AllowedGroup { value: "x".into(), group: None }]), None);
+        assert_eq!(
+            granted_groups(
+                &m.groups,
+                &[AllowedGroup {
+                    value: "x".into(),
+                    group: None
+                }]
+            ),
+            None
+        );
         let keep = JitOptions::default();
         assert_eq!(admit(&m, &keep), Ok(()));
-        let refuse = JitOptions { groups_overage: GroupsOverage::Refuse, ..Default::default() };
+        let refuse = JitOptions {
+            groups_overage: GroupsOverage::Refuse,
+            ..Default::default()
+        };
         assert_eq!(admit(&m, &refuse), Err(MappingError::GroupsOverage));
     }
 
     #[test]
     fn a_jit_spec_never_sets_active() {
-        let m = map(&login("a", &[("email", &["a@example.com"])]), &AttributeMapping::default()).unwrap();
+        let m = map(
+            &login("a", &[("email", &["a@example.com"])]),
+            &AttributeMapping::default(),
+        )
+        .unwrap();
         let s = spec(&m, "crm");
         assert_eq!(s.active, None);
         assert_eq!(s.subject.as_deref(), Some("a"));

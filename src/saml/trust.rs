@@ -54,14 +54,42 @@ pub struct Trust {
 /// the response within seconds of issuing it.
 pub const MAX_ISSUE_AGE: Duration = Duration::from_secs(90);
 
+/// This service provider's own identity for a policy, which needs no IdP
+/// trust (the metadata an administrator gives the IdP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpUrls {
+    pub entity_id: String,
+    pub acs_url: String,
+    pub metadata_url: String,
+    pub login_url: String,
+}
+
+impl SpUrls {
+    pub fn of(policy: &ProvisioningPolicy, origin: &str) -> Self {
+        let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
+        let name = policy.metadata.name.as_deref().unwrap_or_default();
+        let base = format!("{}/saml/{namespace}/{name}", origin.trim_end_matches('/'));
+        let metadata_url = format!("{base}/metadata");
+        Self {
+            entity_id: policy
+                .spec
+                .saml
+                .as_ref()
+                .and_then(|s| s.sp_entity_id.clone())
+                .unwrap_or_else(|| metadata_url.clone()),
+            acs_url: format!("{base}/acs"),
+            login_url: format!("{base}/login"),
+            metadata_url,
+        }
+    }
+}
+
 impl Trust {
     /// Resolves `policy`'s trust; `origin` is where this server is reached,
     /// e.g. `https://roster.example.com`.
     pub fn resolve(policy: &ProvisioningPolicy, origin: &str) -> Result<Self, TrustError> {
         let saml = policy.spec.saml.as_ref().ok_or(TrustError::NoSaml)?;
-        let namespace = policy.metadata.namespace.clone().unwrap_or_default();
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        let base = format!("{}/saml/{namespace}/{name}", origin.trim_end_matches('/'));
+        let urls = SpUrls::of(policy, origin);
         let from_metadata = match &saml.idp_metadata {
             Some(xml) => Some(read_metadata(xml)?),
             None => None,
@@ -86,21 +114,17 @@ impl Trust {
         if idp_certificates.is_empty() {
             return Err(TrustError::NoSigningCertificate);
         }
-        let metadata_url = format!("{base}/metadata");
         Ok(Self {
-            namespace,
-            policy: name,
+            namespace: policy.metadata.namespace.clone().unwrap_or_default(),
+            policy: policy.metadata.name.clone().unwrap_or_default(),
             mode: policy.spec.mode,
             idp_entity_id,
             idp_sso_url,
             idp_certificates,
-            sp_entity_id: saml
-                .sp_entity_id
-                .clone()
-                .unwrap_or_else(|| metadata_url.clone()),
-            acs_url: format!("{base}/acs"),
-            login_url: format!("{base}/login"),
-            metadata_url,
+            sp_entity_id: urls.entity_id,
+            acs_url: urls.acs_url,
+            login_url: urls.login_url,
+            metadata_url: urls.metadata_url,
             skew: Duration::from_secs(saml.clock_skew_seconds.clamp(0, 600) as u64),
             allow_idp_initiated: saml.allow_idp_initiated,
             allowed_redirect_urls: saml.allowed_redirect_urls.clone(),
@@ -222,9 +246,13 @@ mod tests {
 
     #[test]
     fn a_trust_resolves_with_urls_under_the_policy() {
-        let resolved = Trust::resolve(&policy(trust(vec![pem()])), "https://r.example.com/").unwrap();
+        let resolved =
+            Trust::resolve(&policy(trust(vec![pem()])), "https://r.example.com/").unwrap();
         assert_eq!(resolved.acs_url, "https://r.example.com/saml/team/crm/acs");
-        assert_eq!(resolved.sp_entity_id, "https://r.example.com/saml/team/crm/metadata");
+        assert_eq!(
+            resolved.sp_entity_id,
+            "https://r.example.com/saml/team/crm/metadata"
+        );
         assert_eq!(resolved.idp_certificates.len(), 1);
         assert_eq!(resolved.skew, Duration::from_secs(30));
     }
@@ -255,7 +283,10 @@ mod tests {
         saml.idp_metadata = Some(metadata("signing"));
         let resolved = Trust::resolve(&policy(saml), "https://r").unwrap();
         assert_eq!(resolved.idp_entity_id, "https://idp.example.com");
-        assert_eq!(resolved.idp_sso_url.as_deref(), Some("https://idp.example.com/sso"));
+        assert_eq!(
+            resolved.idp_sso_url.as_deref(),
+            Some("https://idp.example.com/sso")
+        );
         assert_eq!(resolved.idp_certificates.len(), 1);
     }
 

@@ -18,6 +18,10 @@ struct Replica {
 }
 
 fn replica(name: &str, namespace: &str) -> Replica {
+    replica_with(name, namespace, &[])
+}
+
+fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,6 +39,7 @@ fn replica(name: &str, namespace: &str) -> Replica {
             "--lease-grace-seconds",
             "1",
         ])
+        .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
@@ -284,4 +289,113 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
     let delivered = "roster_downstream_calls_total{connector=\"webhook\",operation=\"create_user\",outcome=\"ok\"}";
     assert_eq!(sample(&metrics, delivered), Some(1.0));
     assert_eq!(sample(&metrics, "roster_leader "), Some(1.0));
+}
+
+#[tokio::test]
+async fn https_is_served_with_the_given_certificate() {
+    let env = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let replica = replica_with(
+        "replica-tls",
+        &env.namespace,
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/healthz", replica.port);
+    let reply = eventually("the HTTPS server", || async {
+        https.get(&url).send().await.ok()
+    })
+    .await;
+    assert_eq!(reply.status(), 200);
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", replica.port)).await;
+    assert!(
+        plain.is_err() || plain.unwrap().status() != 200,
+        "plain HTTP is not served on the TLS port"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_scim_requests_complete_after_sigterm() {
+    let env = env().await;
+    let key = b"drain-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    let mut tokens = k8s_openapi::api::core::v1::Secret::default();
+    tokens.metadata.name = Some("wiki-scim-tokens".into());
+    tokens.string_data = Some([("t".to_owned(), "drain-token".to_owned())].into());
+    env.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &tokens)
+        .await
+        .unwrap();
+    let mut replica = replica("replica-d", &env.namespace);
+    let base = format!("http://127.0.0.1:{}", replica.port);
+    let http = reqwest::Client::new();
+    eventually("the replica to be ready", || async {
+        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (reply.status() == 200).then_some(())
+    })
+    .await;
+    // Slow requests: groups created with 3,000 members each.
+    let url = format!("{base}/scim/{}/wiki/v2/Groups", env.namespace);
+    let requests: Vec<_> = (0..8)
+        .map(|g| {
+            let http = http.clone();
+            let url = url.clone();
+            let members: Vec<serde_json::Value> = (0..3000)
+                .map(|m| serde_json::json!({"value": format!("member-{g}-{m}")}))
+                .collect();
+            tokio::spawn(async move {
+                let sent = http
+                    .post(&url)
+                    .bearer_auth("drain-token")
+                    .json(&serde_json::json!({"displayName": format!("group-{g}"), "members": members}))
+                    .send()
+                    .await;
+                (Instant::now(), sent.map(|r| r.status().as_u16()))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = nix::unistd::Pid::from_raw(replica.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let terminated = Instant::now();
+    let mut completed_after_sigterm = 0;
+    for request in requests {
+        let (finished, outcome) = request.await.unwrap();
+        match outcome {
+            Ok(status) => {
+                assert_eq!(status, 201, "an in-flight request completed");
+                if finished > terminated {
+                    completed_after_sigterm += 1;
+                }
+            }
+            // Not yet connected when the listener closed: refused, never cut off.
+            Err(error) => assert!(error.is_connect(), "a request was cut off: {error}"),
+        }
+    }
+    assert!(
+        completed_after_sigterm > 0,
+        "some requests were still in flight at SIGTERM"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), replica.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    println!("{completed_after_sigterm} in-flight SCIM requests completed after SIGTERM");
 }

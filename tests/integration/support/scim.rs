@@ -66,7 +66,12 @@ pub async fn start(client: kube::Client) -> String {
     let index = roster::scim::membership::MembershipIndex::default();
     tokio::spawn(index.clone().run(client.clone()));
     let router = server::router(client, index, &ServerArgs::default(), readiness);
-    tokio::spawn(server::serve(router, listener, std::future::pending()));
+    tokio::spawn(server::serve(
+        router,
+        listener,
+        None,
+        std::future::pending(),
+    ));
     origin
 }
 

@@ -1,0 +1,234 @@
+//! The assertion consumer (HTTP-POST binding): the I/O edge that runs the
+//! checks, consumes the ids, writes the user, and signs the browser in.
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::checks::{self, Rejection};
+use super::jit::{self, Login, LoginError, Users};
+use super::replay::{Consumed, ReplayError};
+use super::session::{
+    self, PendingRequest, REQUEST_COOKIE, SESSION_COOKIE, SESSION_TYPE, SameSite, Session,
+};
+use super::trust::{MAX_ISSUE_AGE, Trust};
+use super::{SamlState, page, redirect, verify};
+use crate::api::ConsumedKind;
+
+#[derive(Debug, Deserialize)]
+pub struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    pub saml_response: String,
+    #[serde(rename = "RelayState")]
+    pub relay_state: Option<String>,
+}
+
+/// Why a login ended without signing in, with the page the browser sees.
+enum Failure {
+    Rejected(Rejection),
+    Login(LoginError),
+    Replay(ReplayError),
+    Internal(String),
+}
+
+impl Failure {
+    fn respond(self, namespace: &str, policy: &str) -> Response {
+        let reason = match &self {
+            Failure::Rejected(r) => r.to_string(),
+            Failure::Login(e) => e.to_string(),
+            Failure::Replay(e) => e.to_string(),
+            Failure::Internal(e) => e.clone(),
+        };
+        // One line with the precise reason; never the assertion.
+        tracing::warn!(%namespace, %policy, %reason, "SAML login refused");
+        match self {
+            Failure::Rejected(_) | Failure::Replay(ReplayError::Replayed(_)) => page::refused(),
+            Failure::Login(LoginError::UnknownUser) => page::page(
+                StatusCode::FORBIDDEN,
+                "No account",
+                "You have no account in this application. Ask your administrator to assign the application to you in your identity provider.",
+            ),
+            Failure::Login(LoginError::Inactive(_)) => page::page(
+                StatusCode::FORBIDDEN,
+                "Account deactivated",
+                "Your account in this application is deactivated. Ask your administrator.",
+            ),
+            Failure::Login(LoginError::UserNameTaken(_)) => page::page(
+                StatusCode::FORBIDDEN,
+                "Account conflict",
+                "An account with your user name exists and is not linked to your identity. Ask your administrator.",
+            ),
+            Failure::Login(LoginError::Mapping(_)) => page::page(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused",
+                "Your identity provider's answer does not allow an account in this application. Ask your administrator.",
+            ),
+            Failure::Login(LoginError::Api(_))
+            | Failure::Replay(ReplayError::Api(_))
+            | Failure::Internal(_) => page::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The sign-in could not be completed right now. Try again in a moment.",
+            ),
+        }
+    }
+}
+
+impl From<Rejection> for Failure {
+    fn from(r: Rejection) -> Self {
+        Failure::Rejected(r)
+    }
+}
+impl From<LoginError> for Failure {
+    fn from(e: LoginError) -> Self {
+        Failure::Login(e)
+    }
+}
+impl From<ReplayError> for Failure {
+    fn from(e: ReplayError) -> Self {
+        Failure::Replay(e)
+    }
+}
+
+pub async fn consume(
+    State(state): State<SamlState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+    form: Result<Form<AcsForm>, FormRejection>,
+) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            tracing::warn!(%namespace, %policy, reason = %rejection.body_text(), "SAML login refused: bad form");
+            return page::bad_request();
+        }
+    };
+    let trust = match state.trust(&namespace, &policy, &headers).await {
+        Ok(trust) => trust,
+        Err(response) => return response,
+    };
+    let pending = session::cookie(&headers, REQUEST_COOKIE)
+        .and_then(|token| {
+            PendingRequest::open(
+                &state.key,
+                token,
+                &namespace,
+                &policy,
+                Utc::now().timestamp(),
+            )
+        })
+        // The RelayState must be the opaque token sent with this browser's request.
+        .filter(|p| form.relay_state.as_deref() == Some(p.relay.as_str()));
+    match accept(&state, &trust, &form, pending.as_ref()).await {
+        Ok(response) => response,
+        Err(failure) => failure.respond(&namespace, &policy),
+    }
+}
+
+async fn accept(
+    state: &SamlState,
+    trust: &Trust,
+    form: &AcsForm,
+    pending: Option<&PendingRequest>,
+) -> Result<Response, Failure> {
+    let now = Utc::now();
+    let xml = checks::decode(&form.saml_response)?;
+    let wrapper = checks::precheck(&xml, &trust.acs_url)?;
+    checks::check_wrapper_time(&wrapper, now, trust.skew, MAX_ISSUE_AGE)?;
+    let request_id = pending.map(|p| p.id.clone());
+    let verifying = trust.clone();
+    let (assertion, checked) = tokio::task::spawn_blocking(move || {
+        verify::verify(&verifying, &xml, request_id.as_deref(), now)
+    })
+    .await
+    .map_err(|e| Failure::Internal(format!("verification panicked: {e}")))??;
+
+    let mapped =
+        jit::map(&Login::from_assertion(&assertion), &trust.mapping).map_err(LoginError::from)?;
+    let users = Users::new(state.client.clone(), &trust.namespace, &trust.policy);
+    let decision = users.decide(trust.mode, &mapped, &trust.jit).await?;
+
+    // Consumed only once the login will be accepted, so a refused login
+    // writes nothing; from here on a replay fails on every replica.
+    let consumed = Consumed::new(state.client.clone(), &trust.namespace, &trust.policy);
+    consumed
+        .consume(
+            &checked.issuer,
+            ConsumedKind::Assertion,
+            &checked.id,
+            checked.expires_at,
+        )
+        .await?;
+    if let (Some(request), Some(pending)) = (&checked.in_response_to, pending) {
+        let expires = chrono::DateTime::from_timestamp(pending.exp, 0).unwrap_or(now);
+        consumed
+            .consume(&trust.sp_entity_id, ConsumedKind::Request, request, expires)
+            .await?;
+    }
+    tokio::spawn(async move { consumed.sweep(Utc::now()).await });
+
+    let user = users.execute(decision, &mapped, &checked.id).await?;
+    let name = kube::ResourceExt::name_any(&user);
+    tracing::info!(
+        namespace = %trust.namespace,
+        policy = %trust.policy,
+        user = %name,
+        assertion = %checked.id,
+        mode = ?trust.mode,
+        "SAML login"
+    );
+
+    let lifetime = trust.session_lifetime.as_secs() as i64;
+    let session = Session {
+        typ: SESSION_TYPE.to_owned(),
+        namespace: trust.namespace.clone(),
+        policy: trust.policy.clone(),
+        user: name,
+        subject: mapped.subject.clone(),
+        exp: now.timestamp() + lifetime,
+    };
+    let session_cookie = session::set_cookie(
+        SESSION_COOKIE,
+        &state.key.sign(&session),
+        "/",
+        lifetime,
+        SameSite::Lax,
+    );
+    let cleared = session::set_cookie(
+        REQUEST_COOKIE,
+        "",
+        &format!("/saml/{}/{}", trust.namespace, trust.policy),
+        0,
+        SameSite::None,
+    );
+    // After an SP-initiated login, where the login asked to go (checked
+    // again); after an IdP-initiated one, the RelayState if it is allowed.
+    let target = match pending {
+        Some(p) => p.redirect.clone(),
+        None => form.relay_state.clone(),
+    }
+    .filter(|t| redirect::allowed(t, &trust.allowed_redirect_urls));
+    let mut response = match target {
+        Some(target) => (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response(),
+        None => page::page(
+            StatusCode::OK,
+            "Signed in",
+            "You are signed in. You can close this page.",
+        ),
+    };
+    let headers = response.headers_mut();
+    for cookie in [session_cookie, cleared] {
+        if let Ok(value) = cookie.parse() {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("a valid header"),
+    );
+    Ok(response)
+}

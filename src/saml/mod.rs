@@ -1,0 +1,141 @@
+//! The SAML 2.0 service provider of every policy, and JIT provisioning.
+//!
+//! `/saml/{namespace}/{policy}/metadata` (SP metadata), `/login`
+//! (SP-initiated, HTTP-Redirect binding) and `/acs` (HTTP-POST binding).
+//! Pure pieces: `checks` (strict XML and assertion checks), `redirect`,
+//! `metadata`, the mapping in `jit`, `trust`. I/O: `acs`, `login`, the writer
+//! in `jit`, `replay`. samael verifies signatures (`verify`, blocking).
+
+pub mod acs;
+pub mod checks;
+pub mod jit;
+pub mod login;
+pub mod metadata;
+pub mod page;
+pub mod redirect;
+pub mod replay;
+pub mod session;
+pub mod trust;
+pub mod verify;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kube::api::Api;
+
+use crate::api::ProvisioningPolicy;
+use crate::server::ServerArgs;
+use session::SessionKey;
+use trust::{SpUrls, Trust};
+
+/// What the SAML handlers share.
+#[derive(Clone)]
+pub struct SamlState {
+    pub client: kube::Client,
+    /// Externally visible URL of this server; unset: from the Host header.
+    pub public_url: Option<String>,
+    /// Signs the request and session cookies.
+    pub key: SessionKey,
+}
+
+/// The SAML routes, with the process's session key (see [`SessionKey`]).
+/// Generic over the state of the router it is merged into.
+pub fn router<S>(client: kube::Client, args: &ServerArgs) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes(SamlState {
+        client,
+        public_url: args.public_url.clone(),
+        key: SessionKey::process(),
+    })
+}
+
+/// The SAML routes over `state`.
+pub fn routes<S>(state: SamlState) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/saml/{namespace}/{policy}/metadata", get(serve_metadata))
+        .route("/saml/{namespace}/{policy}/login", get(login::start))
+        .route("/saml/{namespace}/{policy}/acs", post(acs::consume))
+        .layer(DefaultBodyLimit::max(checks::MAX_FORM_BYTES))
+        .with_state(state)
+}
+
+impl SamlState {
+    fn origin(&self, headers: &HeaderMap) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let scheme = headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("http");
+                format!("{scheme}://{host}")
+            }
+        }
+    }
+
+    async fn policy(&self, namespace: &str, policy: &str) -> Result<ProvisioningPolicy, Response> {
+        let api: Api<ProvisioningPolicy> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(policy).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(page::page(
+                StatusCode::NOT_FOUND,
+                "Unknown application",
+                "There is no such application.",
+            )),
+            Err(error) => {
+                tracing::warn!(%namespace, %policy, %error, "SAML: could not read the policy");
+                Err(page::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "The sign-in could not be completed right now. Try again in a moment.",
+                ))
+            }
+        }
+    }
+
+    /// The policy's resolved trust, or the page saying it serves no login.
+    pub(crate) async fn trust(
+        &self,
+        namespace: &str,
+        policy: &str,
+        headers: &HeaderMap,
+    ) -> Result<Trust, Response> {
+        let found = self.policy(namespace, policy).await?;
+        Trust::resolve(&found, &self.origin(headers)).map_err(|error| {
+            tracing::warn!(%namespace, %policy, reason = %error, "SAML login refused: the policy serves no login");
+            page::page(
+                StatusCode::FORBIDDEN,
+                "Sign-in not configured",
+                "Sign-in is not configured for this application.",
+            )
+        })
+    }
+}
+
+async fn serve_metadata(
+    State(state): State<SamlState>,
+    Path((namespace, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let found = match state.policy(&namespace, &policy).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let urls = SpUrls::of(&found, &state.origin(&headers));
+    (
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        metadata::document(&urls),
+    )
+        .into_response()
+}

@@ -1,0 +1,38 @@
+//! The HTML pages a browser sees: short, generic, never echoing input.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+/// A page with a title and one paragraph. Both are fixed text of ours.
+pub fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{message}</p></body></html>"
+    );
+    (
+        status,
+        [
+            ("cache-control", "no-store"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        Html(body),
+    )
+        .into_response()
+}
+
+/// The page for any response that failed the checks.
+pub fn refused() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Sign-in refused",
+        "The sign-in response could not be accepted. Start the sign-in again from your identity provider or the application.",
+    )
+}
+
+/// The page for a bad request (no SAMLResponse, a redirect not allowed).
+pub fn bad_request() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Bad sign-in request",
+        "The sign-in request is not valid.",
+    )
+}
