@@ -10,6 +10,11 @@ use crate::api::Mode;
 pub const SCIM_MANAGER: &str = "roster-scim";
 /// Field manager of the SAML handler: User spec, Jit policies only.
 pub const JIT_MANAGER: &str = "roster-jit";
+/// Field manager of the one JIT change the controller makes: `spec.active`
+/// set to false for users idle past `deprovisionAfterDays`. Its own name, so
+/// the JIT writer's other fields are untouched (server-side apply would drop
+/// fields a manager stops sending).
+pub const JIT_INACTIVITY_MANAGER: &str = "roster-jit-inactivity";
 /// Field manager of the controllers: status and finalizers.
 pub const CONTROLLER_MANAGER: &str = "roster-controller";
 

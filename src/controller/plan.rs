@@ -75,6 +75,27 @@ pub fn plan_deprovision(
     }
 }
 
+/// Where a JIT user stands against the policy's `deprovisionAfterDays`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inactivity {
+    /// Not seen for longer than allowed: deactivate.
+    Expired,
+    /// Look again after this long.
+    CheckIn(std::time::Duration),
+}
+
+/// JIT never deprovisions on its own (no login, no signal), so a user not
+/// seen for `days` since `last_seen` is deactivated.
+pub fn inactivity(now_seconds: i64, last_seen_seconds: i64, days: i32) -> Inactivity {
+    let allowed = i64::from(days.max(1)) * 86_400;
+    let idle = now_seconds - last_seen_seconds;
+    if idle >= allowed {
+        Inactivity::Expired
+    } else {
+        Inactivity::CheckIn(std::time::Duration::from_secs((allowed - idle) as u64))
+    }
+}
+
 /// How a group's members must change downstream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemberDiff {
@@ -227,6 +248,17 @@ mod tests {
         assert_eq!(
             plan_deprovision(DeprovisionAction::Delete, None, Some(Some(&found))),
             UserAction::Delete("r2".into())
+        );
+    }
+
+    #[test]
+    fn a_jit_user_idle_past_the_limit_expires_and_otherwise_is_checked_when_it_would() {
+        let day = 86_400;
+        assert_eq!(inactivity(91 * day, 0, 90), Inactivity::Expired);
+        assert_eq!(inactivity(90 * day, 0, 90), Inactivity::Expired);
+        assert_eq!(
+            inactivity(89 * day, 0, 90),
+            Inactivity::CheckIn(std::time::Duration::from_secs(day as u64))
         );
     }
 

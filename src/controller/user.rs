@@ -1,6 +1,9 @@
 //! Reconciling a User: its account in the policy's application.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -8,11 +11,11 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::conditions::{self, Decided, SYNCED};
-use super::plan::{self, UserAction};
+use super::plan::{self, Inactivity, UserAction};
 use super::{Context, Error, FINALIZER};
-use crate::api::{Account, AccountState, Source, User};
+use crate::api::{Account, AccountState, Mode, Source, User};
 use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
-use crate::policy::SOURCE_LABEL;
+use crate::policy::{JIT_INACTIVITY_MANAGER, SOURCE_LABEL};
 use crate::scim::resource::{Location, user_to_scim};
 
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -31,7 +34,14 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
         if !has_finalizer {
             ctx.set_finalizer(user.as_ref(), true).await?;
         }
-        sync(&user, &ctx).await
+        match expire_inactive(&user, &ctx).await? {
+            // Deactivated: the spec change brings the next reconcile.
+            None => Ok(Action::await_change()),
+            Some(check_in) => sync(&user, &ctx).await.map(|action| match check_in {
+                Some(wait) => Action::requeue(wait.min(Duration::from_secs(86_400))),
+                None => action,
+            }),
+        }
     };
     match result {
         Ok(action) => {
@@ -41,6 +51,62 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
         Err(error) => {
             record_failure(&user, &ctx, &error, deleting).await;
             Err(error)
+        }
+    }
+}
+
+/// JIT's missing deprovisioning: a Jit user of a Jit policy with
+/// `deprovisionAfterDays`, not seen for that long, is deactivated. Returns `None` when
+/// it deactivated the user, else when to look again (if ever).
+async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Duration>>, Error> {
+    if !user.spec.is_active() || source(user) != Source::Jit {
+        return Ok(Some(None));
+    }
+    let namespace = user.namespace().unwrap_or_default();
+    let Some(policy) = ctx.policy(&namespace, &user.spec.policy).await else {
+        return Ok(Some(None));
+    };
+    let days = policy
+        .spec
+        .jit
+        .as_ref()
+        .and_then(|j| j.deprovision_after_days);
+    let (Mode::Jit, Some(days)) = (policy.spec.mode, days) else {
+        return Ok(Some(None));
+    };
+    let last_seen = user
+        .status
+        .as_ref()
+        .and_then(|s| s.last_login.clone())
+        .or_else(|| user.metadata.creation_timestamp.clone());
+    let Some(last_seen) = last_seen else {
+        return Ok(Some(None));
+    };
+    match plan::inactivity(now().0.as_second(), last_seen.0.as_second(), days) {
+        Inactivity::CheckIn(wait) => Ok(Some(Some(wait))),
+        Inactivity::Expired => {
+            let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({
+                "apiVersion": "roster.dev/v1alpha1",
+                "kind": "User",
+                "metadata": {"name": user.name_any(), "uid": user.uid()},
+                "spec": {"active": false},
+            });
+            api.patch(
+                &user.name_any(),
+                &PatchParams::apply(JIT_INACTIVITY_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::Kube)?;
+            ctx.event(
+                user,
+                false,
+                "InactiveDeactivated",
+                format!("no login for {days} days: deactivated (policy deprovisionAfterDays)"),
+            )
+            .await;
+            Ok(None)
         }
     }
 }

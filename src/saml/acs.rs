@@ -155,6 +155,13 @@ async fn accept(
     // Consumed only once the login will be accepted, so a refused login
     // writes nothing; from here on a replay fails on every replica.
     let consumed = Consumed::new(state.client.clone(), &trust.namespace, &trust.policy);
+    // The request first: a second answer to it writes nothing at all.
+    if let (Some(request), Some(pending)) = (&checked.in_response_to, pending) {
+        let expires = chrono::DateTime::from_timestamp(pending.exp, 0).unwrap_or(now);
+        consumed
+            .consume(&trust.sp_entity_id, ConsumedKind::Request, request, expires)
+            .await?;
+    }
     consumed
         .consume(
             &checked.issuer,
@@ -163,12 +170,6 @@ async fn accept(
             checked.expires_at,
         )
         .await?;
-    if let (Some(request), Some(pending)) = (&checked.in_response_to, pending) {
-        let expires = chrono::DateTime::from_timestamp(pending.exp, 0).unwrap_or(now);
-        consumed
-            .consume(&trust.sp_entity_id, ConsumedKind::Request, request, expires)
-            .await?;
-    }
     tokio::spawn(async move { consumed.sweep(Utc::now()).await });
 
     let user = users.execute(decision, &mapped, &checked.id).await?;

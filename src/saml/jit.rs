@@ -383,6 +383,13 @@ impl Users {
         match policy::may_write(mode, Writer::Jit) {
             Ok(()) => {
                 admit(mapped, options)?;
+                // The userName must be free or this user's own: checked here,
+                // before anything is written, and again by the claim itself.
+                let holder = self.by_user_name(&mapped.user_name).await?;
+                let own = |u: &User| known.as_ref().is_some_and(|k| k.name_any() == u.name_any());
+                if holder.is_some_and(|h| !own(&h)) {
+                    return Err(LoginError::UserNameTaken(mapped.user_name.clone()));
+                }
                 Ok(match known {
                     Some(user) => Decision::Update(Box::new(user)),
                     None => Decision::Create,

@@ -16,6 +16,8 @@ pub struct Audit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     Created,
+    /// A user JIT created, taken over when the policy switched to Scim.
+    Adopted,
     Updated,
     Deactivated,
     Reactivated,
@@ -27,6 +29,7 @@ impl Change {
     fn reason(self) -> &'static str {
         match self {
             Self::Created => "ScimCreated",
+            Self::Adopted => "ScimAdoptedFromJit",
             Self::Updated => "ScimUpdated",
             Self::Deactivated => "ScimDeactivated",
             Self::Reactivated => "ScimReactivated",

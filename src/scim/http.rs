@@ -645,9 +645,9 @@ async fn create_user(
     let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let spec = resource::user_from_scim(&json_body(body)?, &policy)?;
-    let user = scope
+    let (user, adopted) = scope
         .directory
-        .create_user(spec)
+        .create_or_adopt_user(spec)
         .await
         .map_err(uniqueness_or)?;
     tracing::info!(
@@ -657,11 +657,22 @@ async fn create_user(
         request = scope.request_id,
         "SCIM created a user"
     );
-    scope.record(
-        &user,
-        Change::Created,
-        format!("created userName {}", user.spec.user_name),
-    );
+    if adopted {
+        scope.record(
+            &user,
+            Change::Adopted,
+            format!(
+                "adopted userName {} created just in time before the policy switched to Scim",
+                user.spec.user_name
+            ),
+        );
+    } else {
+        scope.record(
+            &user,
+            Change::Created,
+            format!("created userName {}", user.spec.user_name),
+        );
+    }
     let body = resource::user_to_scim(&user, &scope.location());
     Ok(resource_response(
         StatusCode::CREATED,

@@ -155,6 +155,24 @@ impl Directory {
         }
     }
 
+    /// Creates a user, or adopts the one JIT created with this userName: when
+    /// a policy switches from Jit to Scim, the IdP pushes the users that
+    /// logged in before, and they must become SCIM's without a duplicate or
+    /// a 409 loop. Returns the user and whether it was adopted.
+    pub async fn create_or_adopt_user(&self, spec: UserSpec) -> Result<(User, bool)> {
+        if let Some(existing) = self.user_by_name(&spec.user_name).await? {
+            if existing.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit") {
+                let mut spec = spec;
+                // The JIT key stays: the same person may still log in.
+                spec.subject = existing.spec.subject.clone();
+                let rv = existing.metadata.resource_version.clone();
+                let user = self.replace_user(&existing, spec, rv).await?;
+                return Ok((user, true));
+            }
+        }
+        Ok((self.create_user(spec).await?, false))
+    }
+
     /// Replaces a user's spec. `resource_version` makes the write conditional.
     pub async fn replace_user(
         &self,

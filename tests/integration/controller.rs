@@ -698,3 +698,91 @@ async fn what_the_identity_provider_pushes_over_scim_reaches_the_application() {
     let status = groups.get(&gid).await.unwrap().status.unwrap();
     assert_eq!(status.member_count, Some(3));
 }
+
+#[tokio::test]
+async fn jit_users_not_seen_for_deprovision_after_days_are_deactivated() {
+    let env = env().await;
+    let key = b"idle-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("wiki-webhook".into());
+    secret.data = Some(
+        [(
+            "signing-key".to_owned(),
+            k8s_openapi::ByteString(key.to_vec()),
+        )]
+        .into(),
+    );
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = crate::support::fixtures::jit_policy("wiki");
+    policy.spec.application.webhook.as_mut().unwrap().url = receiver.url.clone();
+    policy.spec.jit.as_mut().unwrap().deprovision_after_days = Some(30);
+    env.api::<ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+
+    let users: Api<User> = env.api();
+    let jit = |name: &str, user_name: &str| {
+        let mut u = user(name, "wiki", user_name);
+        u.spec.subject = Some(format!("subject-{name}"));
+        u.spec.display_name = Some("Kept".into());
+        u.metadata.labels = Some([("roster.dev/source".to_owned(), "jit".to_owned())].into());
+        u
+    };
+    users
+        .create(&PostParams::default(), &jit("u-idle", "idle@example.com"))
+        .await
+        .unwrap();
+    users
+        .create(
+            &PostParams::default(),
+            &jit("u-recent", "recent@example.com"),
+        )
+        .await
+        .unwrap();
+    // Last logins, as the SAML handler records them.
+    for (name, days_ago) in [("u-idle", 45), ("u-recent", 2)] {
+        let at = k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_hours(24 * days_ago);
+        let patch = json!({"apiVersion": "roster.dev/v1alpha1", "kind": "User", "status": {"lastLogin": at.to_string()}});
+        users
+            .patch_status(
+                name,
+                &PatchParams::apply("roster-jit").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .unwrap();
+    }
+    let _controllers = start_controllers(&env);
+
+    eventually("the idle user to be deactivated", || async {
+        let user = users.get("u-idle").await.ok()?;
+        (user.spec.active == Some(false)).then_some(())
+    })
+    .await;
+    synced(&users, "u-idle").await;
+    // Never synced before, the account reaches the application disabled.
+    let last = receiver
+        .accepted()
+        .into_iter()
+        .rfind(|d| d.body["user"]["userName"] == "idle@example.com")
+        .expect("an event about the idle user");
+    assert_eq!(last.body["user"]["active"], false, "{}", last.body);
+    let idle = users.get("u-idle").await.unwrap();
+    assert_eq!(idle.spec.active, Some(false));
+    assert_eq!(
+        idle.spec.display_name.as_deref(),
+        Some("Kept"),
+        "nothing else changes"
+    );
+    assert_eq!(synced(&users, "u-recent").await, "u-recent");
+    assert_ne!(
+        users.get("u-recent").await.unwrap().spec.active,
+        Some(false)
+    );
+}

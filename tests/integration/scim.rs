@@ -927,3 +927,69 @@ async fn versions(slices: &Api<GroupMemberSlice>) -> std::collections::BTreeMap<
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_user_created_just_in_time_is_adopted_when_the_idp_pushes_it() {
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    // As JIT left it before the policy switched to Scim: label, subject, claim.
+    let mut jit_user = crate::support::fixtures::user("jit-1", "crm", "Kai@Example.com");
+    jit_user.spec.subject = Some("00u-kai".into());
+    jit_user.metadata.labels = Some([("roster.dev/source".to_owned(), "jit".to_owned())].into());
+    env.api::<User>()
+        .create(&Default::default(), &jit_user)
+        .await
+        .unwrap();
+    roster::directory::UserNames::new(env.client.clone(), &env.namespace, "crm")
+        .claim("Kai@Example.com", "jit-1")
+        .await
+        .unwrap();
+
+    let reply = server.post("/Users", &okta_user("kai@example.com")).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.body["id"], "jit-1",
+        "the JIT user is adopted, not duplicated"
+    );
+    let users = env
+        .api::<User>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(users.len(), 1);
+    let adopted = &users[0];
+    assert_eq!(
+        adopted
+            .labels()
+            .get("roster.dev/source")
+            .map(String::as_str),
+        Some("scim")
+    );
+    assert_eq!(
+        adopted.spec.subject.as_deref(),
+        Some("00u-kai"),
+        "the login key stays"
+    );
+    assert_eq!(
+        adopted.spec.external_id.as_deref(),
+        Some("00ujl29u0le5T6Aj10h7")
+    );
+    // A second push is an ordinary duplicate.
+    server
+        .post("/Users", &okta_user("kai@example.com"))
+        .await
+        .assert_error(409, Some("uniqueness"));
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let adopted_event = crate::controller::eventually("the adoption Event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ScimAdoptedFromJit"))
+    })
+    .await;
+    assert!(adopted_event.note.unwrap().contains("kai@example.com"));
+}
