@@ -10,7 +10,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/roster
 export ROSTER_CACHE_DIR := $(CACHE_DIR)
 VENV := $(CACHE_DIR)/venv
 PYTHON ?= python3
-APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1
+APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl
 CARGO ?= cargo
 
 .PHONY: help
@@ -60,6 +60,11 @@ test: deps ## Everything CI runs: lint, unit tests, integration tests against a 
 	$(MAKE) --no-print-directory chart
 	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
 	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets
+
+.PHONY: bench
+bench: deps ## Benchmarks against the local control plane; writes BENCHMARKS.md and bench-results.json.
+	assets=$$(tools/controlplane/build.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets $(CARGO) bench --locked --bench roster
 
 .PHONY: run
 run: deps ## Run Roster: against the current cluster, or a local control plane it starts.

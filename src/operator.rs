@@ -34,6 +34,12 @@ pub async fn run(
         .await
         .with_context(|| format!("listening on {}", args.server.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
+    if let Some(path) = &args.server.session_key_file {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let key = crate::saml::session::SessionKey::new(&bytes)
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+        crate::saml::session::SessionKey::install(key);
+    }
     let index = MembershipIndex::default();
     let readiness = Readiness::new(index.clone());
     let watches = tokio::spawn(index.clone().run(client.clone()));
@@ -75,14 +81,18 @@ pub async fn run(
     outcome
 }
 
-/// Keeps readiness honest: every 5 s, does the API server answer?
+/// Keeps readiness honest: every 5 s, does the API server answer? Three
+/// misses in a row make the replica unready, so one slow answer under load
+/// doesn't flap it.
 async fn probe_api_server(client: kube::Client, readiness: Readiness) {
+    let mut misses = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let reachable = tokio::time::timeout(Duration::from_secs(3), client.apiserver_version())
+        let answered = tokio::time::timeout(Duration::from_secs(3), client.apiserver_version())
             .await
             .is_ok_and(|answer| answer.is_ok());
-        readiness.set_api_reachable(reachable);
+        misses = if answered { 0 } else { misses + 1 };
+        readiness.set_api_reachable(misses < 3);
     }
 }
 

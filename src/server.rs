@@ -27,6 +27,11 @@ pub struct ServerArgs {
     /// chart sets it from the Pod's name).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// File holding the key that signs SAML login and session cookies. Every
+    /// replica must use the same one, or a login started on one replica
+    /// fails on another. Unset: a random key per process (one replica only).
+    #[arg(long, env = "ROSTER_SESSION_KEY_FILE")]
+    pub session_key_file: Option<std::path::PathBuf>,
     /// PEM certificate (chain) to serve HTTPS with, e.g. from a cert-manager
     /// Secret. Without it Roster serves plain HTTP and warns.
     #[arg(long, env = "ROSTER_TLS_CERT_FILE", requires = "tls_key_file")]
@@ -42,6 +47,7 @@ impl Default for ServerArgs {
             listen: "0.0.0.0:8080".parse().expect("a valid default address"),
             public_url: None,
             pod_name: None,
+            session_key_file: None,
             tls_cert_file: None,
             tls_key_file: None,
         }

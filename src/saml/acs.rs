@@ -45,6 +45,13 @@ impl Failure {
         };
         // One line with the precise reason; never the assertion.
         tracing::warn!(%namespace, %policy, %reason, "SAML login refused");
+        let outcome = match &self {
+            Failure::Rejected(_) => "rejected",
+            Failure::Login(_) => "refused",
+            Failure::Replay(_) => "replayed",
+            Failure::Internal(_) => "error",
+        };
+        count_login(namespace, policy, outcome);
         match self {
             Failure::Rejected(_) | Failure::Replay(ReplayError::Replayed(_)) => page::refused(),
             Failure::Login(LoginError::UnknownUser) => page::page(
@@ -182,6 +189,7 @@ async fn accept(
         mode = ?trust.mode,
         "SAML login"
     );
+    count_login(&trust.namespace, &trust.policy, "success");
 
     let lifetime = trust.session_lifetime.as_secs() as i64;
     let session = Session {
@@ -232,4 +240,16 @@ async fn accept(
         "no-store".parse().expect("a valid header"),
     );
     Ok(response)
+}
+
+/// Counts a login by outcome (`roster_saml_logins_total`). Only a known
+/// policy's name becomes a label, so label values stay bounded.
+fn count_login(namespace: &str, policy: &str, outcome: &str) {
+    crate::metrics::METRICS
+        .saml_logins
+        .get_or_create(&crate::metrics::SamlLogin {
+            policy: format!("{namespace}/{policy}"),
+            outcome: outcome.to_owned(),
+        })
+        .inc();
 }

@@ -8,5 +8,6 @@ mod controller;
 mod crds;
 mod examples;
 mod operator;
+mod saml;
 mod scim;
 mod support;

@@ -82,6 +82,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     let key = b"failover-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    scim_tokens(&env, "wiki", "failover-token").await;
     let mut replicas = [
         replica("replica-a", &env.namespace),
         replica("replica-b", &env.namespace),
@@ -113,14 +114,18 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     leader.child.start_kill().unwrap();
     let killed = Instant::now();
     let http = reqwest::Client::new();
-    let standby_url = format!("http://127.0.0.1:{}/readyz", standby.port);
+    let standby_url = format!(
+        "http://127.0.0.1:{}/scim/{}/wiki/v2/Users",
+        standby.port, env.namespace
+    );
     let new_leader = eventually("a new leader", || async {
         // The standby keeps serving meanwhile.
         let reply = http
             .get(&standby_url)
+            .bearer_auth("failover-token")
             .send()
             .await
-            .expect("the standby serves throughout");
+            .expect("the standby serves SCIM throughout");
         assert_eq!(reply.status(), 200);
         holder(&leases).await.filter(|h| h == &standby.name)
     })
@@ -191,6 +196,17 @@ async fn sigterm_releases_the_lease_so_the_standby_leads_at_once() {
     );
 }
 
+/// The Secret holding `policy`'s SCIM bearer token.
+async fn scim_tokens(env: &crate::support::TestEnv, policy: &str, token: &str) {
+    let mut tokens = k8s_openapi::api::core::v1::Secret::default();
+    tokens.metadata.name = Some(format!("{policy}-scim-tokens"));
+    tokens.string_data = Some([("t".to_owned(), token.to_owned())].into());
+    env.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &tokens)
+        .await
+        .unwrap();
+}
+
 /// `name value` of the first exposition line starting with `prefix`.
 fn sample(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
@@ -206,13 +222,7 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
     let key = b"metrics-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
-    let mut tokens = k8s_openapi::api::core::v1::Secret::default();
-    tokens.metadata.name = Some("wiki-scim-tokens".into());
-    tokens.string_data = Some([("t".to_owned(), "metrics-token".to_owned())].into());
-    env.api::<k8s_openapi::api::core::v1::Secret>()
-        .create(&PostParams::default(), &tokens)
-        .await
-        .unwrap();
+    scim_tokens(&env, "wiki", "metrics-token").await;
     let replica = replica("replica-m", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
@@ -335,13 +345,7 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
     let key = b"drain-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
-    let mut tokens = k8s_openapi::api::core::v1::Secret::default();
-    tokens.metadata.name = Some("wiki-scim-tokens".into());
-    tokens.string_data = Some([("t".to_owned(), "drain-token".to_owned())].into());
-    env.api::<k8s_openapi::api::core::v1::Secret>()
-        .create(&PostParams::default(), &tokens)
-        .await
-        .unwrap();
+    scim_tokens(&env, "wiki", "drain-token").await;
     let mut replica = replica("replica-d", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
