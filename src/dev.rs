@@ -57,10 +57,18 @@ pub async fn run(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://localhost:{}", args.run.server.listen.port()));
-    for (url, token) in scim_endpoints(&client, &applied, &origin).await {
-        println!("SCIM base URL: {url}");
-        println!("  token:  {token}");
-        println!("  try:    curl -s -H 'Authorization: Bearer {token}' {url}/Users");
+    for endpoint in endpoints(&client, &applied, &origin).await {
+        match endpoint {
+            Endpoint::Scim { url, token } => {
+                println!("SCIM base URL: {url}");
+                println!("  token:  {token}");
+                println!("  try:    curl -s -H 'Authorization: Bearer {token}' {url}/Users");
+            }
+            Endpoint::Saml { base } => {
+                println!("SAML metadata URL: {base}/metadata");
+                println!("  login:  {base}/login   (the IdP posts responses to {base}/acs)");
+            }
+        }
     }
     println!("Try:");
     println!("  {kubectl} get roster -A");
@@ -83,14 +91,17 @@ pub async fn run(
     result
 }
 
-/// SCIM base URLs and a token of each applied Scim-mode policy, for people
-/// to try. `applied` holds `kind namespace/name` lines.
-async fn scim_endpoints(
-    client: &kube::Client,
-    applied: &[String],
-    origin: &str,
-) -> Vec<(String, String)> {
-    use crate::api::ProvisioningPolicy;
+/// What a newcomer can point an IdP at.
+enum Endpoint {
+    /// A Scim policy's base URL and one of its tokens.
+    Scim { url: String, token: String },
+    /// A policy with SAML trust: `/saml/{namespace}/{policy}`.
+    Saml { base: String },
+}
+
+/// The endpoints of each applied policy. `applied` holds `kind namespace/name` lines.
+async fn endpoints(client: &kube::Client, applied: &[String], origin: &str) -> Vec<Endpoint> {
+    use crate::api::{Mode, ProvisioningPolicy};
     use k8s_openapi::api::core::v1::Secret;
     let mut endpoints = Vec::new();
     for line in applied {
@@ -104,22 +115,26 @@ async fn scim_endpoints(
         let Ok(policy) = policies.get(name).await else {
             continue;
         };
-        let Some(scim) = policy.spec.scim else {
-            continue;
-        };
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let token = secrets
-            .get(&scim.token_secret_ref.name)
-            .await
-            .ok()
-            .and_then(|s| s.data)
-            .and_then(|d| d.into_values().next())
-            .and_then(|v| String::from_utf8(v.0).ok());
-        if let Some(token) = token {
-            endpoints.push((
-                format!("{origin}/scim/{namespace}/{name}/v2"),
-                token.trim().to_owned(),
-            ));
+        if let (Mode::Scim, Some(scim)) = (policy.spec.mode, &policy.spec.scim) {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let token = secrets
+                .get(&scim.token_secret_ref.name)
+                .await
+                .ok()
+                .and_then(|s| s.data)
+                .and_then(|d| d.into_values().next())
+                .and_then(|v| String::from_utf8(v.0).ok());
+            if let Some(token) = token {
+                endpoints.push(Endpoint::Scim {
+                    url: format!("{origin}/scim/{namespace}/{name}/v2"),
+                    token: token.trim().to_owned(),
+                });
+            }
+        }
+        if policy.spec.saml.is_some() {
+            endpoints.push(Endpoint::Saml {
+                base: format!("{origin}/saml/{namespace}/{name}"),
+            });
         }
     }
     endpoints

@@ -91,6 +91,20 @@ impl Readiness {
     }
 }
 
+/// The scheme and host clients reach this server at: `--public-url` when
+/// set, else the request's Host (and X-Forwarded-Proto from a proxy).
+pub fn origin(public_url: Option<&str>, headers: &axum::http::HeaderMap) -> String {
+    match public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+            let host = header("host").unwrap_or("localhost");
+            let scheme = header("x-forwarded-proto").unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(
     client: kube::Client,

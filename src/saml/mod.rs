@@ -68,20 +68,7 @@ where
 
 impl SamlState {
     fn origin(&self, headers: &HeaderMap) -> String {
-        match &self.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let host = headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                let scheme = headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("http");
-                format!("{scheme}://{host}")
-            }
-        }
+        crate::server::origin(self.public_url.as_deref(), headers)
     }
 
     async fn policy(&self, namespace: &str, policy: &str) -> Result<ProvisioningPolicy, Response> {

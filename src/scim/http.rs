@@ -358,20 +358,7 @@ fn trim_newline(token: &[u8]) -> &[u8] {
 }
 
 fn base_url(state: &ScimState, policy: &ProvisioningPolicy, headers: &HeaderMap) -> String {
-    let origin = match &state.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
-    };
+    let origin = crate::server::origin(state.public_url.as_deref(), headers);
     format!(
         "{origin}/scim/{}/{}/v2",
         policy.metadata.namespace.as_deref().unwrap_or_default(),

@@ -190,6 +190,34 @@ impl MembershipIndex {
         })
     }
 
+    /// Plans a membership change against the index without copying the
+    /// group; `None` when the index can't answer (not synced, or a member to
+    /// remove it doesn't know).
+    pub fn plan(
+        &self,
+        namespace: &str,
+        group: &str,
+        add: &[GroupMember],
+        remove: &[String],
+    ) -> Option<SlicePlan> {
+        let inner = self.inner.lock().expect("index lock");
+        if !inner.synced {
+            return None;
+        }
+        let empty = GroupSlices::default();
+        let slices = inner
+            .groups
+            .get(&(namespace.to_owned(), group.to_owned()))
+            .unwrap_or(&empty);
+        if remove
+            .iter()
+            .any(|id| !slices.member_slice.contains_key(id))
+        {
+            return None;
+        }
+        Some(plan(group, slices, add, remove))
+    }
+
     /// Records a slice the service just wrote or read.
     pub fn observe(&self, slice: &GroupMemberSlice) {
         let mut inner = self.inner.lock().expect("index lock");

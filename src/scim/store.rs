@@ -390,17 +390,21 @@ impl Directory {
         if add.is_empty() && remove.is_empty() {
             return Ok(());
         }
-        let mut slices = self.group_slices(group).await?;
-        if remove
-            .iter()
-            .any(|id| !slices.member_slice.contains_key(id))
-        {
-            // Another replica may have added it a moment ago: ask the API.
-            for slice in self.list_slices(group).await? {
-                slices.observe(&slice.name_any(), u64::MAX, slice.spec.members);
+        // Planned inside the index, without copying the group's membership:
+        // the work stays proportional to the members changed.
+        let plan = match self.index.plan(&self.namespace, group, add, remove) {
+            Some(plan) => plan,
+            None => {
+                // Not synced yet, or removing a member the index doesn't
+                // know (another replica may have added it a moment ago): ask
+                // the API.
+                let mut slices = GroupSlices::default();
+                for slice in self.list_slices(group).await? {
+                    slices.observe(&slice.name_any(), 0, slice.spec.members);
+                }
+                membership::plan(group, &slices, add, remove)
             }
-        }
-        let plan = membership::plan(group, &slices, add, remove);
+        };
         let api = self.api::<GroupMemberSlice>();
         for (name, members) in plan.patches {
             let written = if plan.create.contains(&name) {

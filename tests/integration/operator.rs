@@ -15,6 +15,8 @@ struct Replica {
     name: String,
     port: u16,
     child: tokio::process::Child,
+    /// Everything the process logged.
+    log: tempfile::NamedTempFile,
 }
 
 fn replica(name: &str, namespace: &str) -> Replica {
@@ -22,6 +24,7 @@ fn replica(name: &str, namespace: &str) -> Replica {
 }
 
 fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
+    let log = tempfile::NamedTempFile::new().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -42,6 +45,7 @@ fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
         .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", "warn")
+        .stderr(log.reopen().unwrap())
         .kill_on_drop(true)
         .spawn()
         .expect("roster starts");
@@ -49,6 +53,7 @@ fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
         name: name.to_owned(),
         port,
         child,
+        log,
     }
 }
 
@@ -402,4 +407,67 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
         .unwrap();
     assert!(status.success());
     println!("{completed_after_sigterm} in-flight SCIM requests completed after SIGTERM");
+}
+
+#[tokio::test]
+async fn logs_never_contain_bearer_tokens_or_passwords() {
+    let env = env().await;
+    let key = b"log-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    scim_tokens(&env, "wiki", "token-that-must-not-leak").await;
+    let mut replica = replica_with("replica-l", &env.namespace, &["--log-level", "trace"]);
+    let base = format!("http://127.0.0.1:{}", replica.port);
+    let http = reqwest::Client::new();
+    eventually("the replica to be ready", || async {
+        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (reply.status() == 200).then_some(())
+    })
+    .await;
+    let users = format!("{base}/scim/{}/wiki/v2/Users", env.namespace);
+    let created = http
+        .post(&users)
+        .bearer_auth("token-that-must-not-leak")
+        .json(&serde_json::json!({"userName": "secretive@example.com", "password": "password-that-must-not-leak"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = http
+        .get(&users)
+        .bearer_auth("wrong-token-that-must-not-leak")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    synced(
+        &Api::<User>::namespaced(env.client.clone(), &env.namespace),
+        &id,
+    )
+    .await;
+    replica.child.start_kill().unwrap();
+    let _ = replica.child.wait().await;
+    let log = std::fs::read_to_string(replica.log.path()).unwrap();
+    assert!(
+        log.contains("SCIM created a user"),
+        "the log is captured at trace level"
+    );
+    use base64::Engine;
+    for secret in [
+        "token-that-must-not-leak",
+        "password-that-must-not-leak",
+        "log-key",
+    ] {
+        assert!(!log.contains(secret), "{secret} appears in the log");
+        // Nor as the API server returns Secrets.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        assert!(
+            !log.contains(&encoded),
+            "{secret} appears base64-encoded in the log"
+        );
+    }
 }
