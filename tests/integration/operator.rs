@@ -270,8 +270,10 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
             .text()
             .await
             .ok()?;
-        text.contains("roster_downstream_calls_total{connector=\"webhook\"")
-            .then_some(text)
+        // A reconcile is counted when it ends, after its downstream call.
+        (text.contains("roster_downstream_calls_total{connector=\"webhook\"")
+            && text.contains("roster_reconciles_total{kind=\"User\",result=\"ok\"}"))
+        .then_some(text)
     })
     .await;
     let ns = &env.namespace;
