@@ -388,11 +388,7 @@ async fn resource_types(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
-    let all = discovery::resource_types(&scope.base_url);
-    Ok(resource_response(
-        StatusCode::OK,
-        page(all.clone(), 1, all.len()),
-    ))
+    Ok(whole_list(discovery::resource_types(&scope.base_url)))
 }
 
 async fn resource_type(
@@ -402,15 +398,11 @@ async fn resource_type(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
-    discovery::resource_types(&scope.base_url)
-        .into_iter()
-        .find(|rt| {
-            rt["id"]
-                .as_str()
-                .is_some_and(|id| id.eq_ignore_ascii_case(&name))
-        })
-        .map(|rt| resource_response(StatusCode::OK, rt))
-        .ok_or_else(|| ScimError::not_found(format!("no resource type {name}")))
+    by_id(
+        discovery::resource_types(&scope.base_url),
+        &name,
+        "resource type",
+    )
 }
 
 async fn schemas(
@@ -420,11 +412,7 @@ async fn schemas(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
-    let all = discovery::schemas(&scope.base_url);
-    Ok(resource_response(
-        StatusCode::OK,
-        page(all.clone(), 1, all.len()),
-    ))
+    Ok(whole_list(discovery::schemas(&scope.base_url)))
 }
 
 async fn schema(
@@ -434,15 +422,36 @@ async fn schema(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
-    discovery::schemas(&scope.base_url)
-        .into_iter()
-        .find(|s| {
-            s["id"]
+    by_id(discovery::schemas(&scope.base_url), &id, "schema")
+}
+
+/// A discovery list, whole, as one ListResponse page.
+fn whole_list(all: Vec<Value>) -> Response {
+    let count = all.len();
+    resource_response(StatusCode::OK, page(all, 1, count))
+}
+
+/// The discovery document whose `id` is `id` (compared case-insensitively).
+fn by_id(all: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    all.into_iter()
+        .find(|doc| {
+            doc["id"]
                 .as_str()
-                .is_some_and(|sid| sid.eq_ignore_ascii_case(&id))
+                .is_some_and(|d| d.eq_ignore_ascii_case(id))
         })
-        .map(|s| resource_response(StatusCode::OK, s))
-        .ok_or_else(|| ScimError::not_found(format!("no schema {id}")))
+        .map(|doc| resource_response(StatusCode::OK, doc))
+        .ok_or_else(|| ScimError::not_found(format!("no {what} {id}")))
+}
+
+/// A stable order (creation time, then id), so paging is deterministic:
+/// Ping finds groups by paging through everything.
+fn sort_for_paging(resources: &mut [Value]) {
+    resources.sort_by(|a, b| {
+        a["meta"]["created"]
+            .as_str()
+            .cmp(&b["meta"]["created"].as_str())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
 }
 
 /// Discovery endpoints answer GET only (RFC 7644 section 4), after auth.
@@ -579,13 +588,7 @@ async fn matching_users(scope: &Scope, query: &ListQuery) -> Result<Vec<Value>, 
                 .is_none_or(|f| f.matches(r, ResourceType::User))
         })
         .collect();
-    // A stable order makes paging deterministic (Ping pages through everything).
-    resources.sort_by(|a, b| {
-        a["meta"]["created"]
-            .as_str()
-            .cmp(&b["meta"]["created"].as_str())
-            .then(a["id"].as_str().cmp(&b["id"].as_str()))
-    });
+    sort_for_paging(&mut resources);
     Ok(resources)
 }
 
@@ -866,12 +869,7 @@ async fn matching_groups(scope: &Scope, query: &ListQuery) -> Result<Vec<Value>,
             resources.push(resource);
         }
     }
-    resources.sort_by(|a, b| {
-        a["meta"]["created"]
-            .as_str()
-            .cmp(&b["meta"]["created"].as_str())
-            .then(a["id"].as_str().cmp(&b["id"].as_str()))
-    });
+    sort_for_paging(&mut resources);
     Ok(resources)
 }
 

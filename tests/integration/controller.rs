@@ -79,6 +79,15 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// Deletes a User and waits until it is gone (its finalizer has run).
+async fn delete_and_wait(users: &Api<User>, name: &str) {
+    users.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(&format!("{name} to be gone"), || async {
+        users.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
 /// Waits until the User's current generation is synced; returns its remote id.
 pub async fn synced(users: &Api<User>, name: &str) -> String {
     eventually(&format!("user {name} to sync"), || async {
@@ -157,19 +166,7 @@ async fn users_are_created_renamed_deactivated_and_disabled_on_deletion() {
     let bob = user("u-bob", "crm", "bob@example.com");
     users.create(&PostParams::default(), &bob).await.unwrap();
     let bob_remote = synced(&users, "u-bob").await;
-    users
-        .delete("u-bob", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("bob to be gone", || async {
-        users
-            .get_opt("u-bob")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&users, "u-bob").await;
     let (status, account) = app.get(&format!("/Users/{bob_remote}")).await;
     assert_eq!(status, 200, "Disable keeps the account");
     assert_eq!(account["active"], false);
@@ -191,19 +188,7 @@ async fn deletion_under_a_delete_policy_removes_the_account() {
         .await
         .unwrap();
     let remote = synced(&users, "u-carol").await;
-    users
-        .delete("u-carol", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("carol to be gone", || async {
-        users
-            .get_opt("u-carol")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&users, "u-carol").await;
     assert_eq!(app.get(&format!("/Users/{remote}")).await.0, 404);
     let left = app.users().await;
     assert!(left.is_empty(), "accounts left: {left:?}");

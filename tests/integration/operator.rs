@@ -202,6 +202,15 @@ async fn sigterm_releases_the_lease_so_the_standby_leads_at_once() {
     );
 }
 
+/// Waits until the replica at `base` answers /readyz with 200.
+async fn ready(http: &reqwest::Client, base: &str) {
+    eventually("the replica to be ready", || async {
+        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (reply.status() == 200).then_some(())
+    })
+    .await;
+}
+
 /// The Secret holding `policy`'s SCIM bearer token.
 async fn scim_tokens(env: &crate::support::TestEnv, policy: &str, token: &str) {
     let mut tokens = k8s_openapi::api::core::v1::Secret::default();
@@ -232,11 +241,7 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
     let replica = replica("replica-m", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
-    eventually("the replica to be ready", || async {
-        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
-        (reply.status() == 200).then_some(())
-    })
-    .await;
+    ready(&http, &base).await;
     let scim = format!("{base}/scim/{}/wiki/v2/Users", env.namespace);
     let created = http
         .post(&scim)
@@ -357,11 +362,7 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
     let mut replica = replica("replica-d", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
-    eventually("the replica to be ready", || async {
-        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
-        (reply.status() == 200).then_some(())
-    })
-    .await;
+    ready(&http, &base).await;
     // Slow requests: groups created with 3,000 members each.
     let url = format!("{base}/scim/{}/wiki/v2/Groups", env.namespace);
     let requests: Vec<_> = (0..8)
@@ -422,11 +423,7 @@ async fn logs_never_contain_bearer_tokens_or_passwords() {
     let mut replica = replica_with("replica-l", &env.namespace, &["--log-level", "trace"]);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
-    eventually("the replica to be ready", || async {
-        let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
-        (reply.status() == 200).then_some(())
-    })
-    .await;
+    ready(&http, &base).await;
     let users = format!("{base}/scim/{}/wiki/v2/Users", env.namespace);
     let created = http
         .post(&users)
