@@ -116,7 +116,7 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::saml::router(client.clone(), args))
+        .merge(crate::saml::router(client.clone(), index.clone(), args))
         .with_state(readiness);
     let audit = scim::audit::Audit::new(client.clone(), args.pod_name.clone());
     scim::http::router(scim::http::ScimState {

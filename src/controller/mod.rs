@@ -20,7 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy, User};
+use crate::api::{ConsumedAssertion, Group, GroupMemberSlice, ProvisioningPolicy, User};
 use crate::connectors::ConnectorError;
 pub use context::Context;
 
@@ -249,12 +249,35 @@ pub async fn run(
             )
             .for_each(|_| async {});
 
+    let sweeper = sweep_consumed_ids(client.clone(), namespace.clone());
+
     // The feeds stop when the controllers do.
     tokio::select! {
         _ = async { tokio::join!(user_controller, group_controller, slice_controller, policy_controller) } => {}
+        _ = sweeper => {}
         _ = users_feed => {}
         _ = groups_feed => {}
         _ = policies_feed => {}
         _ = slices_feed => {}
+    }
+}
+
+/// How often the leader deletes expired SAML ids.
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// Deletes expired ConsumedAssertions now and then, so they don't pile up in
+/// namespaces where nobody logs in any more (logins also sweep their own).
+async fn sweep_consumed_ids(client: kube::Client, namespace: Option<String>) {
+    let api: Api<ConsumedAssertion> = match &namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    };
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let deleted = crate::saml::replay::sweep_expired(&api, chrono::Utc::now()).await;
+        if deleted > 0 {
+            tracing::info!(deleted, "swept expired SAML assertion and request ids");
+        }
     }
 }

@@ -10,14 +10,16 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::checks::{self, Rejection};
-use super::jit::{self, Login, LoginError, Users};
+use super::groups::{self, Applied, GroupChanges, JitGroups};
+use super::jit::{self, Decision, Login, LoginError, Users, Written};
 use super::replay::{Consumed, ReplayError};
 use super::session::{
     self, PendingRequest, REQUEST_COOKIE, SESSION_COOKIE, SESSION_TYPE, SameSite, Session,
 };
 use super::trust::{MAX_ISSUE_AGE, Trust};
 use super::{SamlState, page, redirect, verify};
-use crate::api::ConsumedKind;
+use crate::api::{ConsumedKind, User};
+use crate::scim::audit::Change;
 
 #[derive(Debug, Deserialize)]
 pub struct AcsForm {
@@ -179,14 +181,31 @@ async fn accept(
         .await?;
     tokio::spawn(async move { consumed.sweep(Utc::now()).await });
 
-    let user = users.execute(decision, &mapped, &checked.id).await?;
+    let group_changes = match &decision {
+        Decision::Touch(_) => GroupChanges::default(),
+        Decision::Create => groups::plan(&mapped.groups, &trust.jit, true),
+        Decision::Update(_) => groups::plan(&mapped.groups, &trust.jit, false),
+    };
+    let (user, written) = users.execute(decision, &mapped, &checked.id).await?;
     let name = kube::ResourceExt::name_any(&user);
+    let applied = JitGroups::new(
+        state.client.clone(),
+        state.index.clone(),
+        &trust.namespace,
+        &trust.policy,
+    )
+    .apply(&user, &group_changes, &checked.id, &state.audit)
+    .await
+    .map_err(|e| Failure::Internal(format!("could not change group memberships: {e}")))?;
+    record(state, &user, written, &applied, &checked.id);
     tracing::info!(
         namespace = %trust.namespace,
         policy = %trust.policy,
         user = %name,
         assertion = %checked.id,
         mode = ?trust.mode,
+        joined = ?applied.joined,
+        left = ?applied.left,
         "SAML login"
     );
     count_login(&trust.namespace, &trust.policy, "success");
@@ -240,6 +259,33 @@ async fn accept(
         "no-store".parse().expect("a valid header"),
     );
     Ok(response)
+}
+
+/// An Event on the user for what the login wrote, naming the assertion.
+fn record(state: &SamlState, user: &User, written: Written, applied: &Applied, assertion: &str) {
+    let mut parts = Vec::new();
+    let change = match written {
+        Written::Created => {
+            parts.push(format!("created {}", user.spec.user_name));
+            Change::Created
+        }
+        Written::Updated => {
+            parts.push(format!("updated the attributes of {}", user.spec.user_name));
+            Change::Updated
+        }
+        Written::Unchanged => Change::MembersChanged,
+    };
+    if !applied.joined.is_empty() {
+        parts.push(format!("joined {}", applied.joined.join(", ")));
+    }
+    if !applied.left.is_empty() {
+        parts.push(format!("left {}", applied.left.join(", ")));
+    }
+    if !parts.is_empty() {
+        state
+            .audit
+            .record(user, change, assertion, parts.join("; "));
+    }
 }
 
 /// Counts a login by outcome (`roster_saml_logins_total`). Only a known

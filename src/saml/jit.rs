@@ -315,6 +315,15 @@ pub enum Decision {
     Touch(Box<User>),
 }
 
+/// What a login wrote to its user's spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+    /// Nothing (Scim mode, or no mapped attribute changed).
+    Unchanged,
+}
+
 /// A policy's users, as a login sees them.
 pub struct Users {
     api: Api<User>,
@@ -419,13 +428,13 @@ impl Users {
         decision: Decision,
         mapped: &Mapped,
         assertion_id: &str,
-    ) -> Result<User, LoginError> {
-        let user = match decision {
-            Decision::Create => self.create(mapped, assertion_id).await?,
+    ) -> Result<(User, Written), LoginError> {
+        let (user, written) = match decision {
+            Decision::Create => (self.create(mapped, assertion_id).await?, Written::Created),
             Decision::Update(user) => self.update(&user, mapped, assertion_id).await?,
-            Decision::Touch(user) => *user,
+            Decision::Touch(user) => (*user, Written::Unchanged),
         };
-        self.touch(&user).await
+        Ok((self.touch(&user).await?, written))
     }
 
     async fn create(&self, mapped: &Mapped, assertion_id: &str) -> Result<User, LoginError> {
@@ -445,7 +454,7 @@ impl Users {
         current: &User,
         mapped: &Mapped,
         assertion_id: &str,
-    ) -> Result<User, LoginError> {
+    ) -> Result<(User, Written), LoginError> {
         let id = current.name_any();
         let wanted = spec(mapped, &self.policy);
         let current_spec = UserSpec {
@@ -453,7 +462,7 @@ impl Users {
             ..current.spec.clone()
         };
         if jit_fields(&current_spec) == jit_fields(&wanted) {
-            return Ok(current.clone()); // nothing changed: no write
+            return Ok((current.clone(), Written::Unchanged)); // no write
         }
         let renamed = current.spec.user_name.to_lowercase() != mapped.user_name.to_lowercase();
         if renamed {
@@ -464,7 +473,7 @@ impl Users {
                 if renamed {
                     self.names.release(&current.spec.user_name, &id).await;
                 }
-                Ok(user)
+                Ok((user, Written::Updated))
             }
             Err(error) => {
                 if renamed {

@@ -8,6 +8,7 @@
 
 pub mod acs;
 pub mod checks;
+pub mod groups;
 pub mod jit;
 pub mod login;
 pub mod metadata;
@@ -26,6 +27,8 @@ use axum::routing::{get, post};
 use kube::api::Api;
 
 use crate::api::ProvisioningPolicy;
+use crate::scim::audit::{Audit, Writer as AuditWriter};
+use crate::scim::membership::MembershipIndex;
 use crate::server::ServerArgs;
 use session::SessionKey;
 use trust::{SpUrls, Trust};
@@ -38,18 +41,24 @@ pub struct SamlState {
     pub public_url: Option<String>,
     /// Signs the request and session cookies.
     pub key: SessionKey,
+    /// Where group members live, shared with the SCIM service.
+    pub index: MembershipIndex,
+    /// Events for what logins change.
+    pub audit: Audit,
 }
 
 /// The SAML routes, with the process's session key (see [`SessionKey`]).
 /// Generic over the state of the router it is merged into.
-pub fn router<S>(client: kube::Client, args: &ServerArgs) -> Router<S>
+pub fn router<S>(client: kube::Client, index: MembershipIndex, args: &ServerArgs) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     routes(SamlState {
+        audit: Audit::of(AuditWriter::Jit, client.clone(), args.pod_name.clone()),
         client,
         public_url: args.public_url.clone(),
         key: SessionKey::process(),
+        index,
     })
 }
 

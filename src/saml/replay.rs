@@ -93,23 +93,41 @@ impl Consumed {
             }
             last.insert(self.namespace.clone(), Instant::now());
         }
-        let params = ListParams::default().labels("app.kubernetes.io/managed-by=roster");
-        let Ok(list) = self.api.list(&params).await else {
-            return;
+        sweep_expired(&self.api, now).await;
+    }
+}
+
+/// Deletes the expired ids `api` sees (one namespace, or all); returns how
+/// many went. Best effort: a failure only leaves objects for the next sweep.
+pub async fn sweep_expired(api: &Api<ConsumedAssertion>, now: DateTime<Utc>) -> usize {
+    let params = ListParams::default().labels("app.kubernetes.io/managed-by=roster");
+    let list = match api.list(&params).await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::debug!(%error, "could not list ConsumedAssertions to sweep");
+            return 0;
+        }
+    };
+    let mut deleted = 0;
+    for object in list.items.iter().filter(|o| is_expired(o, now)) {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: object.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
         };
-        for object in list.items.iter().filter(|o| is_expired(o, now)) {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: object.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            if let Err(error) = self.api.delete(&object.name_any(), &params).await {
-                tracing::debug!(%error, "could not delete an expired ConsumedAssertion");
-            }
+        let name = object.name_any();
+        let api = match object.namespace() {
+            Some(namespace) => Api::namespaced(api.clone().into_client(), &namespace),
+            None => api.clone(),
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => deleted += 1,
+            Err(error) => tracing::debug!(%error, "could not delete an expired ConsumedAssertion"),
         }
     }
+    deleted
 }
 
 /// Whether an id can be forgotten: it would be refused as expired anyway.

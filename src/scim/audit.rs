@@ -1,18 +1,27 @@
-//! Audit trail: a Kubernetes Event on the User or Group for every SCIM
-//! change, naming the request's id, so `kubectl describe` says who changed
-//! what. Published in the background: an Event failing must not fail the
-//! change it describes.
+//! Audit trail: a Kubernetes Event on the User or Group for every change
+//! the SCIM service or a JIT login makes, naming the SCIM request's id or
+//! the SAML assertion's id, so `kubectl describe` says who changed what.
+//! Published in the background: an Event failing must not fail the change
+//! it describes.
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-/// Publishes SCIM audit Events.
+/// Publishes audit Events for one writer.
 #[derive(Clone)]
 pub struct Audit {
     recorder: Recorder,
+    writer: Writer,
 }
 
-/// What a SCIM request did, for the Event's reason.
+/// Who made the change: prefixes the Event's reason and names the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    Scim,
+    Jit,
+}
+
+/// What a SCIM request or a login did, for the Event's reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     Created,
@@ -26,16 +35,21 @@ pub enum Change {
 }
 
 impl Change {
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Created => "ScimCreated",
-            Self::Adopted => "ScimAdoptedFromJit",
-            Self::Updated => "ScimUpdated",
-            Self::Deactivated => "ScimDeactivated",
-            Self::Reactivated => "ScimReactivated",
-            Self::Deleted => "ScimDeleted",
-            Self::MembersChanged => "ScimMembersChanged",
-        }
+    fn reason(self, writer: Writer) -> String {
+        let change = match self {
+            Self::Created => "Created",
+            Self::Adopted => "AdoptedFromJit",
+            Self::Updated => "Updated",
+            Self::Deactivated => "Deactivated",
+            Self::Reactivated => "Reactivated",
+            Self::Deleted => "Deleted",
+            Self::MembersChanged => "MembersChanged",
+        };
+        let prefix = match writer {
+            Writer::Scim => "Scim",
+            Writer::Jit => "Jit",
+        };
+        format!("{prefix}{change}")
     }
 
     fn action(self) -> &'static str {
@@ -48,35 +62,50 @@ impl Change {
 }
 
 impl Audit {
+    /// The SCIM service's audit trail.
     pub fn new(client: kube::Client, instance: Option<String>) -> Self {
+        Self::of(Writer::Scim, client, instance)
+    }
+
+    pub fn of(writer: Writer, client: kube::Client, instance: Option<String>) -> Self {
+        let controller = match writer {
+            Writer::Scim => crate::policy::SCIM_MANAGER,
+            Writer::Jit => crate::policy::JIT_MANAGER,
+        };
         Self {
             recorder: Recorder::new(
                 client,
                 Reporter {
-                    controller: crate::policy::SCIM_MANAGER.to_owned(),
+                    controller: controller.to_owned(),
                     instance,
                 },
             ),
+            writer,
         }
     }
 
-    /// Records `change` on `object`; `note` must hold no secret.
+    /// Records `change` on `object`, made by the SCIM request or the SAML
+    /// assertion with id `request_id`; `note` must hold no secret.
     pub fn record<K>(&self, object: &K, change: Change, request_id: &str, note: String)
     where
         K: Resource<DynamicType = ()>,
     {
         let reference = object.object_ref(&());
+        let origin = match self.writer {
+            Writer::Scim => "SCIM request",
+            Writer::Jit => "SAML login, assertion",
+        };
         let event = Event {
             type_: EventType::Normal,
-            reason: change.reason().to_owned(),
-            note: Some(format!("SCIM request {request_id}: {note}")),
+            reason: change.reason(self.writer),
+            note: Some(format!("{origin} {request_id}: {note}")),
             action: change.action().to_owned(),
             secondary: None,
         };
         let recorder = self.recorder.clone();
         tokio::spawn(async move {
             if let Err(error) = recorder.publish(&event, &reference).await {
-                tracing::warn!(%error, "could not record a SCIM audit Event");
+                tracing::warn!(%error, "could not record an audit Event");
             }
         });
     }

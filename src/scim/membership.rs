@@ -190,6 +190,18 @@ impl MembershipIndex {
         })
     }
 
+    /// Whether `member` is in one of the group's slices; `None` until the
+    /// index is synced.
+    pub fn contains(&self, namespace: &str, group: &str, member: &str) -> Option<bool> {
+        let inner = self.inner.lock().expect("index lock");
+        inner.synced.then(|| {
+            inner
+                .groups
+                .get(&(namespace.to_owned(), group.to_owned()))
+                .is_some_and(|g| g.member_slice.contains_key(member))
+        })
+    }
+
     /// Plans a membership change against the index without copying the
     /// group; `None` when the index can't answer (not synced, or a member to
     /// remove it doesn't know).

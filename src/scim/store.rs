@@ -368,6 +368,18 @@ impl Directory {
         Ok(slices)
     }
 
+    /// Whether `member` is in one of the group's slices (not its spec).
+    pub async fn in_slices(&self, group: &str, member: &str) -> Result<bool> {
+        if let Some(found) = self.index.contains(&self.namespace, group, member) {
+            return Ok(found);
+        }
+        Ok(self
+            .list_slices(group)
+            .await?
+            .iter()
+            .any(|s| s.spec.members.contains_key(member)))
+    }
+
     /// A group's members: those declared in its spec and those in its slices.
     pub async fn members(&self, group: &Group) -> Result<Vec<GroupMember>> {
         let mut members = group.spec.members.clone();

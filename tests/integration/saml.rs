@@ -5,7 +5,7 @@
 //! nothing written.
 
 use kube::ResourceExt;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use roster::api::*;
 use serde_json::json;
 
@@ -237,6 +237,209 @@ async fn an_entra_login_signed_by_xmlsec1_is_accepted() {
         only_user(&env).await.spec.subject.as_deref(),
         Some("9a9a-oid")
     );
+}
+
+// ----- Jit mode: group memberships ------------------------------------------------
+
+/// The Jit policy of the group tests: `everyone` joined at creation, two
+/// Okta groups allowlisted under other names, overage as given.
+fn jit_with_groups(idp: &Idp, overage: GroupsOverage) -> ProvisioningPolicy {
+    let mut policy = jit(idp);
+    let options = policy.spec.jit.as_mut().unwrap();
+    options.default_groups = vec!["everyone".into()];
+    options.allowed_groups = vec![
+        AllowedGroup {
+            value: "okta-eng".into(),
+            group: Some("engineering".into()),
+        },
+        AllowedGroup {
+            value: "okta-sec".into(),
+            group: Some("security".into()),
+        },
+    ];
+    options.groups_overage = overage;
+    policy
+}
+
+/// The display names of the groups whose slices hold `user`.
+async fn groups_of(env: &TestEnv, user: &str) -> Vec<String> {
+    let groups = env.api::<Group>().list(&Default::default()).await.unwrap();
+    let slices = env
+        .api::<GroupMemberSlice>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let mut names: Vec<String> = groups
+        .items
+        .iter()
+        .filter(|g| {
+            slices
+                .items
+                .iter()
+                .any(|s| s.spec.group == g.name_any() && s.spec.members.contains_key(user))
+        })
+        .map(|g| g.spec.display_name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn login_group_values_become_memberships_through_the_allowlist() {
+    let env = env().await;
+    let idp = Idp::okta();
+    let server = serve(&env, jit_with_groups(&idp, GroupsOverage::Keep)).await;
+    // `security` is declared in git, with a member of its own.
+    let mut declared = Group::new(
+        "security-from-git",
+        GroupSpec {
+            policy: "crm".into(),
+            display_name: "security".into(),
+            external_id: None,
+            members: vec![GroupMember {
+                value: "someone-in-git".into(),
+                kind: MemberKind::User,
+                display: None,
+            }],
+        },
+    );
+    declared = env
+        .api::<Group>()
+        .create(&PostParams::default(), &declared)
+        .await
+        .unwrap();
+    let login = |groups: &[&str]| {
+        Response::okta(&idp, &server, "alice@example.com", "Alice", "Liddell")
+            .attribute("groups", groups)
+    };
+
+    // First login: allowlisted and unknown values; `everyone` by default.
+    let reply = server
+        .sp_login(&idp, login(&["okta-eng", "Domain Users"]))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let user = only_user(&env).await.name_any();
+    assert_eq!(groups_of(&env, &user).await, ["engineering", "everyone"]);
+    let groups = env.api::<Group>().list(&Default::default()).await.unwrap();
+    let mut names: Vec<_> = groups.iter().map(|g| g.spec.display_name.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["engineering", "everyone", "security"],
+        "no Group for the unknown value"
+    );
+    let engineering = groups
+        .iter()
+        .find(|g| g.spec.display_name == "engineering")
+        .unwrap();
+    assert_eq!(
+        engineering
+            .labels()
+            .get("roster.dev/source")
+            .map(String::as_str),
+        Some("jit")
+    );
+    assert!(
+        engineering
+            .managed_fields()
+            .iter()
+            .all(|m| m.manager.as_deref() == Some("roster-jit"))
+    );
+
+    // Second login: now in security, no longer in engineering; `everyone`
+    // is not allowlisted, so the login never removes it.
+    let reply = server.sp_login(&idp, login(&["okta-sec"])).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(groups_of(&env, &user).await, ["everyone", "security"]);
+    let security = env.api::<Group>().get(&declared.name_any()).await.unwrap();
+    assert_eq!(
+        security.spec, declared.spec,
+        "the declared Group's spec is untouched"
+    );
+
+    // Third login with the same groups: nothing to write.
+    let before = snapshot(&env).await;
+    let reply = server.sp_login(&idp, login(&["okta-sec"])).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let changed: Vec<_> = snapshot(&env)
+        .await
+        .into_iter()
+        .filter(|s| !before.contains(s))
+        .filter(|s| !s.starts_with("Consumed/") && !s.starts_with("User/"))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "only the login itself is recorded: {changed:?}"
+    );
+
+    // Events say what the logins did, naming the assertion.
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let find = |reason: &'static str, object: String| {
+        let events = events.clone();
+        async move {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.clone()) == Some(object.clone())
+                })
+        }
+    };
+    let created =
+        crate::controller::eventually("the JitCreated Event", || find("JitCreated", user.clone()))
+            .await;
+    let note = created.note.unwrap();
+    assert!(note.starts_with("SAML login, assertion _a"), "{note}");
+    assert!(note.contains("joined engineering, everyone"), "{note}");
+    let left = crate::controller::eventually("the engineering Event", || {
+        find("JitMembersChanged", engineering.name_any())
+    })
+    .await;
+    assert!(left.note.unwrap().contains("alice@example.com"));
+}
+
+#[tokio::test]
+async fn an_overage_claim_keeps_memberships_or_is_refused_as_the_policy_says() {
+    let overage = "http://schemas.microsoft.com/claims/groups.link";
+    let idp = Idp::okta();
+
+    // Keep: memberships stay as they are, nothing is removed.
+    let keeping = env().await;
+    let server = serve(&keeping, jit_with_groups(&idp, GroupsOverage::Keep)).await;
+    let login = || Response::okta(&idp, &server, "erin@example.com", "Erin", "Hannon");
+    let first = login().attribute("groups", &["okta-eng", "okta-sec"]);
+    assert_eq!(server.sp_login(&idp, first).await.status, 200);
+    let user = only_user(&keeping).await.name_any();
+    let before = groups_of(&keeping, &user).await;
+    assert_eq!(before, ["engineering", "everyone", "security"]);
+    let over = login().attribute(
+        overage,
+        &["https://graph.microsoft.com/v1.0/users/x/getMemberObjects"],
+    );
+    let reply = server.sp_login(&idp, over).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        groups_of(&keeping, &user).await,
+        before,
+        "never a silent wipe"
+    );
+
+    // Refuse: the login is refused and nothing is written.
+    let env = env().await;
+    let server = serve(&env, jit_with_groups(&idp, GroupsOverage::Refuse)).await;
+    let before = snapshot(&env).await;
+    let over = Response::okta(&idp, &server, "erin@example.com", "Erin", "Hannon").attribute(
+        overage,
+        &["https://graph.microsoft.com/v1.0/users/x/getMemberObjects"],
+    );
+    let reply = server.sp_login(&idp, over).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.cookie("roster_session").is_none());
+    assert_eq!(snapshot(&env).await, before, "nothing written");
 }
 
 // ----- Mode: the same login under Jit and under Scim --------------------------------
@@ -497,6 +700,42 @@ async fn the_sp_metadata_names_the_entity_and_the_acs() {
             .body
             .contains(&format!(r#"Location="{}""#, server.acs_url()))
     );
+}
+
+#[tokio::test]
+async fn expired_ids_are_swept_and_live_ones_kept() {
+    let env = env().await;
+    let consumed = roster::saml::replay::Consumed::new(env.client.clone(), &env.namespace, "crm");
+    let now = chrono::Utc::now();
+    for (id, offset) in [("_gone", -120), ("_live", 600)] {
+        consumed
+            .consume(
+                "https://idp.example.com",
+                ConsumedKind::Assertion,
+                id,
+                now + chrono::Duration::seconds(offset),
+            )
+            .await
+            .unwrap();
+    }
+    let api: Api<ConsumedAssertion> = env.api();
+    let swept = roster::saml::replay::sweep_expired(&api, now).await;
+    assert_eq!(swept, 1);
+    let left: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    let live = consumed_name(
+        "crm",
+        "https://idp.example.com",
+        ConsumedKind::Assertion,
+        "_live",
+    );
+    assert_eq!(left, [live]);
 }
 
 // ----- The malicious and malformed corpus -------------------------------------------
