@@ -1,5 +1,6 @@
-//! What every writer of a policy's Users shares: case-insensitive userName
-//! uniqueness through `UserNameClaim`s.
+//! What every writer of a policy's Users and Groups shares: case-insensitive
+//! userName uniqueness through `UserNameClaim`s, and the names of the Groups
+//! logins create.
 //!
 //! The SCIM service and the SAML handler (JIT) both create and rename Users,
 //! and both must hold a claim for each userName, so of two racing creations of
@@ -10,6 +11,19 @@ use std::collections::BTreeMap;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::api::{User, UserNameClaim, UserNameClaimSpec, claim_name};
+
+/// The name of the Group a JIT login creates for `display_name`: derived
+/// from the policy and the display name, so two replicas creating it at once
+/// make one Group, and SCIM can find it to adopt it after a switch to Scim.
+pub fn jit_group_name(policy: &str, display_name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{policy}\n{}", display_name.to_lowercase()));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
 
 /// Why a userName could not be claimed.
 #[derive(Debug, thiserror::Error)]
@@ -133,4 +147,17 @@ fn is_young(claim: &UserNameClaim) -> bool {
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
             age.unsigned_abs() < CLAIM_GRACE
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jit_group_names_are_stable_uuids_ignoring_case() {
+        let a = jit_group_name("wiki", "Engineering");
+        assert_eq!(a, jit_group_name("wiki", "engineering"));
+        assert_ne!(a, jit_group_name("crm", "Engineering"));
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
 }

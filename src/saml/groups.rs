@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::jit::{GroupClaim, granted_groups};
 use crate::api::{Group, GroupMember, JitOptions, MemberKind, User};
+use crate::directory::jit_group_name;
 use crate::policy::{JIT_MANAGER, SOURCE_LABEL};
 use crate::scim::audit::{Audit, Change};
 use crate::scim::membership::MembershipIndex;
@@ -54,17 +54,6 @@ pub fn plan(claim: &GroupClaim, options: &JitOptions, created: bool) -> GroupCha
         join.extend(granted);
     }
     GroupChanges { join, leave }
-}
-
-/// The name a login gives a Group it creates: derived from the policy and
-/// the display name, so two replicas creating it at once make one Group.
-pub fn group_name(policy: &str, display_name: &str) -> String {
-    let digest = Sha256::digest(format!("{policy}\n{}", display_name.to_lowercase()));
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes)
-        .into_uuid()
-        .to_string()
 }
 
 // ----- I/O ---------------------------------------------------------------------
@@ -171,7 +160,7 @@ impl JitGroups {
     /// Creates the Group a login grants, or finds the one a concurrent login
     /// just created: server-side apply of the same derived name is idempotent.
     async fn create(&self, display_name: &str) -> Result<Group, kube::Error> {
-        let name = group_name(&self.policy, display_name);
+        let name = jit_group_name(&self.policy, display_name);
         let object = json!({
             "apiVersion": "roster.dev/v1alpha1",
             "kind": "Group",
@@ -253,13 +242,5 @@ mod tests {
         let changes = plan(&GroupClaim::Listed(vec!["oid-2".into()]), &options, false);
         assert_eq!(changes.join, names(&["admins"]));
         assert!(changes.leave.is_empty());
-    }
-
-    #[test]
-    fn derived_group_names_are_stable_uuids_ignoring_case() {
-        let a = group_name("wiki", "Engineering");
-        assert_eq!(a, group_name("wiki", "engineering"));
-        assert_ne!(a, group_name("crm", "Engineering"));
-        assert!(uuid::Uuid::parse_str(&a).is_ok());
     }
 }

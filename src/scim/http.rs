@@ -916,21 +916,27 @@ async fn create_group(
     let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let (spec, members) = resource::group_from_scim(&json_body(body)?, &policy)?;
-    let group = scope
+    let (group, adopted) = scope
         .directory
-        .create_group(spec, members.unwrap_or_default())
+        .create_or_adopt_group(spec, members.unwrap_or_default())
         .await?;
     tracing::info!(
         namespace,
         policy,
         group = group.metadata.name.as_deref(),
         request = scope.request_id,
+        adopted,
         "SCIM created a group"
     );
+    let (change, verb) = if adopted {
+        (Change::Adopted, "adopted the group JIT logins created,")
+    } else {
+        (Change::Created, "created group")
+    };
     scope.record(
         &group,
-        Change::Created,
-        format!("created group {}", group.spec.display_name),
+        change,
+        format!("{verb} {}", group.spec.display_name),
     );
     let body = group_to_scim(&scope, &group, &projection).await?;
     Ok(resource_response(

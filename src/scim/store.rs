@@ -294,6 +294,26 @@ impl Directory {
         Ok(group)
     }
 
+    /// Creates a group, or adopts the one JIT logins created with this
+    /// displayName (after a switch from Jit to Scim): the IdP's push becomes
+    /// its spec and its members. Returns the group and whether it was adopted.
+    pub async fn create_or_adopt_group(
+        &self,
+        spec: GroupSpec,
+        members: Vec<GroupMember>,
+    ) -> Result<(Group, bool)> {
+        let jit_name = crate::directory::jit_group_name(&self.policy, &spec.display_name);
+        if let Some(existing) = self.group(&jit_name).await? {
+            if existing.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit") {
+                let rv = existing.metadata.resource_version.clone();
+                let group = self.apply_group(&jit_name, &spec, rv).await?;
+                self.replace_members(&group, &members).await?;
+                return Ok((group, true));
+            }
+        }
+        Ok((self.create_group(spec, members).await?, false))
+    }
+
     pub async fn apply_group(
         &self,
         id: &str,

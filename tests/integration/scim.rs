@@ -4,7 +4,9 @@
 
 use kube::api::Api;
 use reqwest::Method;
-use roster::api::{Group, GroupMemberSlice, Mode, User, UserNameClaim};
+use roster::api::{
+    Group, GroupMember, GroupMemberSlice, GroupSpec, MemberKind, Mode, User, UserNameClaim,
+};
 use serde_json::{Value, json};
 
 use crate::support::env;
@@ -926,6 +928,79 @@ async fn versions(slices: &Api<GroupMemberSlice>) -> std::collections::BTreeMap<
             )
         })
         .collect()
+}
+
+#[tokio::test]
+async fn a_group_created_by_jit_logins_is_adopted_when_the_idp_pushes_it() {
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    // As JIT logins left it before the policy switched to Scim.
+    let name = roster::directory::jit_group_name("crm", "engineering");
+    let mut group = Group::new(
+        &name,
+        GroupSpec {
+            policy: "crm".into(),
+            display_name: "engineering".into(),
+            ..Default::default()
+        },
+    );
+    group.metadata.labels = Some([("roster.dev/source".to_owned(), "jit".to_owned())].into());
+    env.api::<Group>()
+        .create(&Default::default(), &group)
+        .await
+        .unwrap();
+    let directory = roster::scim::store::Directory::new(
+        env.client.clone(),
+        Default::default(),
+        &env.namespace,
+        "crm",
+    );
+    let member = GroupMember {
+        value: "jit-user".into(),
+        kind: MemberKind::User,
+        display: None,
+    };
+    directory
+        .change_members(&name, &[member], &[])
+        .await
+        .unwrap();
+
+    let reply = server
+        .post(
+            "/Groups",
+            &json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [],
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["id"], name.as_str(), "adopted, not duplicated");
+    let groups = env.api::<Group>().list(&Default::default()).await.unwrap();
+    assert_eq!(groups.items.len(), 1);
+    let adopted = &groups.items[0];
+    assert_eq!(adopted.spec.display_name, "Engineering");
+    assert_eq!(
+        adopted
+            .labels()
+            .get("roster.dev/source")
+            .map(String::as_str),
+        Some("scim")
+    );
+    let sliced = directory.in_slices(&name, "jit-user").await.unwrap();
+    assert!(!sliced, "the IdP's push sets the members");
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    crate::controller::eventually("the adoption Event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ScimAdoptedFromJit"))
+    })
+    .await;
 }
 
 #[tokio::test]
