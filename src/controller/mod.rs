@@ -36,6 +36,8 @@ pub enum Error {
     Connector(#[source] ConnectorError),
     #[error("the ProvisioningPolicy {0} does not exist")]
     PolicyNotFound(String),
+    #[error("userName {0:?} is held by another user of the policy: not provisioned")]
+    UserNameTaken(String),
 }
 
 impl Error {
@@ -48,6 +50,7 @@ impl Error {
             Self::Connector(ConnectorError::Rejected { .. }) => "ApplicationRejected",
             Self::Connector(ConnectorError::Misconfigured(_)) => "ConnectorMisconfigured",
             Self::PolicyNotFound(_) => "PolicyNotFound",
+            Self::UserNameTaken(_) => "UserNameTaken",
         }
     }
 
@@ -58,6 +61,7 @@ impl Error {
             Self::Connector(ConnectorError::Rejected { .. })
                 | Self::Connector(ConnectorError::Misconfigured(_))
                 | Self::PolicyNotFound(_)
+                | Self::UserNameTaken(_)
         )
     }
 }

@@ -15,6 +15,7 @@ use super::plan::{self, Inactivity, UserAction};
 use super::{Context, Error, FINALIZER};
 use crate::api::{Account, AccountState, Mode, Source, User};
 use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
+use crate::directory::{ClaimError, UserNames};
 use crate::policy::{JIT_INACTIVITY_MANAGER, SOURCE_LABEL};
 use crate::scim::resource::{Location, user_to_scim};
 
@@ -152,6 +153,9 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
         .policy(&namespace, &user.spec.policy)
         .await
         .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", user.spec.policy)))?;
+    if source(user) == Source::Manual {
+        claim_user_name(user, ctx).await?;
+    }
     let connector = ctx.connector(&policy).await?;
     let _permit = ctx.throttle(&namespace, &user.spec.policy).await;
     let want = desired(user);
@@ -178,6 +182,22 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// A User written by hand (kubectl, GitOps) holds its userName like SCIM's
+/// and JIT's users do, so neither can create a second user of that name; a
+/// hand-written duplicate is not provisioned. Checked whenever the spec
+/// changed, so a resync costs nothing.
+async fn claim_user_name(user: &User, ctx: &Context) -> Result<(), Error> {
+    let namespace = user.namespace().unwrap_or_default();
+    UserNames::new(ctx.client.clone(), &namespace, &user.spec.policy)
+        .claim(&user.spec.user_name, &user.name_any())
+        .await
+        .map_err(|error| match error {
+            ClaimError::Taken(name) => Error::UserNameTaken(name),
+            ClaimError::Conflict => Error::UserNameTaken(user.spec.user_name.clone()),
+            ClaimError::Api(error) => Error::Kube(error),
+        })
 }
 
 /// Carries out one action; returns the remote id, the account's state and

@@ -174,6 +174,48 @@ async fn users_are_created_renamed_deactivated_and_disabled_on_deletion() {
 }
 
 #[tokio::test]
+async fn a_user_written_by_hand_holds_its_user_name() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Delete).await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-hand", "crm", "Hand@example.com"),
+        )
+        .await
+        .unwrap();
+    synced(&users, "u-hand").await;
+    let claim = env
+        .api::<roster::api::UserNameClaim>()
+        .get(&roster::api::claim_name("crm", "hand@example.com"))
+        .await
+        .expect("the controller claimed the userName");
+    assert_eq!(claim.spec.user, "u-hand");
+
+    // A second hand-written user with that userName is not provisioned.
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-twin", "crm", "HAND@example.com"),
+        )
+        .await
+        .unwrap();
+    let condition = eventually("the twin's Synced condition", || async {
+        let twin = users.get("u-twin").await.ok()?;
+        twin.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    assert_eq!(condition.reason, "UserNameTaken");
+    assert_eq!(app.users().await.len(), 1, "no second account");
+}
+
+#[tokio::test]
 async fn deletion_under_a_delete_policy_removes_the_account() {
     let env = env().await;
     let app = Scim2Server::start(0).await;
