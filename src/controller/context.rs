@@ -22,8 +22,47 @@ use crate::connectors::{AnyConnector, ConnectorError};
 use crate::policy::CONTROLLER_MANAGER;
 
 /// Downstream calls in flight per application, so one sync of many objects
-/// does not flood it.
+/// does not flood it. One of them is kept for urgent calls.
 pub const CALLS_PER_APPLICATION: usize = 4;
+
+/// How urgent a downstream call is. Deactivations and deletions take away
+/// access, so they must not queue behind a backlog of creations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Normal,
+    Urgent,
+}
+
+/// One application's permits: normal calls share all but one; urgent calls
+/// take any free permit, the reserved one included.
+pub struct Throttle {
+    shared: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            shared: Arc::new(Semaphore::new(CALLS_PER_APPLICATION - 1)),
+            reserved: Arc::new(Semaphore::new(1)),
+        }
+    }
+}
+
+impl Throttle {
+    pub async fn acquire(&self, lane: Lane) -> OwnedSemaphorePermit {
+        let shared = self.shared.clone().acquire_owned();
+        let permit = match lane {
+            Lane::Normal => shared.await,
+            Lane::Urgent => tokio::select! {
+                biased;
+                permit = self.reserved.clone().acquire_owned() => permit,
+                permit = shared => permit,
+            },
+        };
+        permit.expect("the semaphores are never closed")
+    }
+}
 
 pub struct Context {
     pub client: kube::Client,
@@ -32,7 +71,7 @@ pub struct Context {
     pub policies: Store<ProvisioningPolicy>,
     pub slices: Store<GroupMemberSlice>,
     recorder: Recorder,
-    throttles: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    throttles: Mutex<HashMap<(String, String), Arc<Throttle>>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Externally visible URL, for the URLs a policy's status publishes.
     pub public_url: Option<String>,
@@ -100,18 +139,20 @@ impl Context {
     }
 
     /// A permit to call the policy's application.
-    pub async fn throttle(&self, namespace: &str, policy: &str) -> OwnedSemaphorePermit {
-        let semaphore = {
+    pub async fn throttle(
+        &self,
+        namespace: &str,
+        policy: &str,
+        lane: Lane,
+    ) -> OwnedSemaphorePermit {
+        let throttle = {
             let mut throttles = self.throttles.lock().expect("throttle lock");
             throttles
                 .entry((namespace.to_owned(), policy.to_owned()))
-                .or_insert_with(|| Arc::new(Semaphore::new(CALLS_PER_APPLICATION)))
+                .or_default()
                 .clone()
         };
-        semaphore
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
+        throttle.acquire(lane).await
     }
 
     /// Builds the policy's connector, reading its Secret.
@@ -268,5 +309,35 @@ impl Context {
             Err(kube::Error::Api(s)) if (s.code == 404 || s.code == 409) && !present => Ok(()),
             Err(error) => Err(Error::Kube(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urgent_calls_pass_a_backlog_of_normal_ones() {
+        let throttle = Throttle::default();
+        let mut held = Vec::new();
+        for _ in 0..CALLS_PER_APPLICATION - 1 {
+            held.push(throttle.acquire(Lane::Normal).await);
+        }
+        let wait = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(wait, throttle.acquire(Lane::Normal))
+                .await
+                .is_err(),
+            "normal calls wait when the shared permits are taken"
+        );
+        let urgent = tokio::time::timeout(wait, throttle.acquire(Lane::Urgent)).await;
+        assert!(urgent.is_ok(), "an urgent call still goes");
+        held.pop();
+        assert!(
+            tokio::time::timeout(wait, throttle.acquire(Lane::Urgent))
+                .await
+                .is_ok(),
+            "urgent calls also use the shared permits"
+        );
     }
 }

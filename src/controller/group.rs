@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use super::conditions::{self, Decided, SYNCED};
+use super::context::Lane;
 use super::plan::{self, MemberDiff};
 use super::{Context, Error, FINALIZER};
 use crate::api::{Group, GroupMemberSlice, Source};
@@ -90,7 +91,9 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
         .await
         .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", group.spec.policy)))?;
     let connector = ctx.connector(&policy).await?;
-    let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+    let _permit = ctx
+        .throttle(&namespace, &group.spec.policy, Lane::Normal)
+        .await;
     let want = desired(group);
     let remote_id = match &status.remote_id {
         Some(id) => {
@@ -188,7 +191,9 @@ async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
         (remote_id, ctx.policy(&namespace, &group.spec.policy).await)
     {
         let connector = ctx.connector(&policy).await?;
-        let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+        let _permit = ctx
+            .throttle(&namespace, &group.spec.policy, Lane::Urgent)
+            .await;
         connector
             .delete_group(&remote_id, &desired(group))
             .await
@@ -300,7 +305,13 @@ pub async fn reconcile_slice(
         .await
         .ok_or_else(|| Error::PolicyNotFound(format!("{namespace}/{}", group.spec.policy)))?;
     let connector = ctx.connector(&policy).await?;
-    let _permit = ctx.throttle(&namespace, &group.spec.policy).await;
+    // Removing members takes access away: it goes first.
+    let lane = if diff.remove.is_empty() {
+        Lane::Normal
+    } else {
+        Lane::Urgent
+    };
+    let _permit = ctx.throttle(&namespace, &group.spec.policy, lane).await;
     let change_id = format!(
         "{}-{}",
         slice.uid().unwrap_or_default(),

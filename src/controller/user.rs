@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::conditions::{self, Decided, SYNCED};
+use super::context::Lane;
 use super::plan::{self, Inactivity, UserAction};
 use super::{Context, Error, FINALIZER};
 use crate::api::{Account, AccountState, Mode, Source, User};
@@ -157,7 +158,12 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
         claim_user_name(user, ctx).await?;
     }
     let connector = ctx.connector(&policy).await?;
-    let _permit = ctx.throttle(&namespace, &user.spec.policy).await;
+    let lane = match action {
+        UserAction::Disable(_) | UserAction::Delete(_) => Lane::Urgent,
+        _ if !user.spec.is_active() => Lane::Urgent,
+        _ => Lane::Normal,
+    };
+    let _permit = ctx.throttle(&namespace, &user.spec.policy, lane).await;
     let want = desired(user);
     if action == UserAction::Lookup {
         let found = connector
@@ -272,7 +278,9 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
     let mut action = plan::plan_deprovision(deprovision, account.as_ref(), None);
     if action != UserAction::Nothing {
         let connector = ctx.connector(&policy).await?;
-        let _permit = ctx.throttle(&namespace, &user.spec.policy).await;
+        let _permit = ctx
+            .throttle(&namespace, &user.spec.policy, Lane::Urgent)
+            .await;
         let mut want = desired(user);
         want.active = false;
         if action == UserAction::Lookup {
