@@ -19,9 +19,10 @@ pub struct RunArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
-    /// Watch and provision only this namespace (default: all namespaces).
-    #[arg(long, env = "ROSTER_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Watch and provision only these namespaces, comma-separated (default:
+    /// all namespaces). SCIM and SAML are served for every namespace.
+    #[arg(long, env = "ROSTER_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -132,13 +133,31 @@ async fn lead(
         .unwrap_or_else(|| format!("roster-{}", uuid::Uuid::new_v4()));
     let start = || {
         let (stop, stopped_rx) = watch::channel(false);
-        let task = tokio::spawn(controller::run(
-            client.clone(),
-            args.watch_namespace.clone(),
-            Some(identity.clone()),
-            args.server.public_url.clone(),
-            stopped(stopped_rx),
-        ));
+        // One set of controllers per watched namespace, each with its own
+        // namespaced watches; or one set over all namespaces.
+        let scopes: Vec<Option<String>> = if args.watch_namespace.is_empty() {
+            vec![None]
+        } else {
+            let mut listed = args.watch_namespace.clone();
+            listed.sort();
+            listed.dedup();
+            listed.into_iter().map(Some).collect()
+        };
+        let runs: Vec<_> = scopes
+            .into_iter()
+            .map(|namespace| {
+                controller::run(
+                    client.clone(),
+                    namespace,
+                    Some(identity.clone()),
+                    args.server.public_url.clone(),
+                    stopped(stopped_rx.clone()),
+                )
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            futures::future::join_all(runs).await;
+        });
         Controllers { stop, task }
     };
     tokio::pin!(shutdown);

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use roster::api::User;
 
@@ -79,6 +80,37 @@ async fn reconciled_by(events: &Api<Event>, user: &str) -> Option<String> {
                 && e.reporting_controller.as_deref() == Some("roster-controller")
         })?
         .reporting_instance
+}
+
+#[tokio::test]
+async fn only_the_listed_namespaces_are_provisioned() {
+    let key = b"scope-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    let (first, second, other) = (env().await, env().await, env().await);
+    for env in [&first, &second, &other] {
+        crate::controller::webhook_policy(env, "wiki", &receiver.url, key).await;
+        env.api::<User>()
+            .create(
+                &PostParams::default(),
+                &user("u-1", "wiki", "one@example.com"),
+            )
+            .await
+            .unwrap();
+    }
+    let listed = format!("{},{}", first.namespace, second.namespace);
+    let _replica = replica_with(
+        "scoped",
+        &first.namespace,
+        &["--leader-election=false", "--watch-namespace", &listed],
+    );
+    synced(&first.api(), "u-1").await;
+    synced(&second.api(), "u-1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outside = other.api::<User>().get("u-1").await.unwrap();
+    assert!(
+        outside.status.is_none() && outside.finalizers().is_empty(),
+        "a namespace not listed is left alone: {outside:?}"
+    );
 }
 
 #[tokio::test]
