@@ -11,6 +11,7 @@ pub mod controller;
 pub mod controlplane;
 pub mod dev;
 pub mod directory;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod operator;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,6 +18,7 @@ use crate::api::{
 use crate::connectors::scim::ScimConnector;
 use crate::connectors::webhook::WebhookConnector;
 use crate::connectors::{AnyConnector, ConnectorError};
+use crate::events::{Note, Publisher};
 use crate::policy::CONTROLLER_MANAGER;
 
 /// Downstream calls in flight per application, so one sync of many objects
@@ -70,7 +70,7 @@ pub struct Context {
     pub groups: Store<Group>,
     pub policies: Store<ProvisioningPolicy>,
     pub slices: Store<GroupMemberSlice>,
-    recorder: Recorder,
+    events: Publisher,
     throttles: Mutex<HashMap<(String, String), Arc<Throttle>>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Externally visible URL, for the URLs a policy's status publishes.
@@ -91,13 +91,7 @@ impl Context {
     ) -> Self {
         let (users, groups, policies, slices) = stores;
         Self {
-            recorder: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: CONTROLLER_MANAGER.to_owned(),
-                    instance,
-                },
-            ),
+            events: Publisher::new(client.clone(), CONTROLLER_MANAGER, instance),
             client,
             users,
             groups,
@@ -221,20 +215,13 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: reason.to_owned(),
-            secondary: None,
+        let note = Note {
+            warning,
+            reason,
+            action: reason,
+            note,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
-            tracing::warn!(%error, "could not publish an Event");
-        }
+        self.events.publish(object.object_ref(&()), note).await;
     }
 
     /// Exponential backoff per object: 1 s doubling to 5 min.

@@ -5,12 +5,13 @@
 //! it describes.
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::events::{Note, Publisher};
 
 /// Publishes audit Events for one writer.
 #[derive(Clone)]
 pub struct Audit {
-    recorder: Recorder,
+    events: Publisher,
     writer: Writer,
 }
 
@@ -73,13 +74,7 @@ impl Audit {
             Writer::Jit => crate::policy::JIT_MANAGER,
         };
         Self {
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: controller.to_owned(),
-                    instance,
-                },
-            ),
+            events: Publisher::new(client, controller, instance),
             writer,
         }
     }
@@ -95,18 +90,17 @@ impl Audit {
             Writer::Scim => "SCIM request",
             Writer::Jit => "SAML login, assertion",
         };
-        let event = Event {
-            type_: EventType::Normal,
-            reason: change.reason(self.writer),
-            note: Some(format!("{origin} {request_id}: {note}")),
-            action: change.action().to_owned(),
-            secondary: None,
-        };
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
+        let reason = change.reason(self.writer);
+        let note = format!("{origin} {request_id}: {note}");
         tokio::spawn(async move {
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                tracing::warn!(%error, "could not record an audit Event");
-            }
+            let note = Note {
+                warning: false,
+                reason: &reason,
+                action: change.action(),
+                note,
+            };
+            events.publish(reference, note).await;
         });
     }
 }
