@@ -48,6 +48,7 @@ pub async fn run(
     let watches = tokio::spawn(index.clone().run(client.clone()));
     let policy_watch = tokio::spawn(policies.run(client.clone()));
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
+    let trim = tokio::spawn(crate::allocator::trim_periodically());
     let router = server::router(client.clone(), index, &args.server, readiness.clone());
     let (stop_http, http_stopped) = watch::channel(false);
     let tls = server::tls(&args.server)
@@ -82,6 +83,7 @@ pub async fn run(
     watches.abort();
     policy_watch.abort();
     probe.abort();
+    trim.abort();
     tracing::info!("roster stopped");
     outcome
 }

@@ -195,7 +195,8 @@ impl Roster {
                 "--leader-election=false",
             ])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "error")
+            // Quiet, also about the 503s of /readyz while it starts.
+            .env("RUST_LOG", "error,tower_http=off")
             .spawn()
             .expect("starting roster");
         Self { child, base }
@@ -232,7 +233,7 @@ impl Roster {
                     .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .fold(0.0, |sum, v| sum + v)
     }
 }
 

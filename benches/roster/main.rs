@@ -57,15 +57,6 @@ async fn main() {
         json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}),
     );
 
-    // First, on an empty cluster: what Roster holds for 100k users and 10k
-    // groups, uncoloured by the other sections' objects.
-    if wanted("memory") {
-        let users = size("ROSTER_BENCH_MEM_USERS", 100_000);
-        let groups = size("ROSTER_BENCH_MEM_GROUPS", 10_000);
-        let memory = memory::memory(&client, kubeconfig, &http, users, groups).await;
-        report.insert("memory".into(), memory);
-    }
-
     // The SCIM service alone: its controllers watch an empty namespace.
     let roster = Roster::start(kubeconfig, "roster-bench-idle");
     roster.ready(&http, Duration::from_secs(300)).await;

@@ -192,7 +192,8 @@ pub async fn memory(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settled = started.elapsed() + ready;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Steady state: Roster returns freed heap to the OS every 10 s.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let rss_settled = rss_mib(roster.pid());
     let downstream = roster
         .metric(http, "roster_downstream_calls_total", &[])
