@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use roster::{api, dev, operator, telemetry};
+use roster::{allocator, api, dev, operator, telemetry};
 
 /// Roster: identity as Kubernetes resources, provisioned by SCIM or SAML JIT.
 #[derive(Parser, Debug)]
@@ -22,8 +22,16 @@ enum Command {
     Crds,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist, so none gets an arena of its own.
+    allocator::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(&cli.log);
     match cli.command {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::leader::{self, LeaderArgs};
 use crate::scim::membership::MembershipIndex;
+use crate::scim::policies::PolicyCache;
 use crate::server::{self, Readiness, ServerArgs};
 use crate::{api, cluster, controller};
 
@@ -42,9 +43,13 @@ pub async fn run(
         crate::saml::session::SessionKey::install(key);
     }
     let index = MembershipIndex::default();
-    let readiness = Readiness::new(index.clone());
+    // Every replica serves SCIM, so every replica keeps these caches.
+    let policies = PolicyCache::default();
+    let readiness = Readiness::new(index.clone()).with_policies(policies.clone());
     let watches = tokio::spawn(index.clone().run(client.clone()));
+    let policy_watch = tokio::spawn(policies.run(client.clone()));
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
+    let trim = tokio::spawn(crate::allocator::trim_periodically());
     let router = server::router(client.clone(), index, &args.server, readiness.clone());
     let (stop_http, http_stopped) = watch::channel(false);
     let tls = server::tls(&args.server)
@@ -77,7 +82,9 @@ pub async fn run(
     let _ = stop_http.send(true);
     http.await??;
     watches.abort();
+    policy_watch.abort();
     probe.abort();
+    trim.abort();
     tracing::info!("roster stopped");
     outcome
 }

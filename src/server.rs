@@ -55,12 +55,13 @@ impl Default for ServerArgs {
 }
 
 /// Whether the process can serve: its CRDs are served, the API server
-/// answers, and the membership cache is filled.
+/// answers, and the membership and policy caches are filled.
 #[derive(Clone, Default)]
 pub struct Readiness {
     crds: Arc<AtomicBool>,
     api: Arc<AtomicBool>,
     index: Option<scim::membership::MembershipIndex>,
+    policies: Option<scim::policies::PolicyCache>,
 }
 
 impl Readiness {
@@ -69,6 +70,11 @@ impl Readiness {
             index: Some(index),
             ..Self::default()
         }
+    }
+    /// Also waits for `policies`, which the SCIM service then reads from.
+    pub fn with_policies(mut self, policies: scim::policies::PolicyCache) -> Self {
+        self.policies = Some(policies);
+        self
     }
     pub fn set_ready(&self) {
         self.crds.store(true, Ordering::Release);
@@ -85,6 +91,8 @@ impl Readiness {
             Some("the Kubernetes API server is unreachable")
         } else if self.index.as_ref().is_some_and(|i| !i.is_synced()) {
             Some("filling the group membership cache")
+        } else if self.policies.as_ref().is_some_and(|p| !p.is_synced()) {
+            Some("filling the policy cache")
         } else {
             None
         }
@@ -105,18 +113,25 @@ pub fn origin(public_url: Option<&str>, headers: &axum::http::HeaderMap) -> Stri
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. The SCIM service reads policies from the cache
+/// `readiness` waits for; without one, from the API on every request.
 pub fn router(
     client: kube::Client,
     index: scim::membership::MembershipIndex,
     args: &ServerArgs,
     readiness: Readiness,
 ) -> Router {
+    let policies = readiness.policies.clone().unwrap_or_default();
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::saml::router(client.clone(), index.clone(), args))
+        .merge(crate::saml::router(
+            client.clone(),
+            index.clone(),
+            policies.clone(),
+            args,
+        ))
         .with_state(readiness);
     let audit = scim::audit::Audit::new(client.clone(), args.pod_name.clone());
     scim::http::router(scim::http::ScimState {
@@ -124,6 +139,8 @@ pub fn router(
         index,
         audit,
         rate_limits: Default::default(),
+        policies,
+        tokens: Default::default(),
         public_url: args.public_url.clone(),
     })
     .merge(health)

@@ -19,16 +19,18 @@ pub mod session;
 pub mod trust;
 pub mod verify;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kube::api::Api;
 
 use crate::api::ProvisioningPolicy;
 use crate::scim::audit::{Audit, Writer as AuditWriter};
 use crate::scim::membership::MembershipIndex;
+use crate::scim::policies::PolicyCache;
 use crate::server::ServerArgs;
 use session::SessionKey;
 use trust::{SpUrls, Trust};
@@ -45,11 +47,18 @@ pub struct SamlState {
     pub index: MembershipIndex,
     /// Events for what logins change.
     pub audit: Audit,
+    /// The policies, watched (shared with the SCIM service).
+    pub policies: PolicyCache,
 }
 
 /// The SAML routes, with the process's session key (see [`SessionKey`]).
 /// Generic over the state of the router it is merged into.
-pub fn router<S>(client: kube::Client, index: MembershipIndex, args: &ServerArgs) -> Router<S>
+pub fn router<S>(
+    client: kube::Client,
+    index: MembershipIndex,
+    policies: PolicyCache,
+    args: &ServerArgs,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -59,6 +68,7 @@ where
         public_url: args.public_url.clone(),
         key: SessionKey::process(),
         index,
+        policies,
     })
 }
 
@@ -80,9 +90,12 @@ impl SamlState {
         crate::server::origin(self.public_url.as_deref(), headers)
     }
 
-    async fn policy(&self, namespace: &str, policy: &str) -> Result<ProvisioningPolicy, Response> {
-        let api: Api<ProvisioningPolicy> = Api::namespaced(self.client.clone(), namespace);
-        match api.get_opt(policy).await {
+    async fn policy(
+        &self,
+        namespace: &str,
+        policy: &str,
+    ) -> Result<Arc<ProvisioningPolicy>, Response> {
+        match self.policies.get(&self.client, namespace, policy).await {
             Ok(Some(found)) => Ok(found),
             Ok(None) => Err(page::page(
                 StatusCode::NOT_FOUND,

@@ -14,18 +14,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::audit::{Audit, Change};
 use super::error::ScimError;
 use super::filter::{Filter, IndexLookup, IndexedAttribute};
 use super::list::{ListQuery, Projection, page, project};
 use super::membership::MembershipIndex;
+use super::policies::PolicyCache;
 use super::ratelimit::RateLimits;
 use super::resource::{self, Location, etag};
 use super::schema::ResourceType;
 use super::store::{Directory, StoreError};
+use super::tokens::TokenCache;
 use super::{discovery, patch};
 use crate::api::{Group, GroupMember, MemberKind, Mode, ProvisioningPolicy, User};
 use crate::policy::{self, Writer};
@@ -46,6 +46,10 @@ pub struct ScimState {
     pub audit: Audit,
     /// Token buckets per policy.
     pub rate_limits: RateLimits,
+    /// The policies, watched; run it with [`PolicyCache::run`].
+    pub policies: PolicyCache,
+    /// The token Secrets' hashes, read at most every few seconds.
+    pub tokens: TokenCache,
     /// The externally visible base URL of Roster (e.g. `https://roster.example.com`),
     /// for `meta.location`. Unset: derived from the request's Host header.
     pub public_url: Option<String>,
@@ -261,7 +265,8 @@ fn user_change(before: &User, after: &User) -> Change {
 }
 
 /// Checks the bearer token against the policy's token Secret (every value
-/// counts, compared in constant time) and that the policy is in Scim mode.
+/// counts, compared in constant time; see [`super::tokens`] for how long a
+/// revoked token lingers) and that the policy is in Scim mode.
 async fn authorize(
     state: &ScimState,
     namespace: &str,
@@ -275,7 +280,12 @@ async fn authorize(
         policy_name,
     );
     let unauthorized = || ScimError::new(401, None, "a valid bearer token is required");
-    let Some(policy) = directory.policy().await? else {
+    let policy = state
+        .policies
+        .get(&state.client, namespace, policy_name)
+        .await
+        .map_err(StoreError::from)?;
+    let Some(policy) = policy else {
         tracing::info!(
             namespace,
             policy = policy_name,
@@ -286,8 +296,14 @@ async fn authorize(
     match &policy.spec.scim {
         Some(scim) => {
             let presented = bearer_token(headers).ok_or_else(unauthorized)?;
-            let tokens = directory.secret_values(&scim.token_secret_ref.name).await?;
-            if !token_matches(presented.as_bytes(), &tokens) {
+            let secret = &scim.token_secret_ref.name;
+            let accepted = state
+                .tokens
+                .check(namespace, secret, presented.as_bytes(), || {
+                    directory.secret_values(secret)
+                })
+                .await?;
+            if !accepted {
                 tracing::info!(
                     namespace,
                     policy = policy_name,
@@ -332,29 +348,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
-}
-
-/// Hashing first makes the comparison constant-time in the token's length too.
-fn token_matches(presented: &[u8], tokens: &[Vec<u8>]) -> bool {
-    let presented = Sha256::digest(presented);
-    let mut matched = subtle::Choice::from(0);
-    for token in tokens {
-        let token = trim_newline(token);
-        if token.is_empty() {
-            continue;
-        }
-        matched |= Sha256::digest(token).ct_eq(&presented);
-    }
-    matched.into()
-}
-
-/// Secrets made with `kubectl create secret --from-file` often end in a newline.
-fn trim_newline(token: &[u8]) -> &[u8] {
-    let mut end = token.len();
-    while end > 0 && (token[end - 1] == b'\n' || token[end - 1] == b'\r') {
-        end -= 1;
-    }
-    &token[..end]
 }
 
 fn base_url(state: &ScimState, policy: &ProvisioningPolicy, headers: &HeaderMap) -> String {
@@ -1122,15 +1115,6 @@ async fn search_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_match_exactly_and_any_of_several_counts() {
-        let tokens = vec![b"old-token\n".to_vec(), b"new-token".to_vec()];
-        assert!(token_matches(b"old-token", &tokens));
-        assert!(token_matches(b"new-token", &tokens));
-        assert!(!token_matches(b"new-toke", &tokens));
-        assert!(!token_matches(b"", &[b"".to_vec()]));
-    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {

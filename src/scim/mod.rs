@@ -13,9 +13,11 @@ pub mod list;
 pub mod membership;
 pub mod patch;
 pub mod path;
+pub mod policies;
 pub mod ratelimit;
 pub mod resource;
 pub mod schema;
 pub mod store;
+pub mod tokens;
 
 pub use error::{ScimError, ScimType};

@@ -12,11 +12,11 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::error::ScimError;
+use super::error::{ScimError, ScimType};
 use super::membership::{self, GroupSlices, MembershipIndex};
 use crate::api::{
-    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec,
-    ProvisioningPolicy, User, UserNameClaim, UserSpec, claim_name,
+    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, User,
+    UserNameClaim, UserSpec, claim_name,
 };
 use crate::directory::{ClaimError, UserNames};
 use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
@@ -88,13 +88,6 @@ impl Directory {
         ListParams::default().fields(&format!("spec.policy={}", self.policy))
     }
 
-    pub async fn policy(&self) -> Result<Option<ProvisioningPolicy>> {
-        Ok(self
-            .api::<ProvisioningPolicy>()
-            .get_opt(&self.policy)
-            .await?)
-    }
-
     /// All values of the Secret named `name` (the accepted bearer tokens).
     pub async fn secret_values(&self, name: &str) -> Result<Vec<Vec<u8>>> {
         let secret = self.api::<Secret>().get_opt(name).await?;
@@ -159,18 +152,27 @@ impl Directory {
     /// a policy switches from Jit to Scim, the IdP pushes the users that
     /// logged in before, and they must become SCIM's without a duplicate or
     /// a 409 loop. Returns the user and whether it was adopted.
+    ///
+    /// The claim is tried first: a new userName (the common case) then costs
+    /// no lookup, and only a taken one is looked at for a JIT holder.
     pub async fn create_or_adopt_user(&self, spec: UserSpec) -> Result<(User, bool)> {
-        if let Some(existing) = self.user_by_name(&spec.user_name).await? {
-            if existing.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit") {
+        let taken = match self.create_user(spec.clone()).await {
+            Err(StoreError::Scim(error)) if error.scim_type == Some(ScimType::Uniqueness) => error,
+            created => return created.map(|user| (user, false)),
+        };
+        match self.user_by_name(&spec.user_name).await? {
+            Some(existing)
+                if existing.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit") =>
+            {
                 let mut spec = spec;
                 // The JIT key stays: the same person may still log in.
                 spec.subject = existing.spec.subject.clone();
                 let rv = existing.metadata.resource_version.clone();
                 let user = self.replace_user(&existing, spec, rv).await?;
-                return Ok((user, true));
+                Ok((user, true))
             }
+            _ => Err(taken.into()),
         }
-        Ok((self.create_user(spec).await?, false))
     }
 
     /// Replaces a user's spec. `resource_version` makes the write conditional.

@@ -1068,3 +1068,52 @@ async fn a_user_created_just_in_time_is_adopted_when_the_idp_pushes_it() {
     .await;
     assert!(adopted_event.note.unwrap().contains("kai@example.com"));
 }
+
+#[tokio::test]
+async fn an_added_token_works_at_once_and_a_removed_one_stops_within_the_cache_ttl() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    assert_eq!(server.get("/Users").await.status, 200);
+    let secrets: Api<Secret> = env.api();
+    let add = json!({"stringData": {"token-2": "the-new-token"}});
+    secrets
+        .patch(
+            "crm-scim-tokens",
+            &PatchParams::default(),
+            &Patch::Merge(&add),
+        )
+        .await
+        .unwrap();
+    let reply = server
+        .send_as(Method::GET, "/Users", None, Some("the-new-token"), &[])
+        .await;
+    assert_eq!(reply.status, 200, "a new token works without waiting");
+    let remove = json!({"data": {"token-1": null}});
+    secrets
+        .patch(
+            "crm-scim-tokens",
+            &PatchParams::default(),
+            &Patch::Merge(&remove),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now()
+        + roster::scim::tokens::TTL
+        + roster::scim::tokens::RECHECK
+        + std::time::Duration::from_secs(1);
+    loop {
+        let reply = server
+            .send_as(Method::GET, "/Users", None, Some(&server.token), &[])
+            .await;
+        if reply.status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a removed token still works after the cache TTL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

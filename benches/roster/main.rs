@@ -1,0 +1,132 @@
+//! `make bench`: Roster against the local control plane, on this machine.
+//!
+//! Machines here are shared and noisy, so every figure is compared within
+//! one run (as a ratio to a baseline measured in the same run), repeated
+//! where that is cheap, and written to BENCHMARKS.md and bench-results.json
+//! with its target beside it.
+//!
+//! Sizes (environment): ROSTER_BENCH_USERS per ingest run (default 3000),
+//! ROSTER_BENCH_GROUPS per run (300), ROSTER_BENCH_RUNS (3),
+//! ROSTER_BENCH_BIG_GROUP (50000), ROSTER_BENCH_MEM_USERS (100000),
+//! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
+//! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
+//! (1000). ROSTER_BENCH_ONLY=memory,ingest,large,saml,propagation runs
+//! just those sections (propagation includes the resync).
+
+mod common;
+mod ingest;
+mod memory;
+mod propagation;
+mod report;
+mod saml;
+
+use std::time::{Duration, Instant};
+
+use roster::controlplane::{Binaries, ControlPlane};
+use serde_json::{Map, Value, json};
+
+use common::{Roster, http, round, rss_mib, size};
+
+fn wanted(section: &str) -> bool {
+    std::env::var("ROSTER_BENCH_ONLY")
+        .map(|only| only.split(',').any(|s| s.trim() == section))
+        .unwrap_or(true)
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`:
+    // benchmarks are `make bench`'s job, not the test suite's.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("benchmarks run with `make bench`");
+        return;
+    }
+    let started = Instant::now();
+    let plane = ControlPlane::start(&Binaries::from_env().expect("make controlplane"))
+        .await
+        .expect("starting the control plane");
+    let client = kube::Client::try_from(plane.config().await.unwrap()).unwrap();
+    roster::cluster::install_crds(&client, &roster::api::crds(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let kubeconfig = plane.kubeconfig_path();
+    let http = http();
+    let mut report = Map::new();
+    report.insert(
+        "machine".into(),
+        json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}),
+    );
+
+    // The SCIM service alone: its controllers watch an empty namespace.
+    let roster = Roster::start(kubeconfig, "roster-bench-idle");
+    roster.ready(&http, Duration::from_secs(300)).await;
+    if wanted("ingest") {
+        let users = size("ROSTER_BENCH_USERS", 3_000);
+        let groups = size("ROSTER_BENCH_GROUPS", 300);
+        let runs = size("ROSTER_BENCH_RUNS", 3);
+        let ingest = ingest::ingest(&client, &roster, &http, users, groups, runs).await;
+        report.insert("ingest".into(), ingest);
+    }
+    if wanted("large") {
+        let big = size("ROSTER_BENCH_BIG_GROUP", 50_000);
+        let large = ingest::large_groups(&client, &roster, &http, big).await;
+        report.insert("large_groups".into(), large);
+    }
+    if wanted("saml") {
+        let logins = size("ROSTER_BENCH_SAML_LOGINS", 1_000);
+        let acs = saml::acs(&client, &roster, &http, 100, logins, 8).await;
+        report.insert("saml_acs".into(), acs);
+    }
+    report.insert(
+        "roster_rss_mib_after_scim_sections".into(),
+        json!(round(rss_mib(roster.pid()), 0)),
+    );
+    drop(roster);
+
+    // The controllers against a real application.
+    if wanted("propagation") {
+        let app = propagation::App::start(&http).await;
+        propagation::setup(&client, &app).await;
+        let roster = Roster::start(kubeconfig, "bench-prop");
+        roster.ready(&http, Duration::from_secs(300)).await;
+        let n = size("ROSTER_BENCH_PROPAGATION", 30);
+        let prop = propagation::propagation(&http, &roster, &app, n).await;
+        report.insert("propagation".into(), prop);
+        let users = size("ROSTER_BENCH_RESYNC_USERS", 10_000);
+        let resync = propagation::resync(&client, kubeconfig, &http, roster, users).await;
+        report.insert("resync".into(), resync);
+    }
+
+    // Last, on a fresh control plane: what Roster holds for 100k users and
+    // 10k groups, uncoloured by the other sections' objects.
+    plane.stop();
+    if wanted("memory") {
+        let plane = ControlPlane::start(&Binaries::from_env().expect("make controlplane"))
+            .await
+            .expect("starting a second control plane");
+        let client = kube::Client::try_from(plane.config().await.unwrap()).unwrap();
+        roster::cluster::install_crds(&client, &roster::api::crds(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let users = size("ROSTER_BENCH_MEM_USERS", 100_000);
+        let groups = size("ROSTER_BENCH_MEM_GROUPS", 10_000);
+        let memory = memory::memory(&client, plane.kubeconfig_path(), &http, users, groups).await;
+        report.insert("memory".into(), memory);
+        plane.stop();
+    }
+    report.insert(
+        "bench_wall_s".into(),
+        json!(round(started.elapsed().as_secs_f64(), 0)),
+    );
+    let report = Value::Object(report);
+    std::fs::write(
+        "bench-results.json",
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    std::fs::write("BENCHMARKS.md", report::markdown(&report)).unwrap();
+    println!(
+        "wrote BENCHMARKS.md and bench-results.json in {:.0?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,218 @@
+//! Roster's memory with 100,000 Users and 10,000 Groups in the cluster, at
+//! steady state: every object already synced (finalizer, status), so the
+//! controllers' first reconciles write nothing and the figure is what the
+//! caches hold, not a provisioning storm.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use roster::api::{
+    GROUP_LABEL, Group, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, SliceMember, User,
+};
+use roster::controller::FINALIZER;
+use roster::controller::conditions::{Decided, SYNCED, merge, summary};
+use roster::policy::SOURCE_LABEL;
+use serde_json::{Value, json};
+
+use crate::common::{Roster, namespace, nowhere, round, rss_mib, run, scim_policy};
+
+const NS: &str = "bench-mem";
+const MEMBERS_PER_GROUP: usize = 10;
+
+fn conditions(message: &str) -> Value {
+    let synced = Decided::new(SYNCED, true, "Synced", message);
+    let decided = vec![summary(std::slice::from_ref(&synced)), synced];
+    json!(merge(
+        &[],
+        &decided,
+        Some(1),
+        &Time(k8s_openapi::jiff::Timestamp::now())
+    ))
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(SOURCE_LABEL.to_owned(), "scim".to_owned())])
+}
+
+/// Creates `users` synced Users and `groups` synced Groups of
+/// [`MEMBERS_PER_GROUP`] members each, straight through the API.
+async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
+    namespace(client, NS).await;
+    scim_policy(client, NS, "mem", nowhere("mem")).await;
+    let started = Instant::now();
+    let user_api: Api<User> = Api::namespaced(client.clone(), NS);
+    let user_conditions = conditions("the account matches the spec");
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    run(users, 32, |i| {
+        let api = user_api.clone();
+        let conditions = user_conditions.clone();
+        let now = now.clone();
+        async move {
+            let body = json!({
+                "userName": format!("person{i}@example.com"),
+                "externalId": format!("00u{i:012}"),
+                "displayName": format!("Person {i}"),
+                "name": {"givenName": "Person", "familyName": format!("{i}")},
+                "emails": [{"value": format!("person{i}@example.com"), "type": "work", "primary": true}],
+                "title": "Engineer",
+                "active": true,
+            });
+            let spec = roster::scim::resource::user_from_scim(&body, "mem").unwrap();
+            let name = format!("u-{i:06}");
+            let mut user = User::new(&name, spec);
+            user.metadata.labels = Some(labels());
+            user.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+            api.create(&PostParams::default(), &user).await.expect("creating a user");
+            let status = json!({"status": {
+                "source": "Scim",
+                "account": {"remoteId": format!("r-{i}"), "state": "Active", "syncedGeneration": 1, "lastSync": now},
+                "conditions": conditions,
+            }});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .expect("a user's status");
+        }
+    })
+    .await;
+    let group_api: Api<Group> = Api::namespaced(client.clone(), NS);
+    let slice_api: Api<GroupMemberSlice> = Api::namespaced(client.clone(), NS);
+    let group_conditions = conditions("the application's group matches the spec");
+    run(groups, 32, |g| {
+        let groups = group_api.clone();
+        let slices = slice_api.clone();
+        let conditions = group_conditions.clone();
+        let now = now.clone();
+        async move {
+            let name = format!("g-{g:05}");
+            let mut group = Group::new(
+                &name,
+                GroupSpec {
+                    policy: "mem".into(),
+                    display_name: format!("Group {g}"),
+                    external_id: Some(format!("00g{g:012}")),
+                    ..Default::default()
+                },
+            );
+            group.metadata.labels = Some(labels());
+            group.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+            groups
+                .create(&PostParams::default(), &group)
+                .await
+                .expect("creating a group");
+            let members: Vec<String> = (0..MEMBERS_PER_GROUP)
+                .map(|m| format!("u-{:06}", (g * MEMBERS_PER_GROUP + m) % users.max(1)))
+                .collect();
+            let mut slice = GroupMemberSlice::new(
+                &format!("{name}-0"),
+                GroupMemberSliceSpec {
+                    group: name.clone(),
+                    members: members
+                        .iter()
+                        .map(|m| (m.clone(), SliceMember::default()))
+                        .collect(),
+                },
+            );
+            slice.metadata.labels = Some(BTreeMap::from([(GROUP_LABEL.to_owned(), name.clone())]));
+            slices
+                .create(&PostParams::default(), &slice)
+                .await
+                .expect("creating a slice");
+            let synced: BTreeMap<&String, String> = members
+                .iter()
+                .map(|m| {
+                    (
+                        m,
+                        format!(
+                            "r-{}",
+                            m.trim_start_matches("u-").parse::<usize>().unwrap_or(0)
+                        ),
+                    )
+                })
+                .collect();
+            slices
+                .patch_status(
+                    &format!("{name}-0"),
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        &json!({"status": {"syncedMembers": synced, "observedGeneration": 1}}),
+                    ),
+                )
+                .await
+                .expect("a slice's status");
+            let status = json!({"status": {
+                "source": "Scim",
+                "remoteId": format!("rg-{g}"),
+                "memberCount": MEMBERS_PER_GROUP,
+                "syncedGeneration": 1,
+                "lastSync": now,
+                "conditions": conditions,
+            }});
+            groups
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .expect("a group's status");
+        }
+    })
+    .await;
+    started.elapsed()
+}
+
+/// Fills the cluster, starts Roster over it, and reads its RSS once ready
+/// and again once the controllers have reconciled everything.
+pub async fn memory(
+    client: &kube::Client,
+    kubeconfig: &std::path::Path,
+    http: &reqwest::Client,
+    users: usize,
+    groups: usize,
+) -> Value {
+    let filled = fill(client, users, groups).await;
+    println!("memory: created {users} users and {groups} groups in {filled:.0?}");
+    let roster = Roster::start(kubeconfig, NS);
+    let ready = roster.ready(http, Duration::from_secs(600)).await;
+    let rss_ready = rss_mib(roster.pid());
+    // The controllers' caches fill beside readiness; wait for every object's
+    // first reconcile.
+    let started = Instant::now();
+    let mut reconciled = (0.0, 0.0);
+    while started.elapsed() < Duration::from_secs(600) {
+        reconciled = (
+            roster
+                .metric(http, "roster_reconciles_total", &[("kind", "User")])
+                .await,
+            roster
+                .metric(http, "roster_reconciles_total", &[("kind", "Group")])
+                .await,
+        );
+        if reconciled.0 >= users as f64 && reconciled.1 >= groups as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let settled = started.elapsed() + ready;
+    // Steady state: Roster returns freed heap to the OS every 10 s.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let rss_settled = rss_mib(roster.pid());
+    let downstream = roster
+        .metric(http, "roster_downstream_calls_total", &[])
+        .await;
+    println!(
+        "memory: ready after {ready:.1?} at {rss_ready:.0} MiB; reconciled {} users, {} groups after {settled:.1?} at {rss_settled:.0} MiB; {downstream} downstream calls",
+        reconciled.0, reconciled.1
+    );
+    json!({
+        "users": users,
+        "groups": groups,
+        "members_per_group": MEMBERS_PER_GROUP,
+        "ready_after_s": round(ready.as_secs_f64(), 1),
+        "rss_mib_ready": round(rss_ready, 0),
+        "reconciled_after_s": round(settled.as_secs_f64(), 1),
+        "user_reconciles": reconciled.0,
+        "group_reconciles": reconciled.1,
+        "rss_mib_reconciled": round(rss_settled, 0),
+        "downstream_calls": downstream,
+        "target_mb": 300,
+    })
+}
