@@ -5,8 +5,8 @@
 //! where that is cheap, and written to BENCHMARKS.md and bench-results.json
 //! with its target beside it.
 //!
-//! Sizes (environment): ROSTER_BENCH_USERS per ingest run (default 3000),
-//! ROSTER_BENCH_GROUPS per run (300), ROSTER_BENCH_RUNS (3),
+//! Sizes (environment): ROSTER_BENCH_USERS per ingest run (default 2000),
+//! ROSTER_BENCH_GROUPS per run (200), ROSTER_BENCH_RUNS (3),
 //! ROSTER_BENCH_BIG_GROUP (50000), ROSTER_BENCH_MEM_USERS (100000),
 //! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
@@ -61,8 +61,8 @@ async fn main() {
     let roster = Roster::start(kubeconfig, "roster-bench-idle");
     roster.ready(&http, Duration::from_secs(300)).await;
     if wanted("ingest") {
-        let users = size("ROSTER_BENCH_USERS", 3_000);
-        let groups = size("ROSTER_BENCH_GROUPS", 300);
+        let users = size("ROSTER_BENCH_USERS", 2_000);
+        let groups = size("ROSTER_BENCH_GROUPS", 200);
         let runs = size("ROSTER_BENCH_RUNS", 3);
         let ingest = ingest::ingest(&client, &roster, &http, users, groups, runs).await;
         report.insert("ingest".into(), ingest);
@@ -93,7 +93,7 @@ async fn main() {
         let prop = propagation::propagation(&http, &roster, &app, n).await;
         report.insert("propagation".into(), prop);
         let users = size("ROSTER_BENCH_RESYNC_USERS", 10_000);
-        let resync = propagation::resync(&client, kubeconfig, &http, roster, users).await;
+        let resync = propagation::resync(&client, kubeconfig, &http, roster, &app, users).await;
         report.insert("resync".into(), resync);
     }
 

@@ -21,7 +21,8 @@ use crate::common::{Roster, namespace, nowhere, round, rss_mib, run, scim_policy
 const NS: &str = "bench-mem";
 const MEMBERS_PER_GROUP: usize = 10;
 
-fn conditions(message: &str) -> Value {
+/// The conditions the controller writes for a synced object.
+pub fn conditions(message: &str) -> Value {
     let synced = Decided::new(SYNCED, true, "Synced", message);
     let decided = vec![summary(std::slice::from_ref(&synced)), synced];
     json!(merge(
