@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -24,6 +24,11 @@ use crate::policy::CONTROLLER_MANAGER;
 /// Downstream calls in flight per application, so one sync of many objects
 /// does not flood it. One of them is kept for urgent calls.
 pub const CALLS_PER_APPLICATION: usize = 4;
+
+/// How long a built connector is reused before its Secret is read again.
+pub const CONNECTOR_TTL: Duration = Duration::from_secs(30);
+
+type CachedConnector = (Option<String>, Instant, AnyConnector);
 
 /// How urgent a downstream call is. Deactivations and deletions take away
 /// access, so they must not queue behind a backlog of creations.
@@ -72,6 +77,8 @@ pub struct Context {
     pub slices: Store<GroupMemberSlice>,
     events: Publisher,
     throttles: Mutex<HashMap<(String, String), Arc<Throttle>>>,
+    /// Built connectors by policy: (policy resourceVersion, when, connector).
+    connectors: Mutex<HashMap<(String, String), CachedConnector>>,
     failures: Mutex<HashMap<String, u32>>,
     /// Externally visible URL, for the URLs a policy's status publishes.
     pub public_url: Option<String>,
@@ -98,6 +105,7 @@ impl Context {
             policies,
             slices,
             throttles: Mutex::default(),
+            connectors: Mutex::default(),
             failures: Mutex::default(),
             public_url,
         }
@@ -149,8 +157,30 @@ impl Context {
         throttle.acquire(lane).await
     }
 
-    /// Builds the policy's connector, reading its Secret.
+    /// The policy's connector: built once and reused while the policy is
+    /// unchanged, for at most [`CONNECTOR_TTL`] (so a rotated application
+    /// Secret is read again), keeping its HTTP connections open between
+    /// reconciles.
     pub async fn connector(&self, policy: &ProvisioningPolicy) -> Result<AnyConnector, Error> {
+        let key = (policy.namespace().unwrap_or_default(), policy.name_any());
+        let version = policy.resource_version();
+        if let Some((built_for, at, connector)) =
+            self.connectors.lock().expect("connectors lock").get(&key)
+        {
+            if *built_for == version && at.elapsed() < CONNECTOR_TTL {
+                return Ok(connector.clone());
+            }
+        }
+        let connector = self.build_connector(policy).await?;
+        self.connectors
+            .lock()
+            .expect("connectors lock")
+            .insert(key, (version, Instant::now(), connector.clone()));
+        Ok(connector)
+    }
+
+    /// Builds the policy's connector, reading its Secret.
+    async fn build_connector(&self, policy: &ProvisioningPolicy) -> Result<AnyConnector, Error> {
         let namespace = policy.namespace().unwrap_or_default();
         let application = &policy.spec.application;
         let misconfigured =

@@ -394,10 +394,17 @@ impl Users {
                 admit(mapped, options)?;
                 // The userName must be free or this user's own: checked here,
                 // before anything is written, and again by the claim itself.
-                let holder = self.by_user_name(&mapped.user_name).await?;
-                let own = |u: &User| known.as_ref().is_some_and(|k| k.name_any() == u.name_any());
-                if holder.is_some_and(|h| !own(&h)) {
-                    return Err(LoginError::UserNameTaken(mapped.user_name.clone()));
+                // A known user keeping its userName holds its claim already.
+                let renamed = known.as_ref().is_none_or(|k| {
+                    k.spec.user_name.to_lowercase() != mapped.user_name.to_lowercase()
+                });
+                if renamed {
+                    let holder = self.by_user_name(&mapped.user_name).await?;
+                    let own =
+                        |u: &User| known.as_ref().is_some_and(|k| k.name_any() == u.name_any());
+                    if holder.is_some_and(|h| !own(&h)) {
+                        return Err(LoginError::UserNameTaken(mapped.user_name.clone()));
+                    }
                 }
                 Ok(match known {
                     Some(user) => Decision::Update(Box::new(user)),
