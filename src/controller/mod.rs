@@ -101,9 +101,9 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(wait)
 }
 
-/// A shared cache for `K` with managedFields and kubectl's last-applied
-/// annotation stripped: the store, `n` subscriptions to its changes (one per
-/// controller reading it), and the future that keeps it fed.
+/// A shared cache for `K` with managedFields and annotations stripped: the
+/// store, `n` subscriptions to its changes (one per controller reading it),
+/// and the future that keeps it fed.
 fn cached<K>(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -133,11 +133,10 @@ where
     let feed = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|object: &mut K| {
-            // Never read, and the bulk of a small object: kept out of memory.
+            // Never read by the controllers, and the bulk of a small object
+            // (kubectl's last-applied copy, audit annotations): not cached.
             object.managed_fields_mut().clear();
-            object
-                .annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
+            object.annotations_mut().clear();
         })
         .reflect_shared(writer)
         .applied_objects()
