@@ -235,12 +235,12 @@ pub async fn propagation(http: &reqwest::Client, roster: &Roster, app: &App, n: 
         "kinds": kinds.iter().map(|(kind, s)| json!({"kind": kind, "p50_ms": round(s.percentile(0.5), 0), "p99_ms": round(s.percentile(0.99), 0)})).collect::<Vec<_>>(),
         "deactivation_behind_burst": behind,
         "target_p99_ms": 1000,
-        "deactivation_priority": false,
+        "deactivation_priority": true,
     })
 }
 
-/// A deactivation sent right after a burst of creates: the controller has
-/// no priority for deactivations, so it waits behind whatever is queued.
+/// A deactivation sent right after a burst of creates: with the reserved
+/// lane it does not wait behind the queued creates.
 async fn deactivation_behind_burst(http: &reqwest::Client, roster: &Roster, app: &App) -> Value {
     const BURST: usize = 200;
     let user = scim(

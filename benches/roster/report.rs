@@ -126,7 +126,7 @@ fn propagation(out: &mut String, p: &Value) {
     }
     let behind = &p["deactivation_behind_burst"];
     *out += &format!(
-        "\nDeactivations first: not implemented. The User controller has no priority for deactivations; a deactivation sent right after {} SCIM creates reached the application after {} ms, behind the queued creates.\n\n",
+        "\nDeactivations first: each application's throttle keeps one of its 4 call slots for deactivations, deletions and member removals, so they do not queue behind creates. A deactivation sent right after {} SCIM creates reached the application after {} ms.\n\n",
         behind["burst_creates"], behind["deactivation_ms"]
     );
 }
