@@ -203,18 +203,9 @@ pub async fn propagation(http: &reqwest::Client, roster: &Roster, app: &App, n: 
         .await;
         joined.latencies.push(t.elapsed());
 
-        let t = Instant::now();
-        scim(
-            http,
-            roster,
-            reqwest::Method::PATCH,
-            &format!("/Users/{id}"),
-            patch_op("replace", "active", json!(false)),
-        )
-        .await;
-        app.until(http, &format!("/Users/{remote}"), |b| b["active"] == false)
-            .await;
-        deactivated.latencies.push(t.elapsed());
+        deactivated
+            .latencies
+            .push(deactivate(http, roster, app, &id, &remote).await);
     }
     let kinds = [
         ("create", &created),
@@ -264,6 +255,20 @@ async fn deactivation_behind_burst(http: &reqwest::Client, roster: &Roster, app:
         .await;
     })
     .await;
+    let waited = deactivate(http, roster, app, &id, &remote).await;
+    println!("deactivation right after {BURST} creates: {waited:.0?}");
+    json!({"burst_creates": BURST, "deactivation_ms": round(waited.as_secs_f64() * 1000.0, 0)})
+}
+
+/// Deactivates user `id` over SCIM; the time until the application's
+/// account `remote` shows it.
+async fn deactivate(
+    http: &reqwest::Client,
+    roster: &Roster,
+    app: &App,
+    id: &str,
+    remote: &str,
+) -> Duration {
     let t = Instant::now();
     scim(
         http,
@@ -275,9 +280,7 @@ async fn deactivation_behind_burst(http: &reqwest::Client, roster: &Roster, app:
     .await;
     app.until(http, &format!("/Users/{remote}"), |b| b["active"] == false)
         .await;
-    let waited = t.elapsed();
-    println!("deactivation right after {BURST} creates: {waited:.0?}");
-    json!({"burst_creates": BURST, "deactivation_ms": round(waited.as_secs_f64() * 1000.0, 0)})
+    t.elapsed()
 }
 
 /// Users of the bench namespace whose account is synced at their generation.

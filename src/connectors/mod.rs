@@ -178,86 +178,53 @@ impl AnyConnector {
     }
 }
 
+/// Calls `$method` on the inner connector and counts its outcome.
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let result = match $self {
+            Self::Scim(c) => c.$method($($arg),*).await,
+            Self::Webhook(c) => c.$method($($arg),*).await,
+        };
+        $self.observe(stringify!($method), &result);
+        result
+    }};
+}
+
 impl Connector for AnyConnector {
     async fn find_user(&self, user_name: &str) -> Result<Option<RemoteAccount>> {
-        let result = match self {
-            Self::Scim(c) => c.find_user(user_name).await,
-            Self::Webhook(c) => c.find_user(user_name).await,
-        };
-        self.observe("find_user", &result);
-        result
+        delegate!(self.find_user(user_name))
     }
 
     async fn create_user(&self, user: &DesiredUser) -> Result<String> {
-        let result = match self {
-            Self::Scim(c) => c.create_user(user).await,
-            Self::Webhook(c) => c.create_user(user).await,
-        };
-        self.observe("create_user", &result);
-        result
+        delegate!(self.create_user(user))
     }
 
     async fn update_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => c.update_user(remote_id, user).await,
-            Self::Webhook(c) => c.update_user(remote_id, user).await,
-        };
-        self.observe("update_user", &result);
-        result
+        delegate!(self.update_user(remote_id, user))
     }
 
     async fn disable_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => c.disable_user(remote_id, user).await,
-            Self::Webhook(c) => c.disable_user(remote_id, user).await,
-        };
-        self.observe("disable_user", &result);
-        result
+        delegate!(self.disable_user(remote_id, user))
     }
 
     async fn delete_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => c.delete_user(remote_id, user).await,
-            Self::Webhook(c) => c.delete_user(remote_id, user).await,
-        };
-        self.observe("delete_user", &result);
-        result
+        delegate!(self.delete_user(remote_id, user))
     }
 
     async fn find_group(&self, display_name: &str) -> Result<Option<String>> {
-        let result = match self {
-            Self::Scim(c) => c.find_group(display_name).await,
-            Self::Webhook(c) => c.find_group(display_name).await,
-        };
-        self.observe("find_group", &result);
-        result
+        delegate!(self.find_group(display_name))
     }
 
     async fn create_group(&self, group: &DesiredGroup) -> Result<String> {
-        let result = match self {
-            Self::Scim(c) => c.create_group(group).await,
-            Self::Webhook(c) => c.create_group(group).await,
-        };
-        self.observe("create_group", &result);
-        result
+        delegate!(self.create_group(group))
     }
 
     async fn update_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => c.update_group(remote_id, group).await,
-            Self::Webhook(c) => c.update_group(remote_id, group).await,
-        };
-        self.observe("update_group", &result);
-        result
+        delegate!(self.update_group(remote_id, group))
     }
 
     async fn delete_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => c.delete_group(remote_id, group).await,
-            Self::Webhook(c) => c.delete_group(remote_id, group).await,
-        };
-        self.observe("delete_group", &result);
-        result
+        delegate!(self.delete_group(remote_id, group))
     }
 
     async fn change_members(
@@ -268,18 +235,7 @@ impl Connector for AnyConnector {
         remove: &[String],
         change_id: &str,
     ) -> Result<()> {
-        let result = match self {
-            Self::Scim(c) => {
-                c.change_members(remote_id, group, add, remove, change_id)
-                    .await
-            }
-            Self::Webhook(c) => {
-                c.change_members(remote_id, group, add, remove, change_id)
-                    .await
-            }
-        };
-        self.observe("change_members", &result);
-        result
+        delegate!(self.change_members(remote_id, group, add, remove, change_id))
     }
 }
 

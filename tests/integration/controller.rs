@@ -79,6 +79,32 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// Waits for an Event in the test namespace with `reason` (if given) about
+/// the object named `regarding` (if given).
+pub async fn event(
+    env: &TestEnv,
+    reason: Option<&str>,
+    regarding: Option<&str>,
+) -> k8s_openapi::api::events::v1::Event {
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let what = format!("an Event {reason:?} about {regarding:?}");
+    eventually(&what, || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                reason.is_none_or(|r| e.reason.as_deref() == Some(r))
+                    && regarding.is_none_or(|name| {
+                        e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(name)
+                    })
+            })
+    })
+    .await
+}
+
 /// Deletes a User and waits until it is gone (its finalizer has run).
 async fn delete_and_wait(users: &Api<User>, name: &str) {
     users.delete(name, &DeleteParams::default()).await.unwrap();

@@ -9,6 +9,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use roster::api::*;
 use serde_json::json;
 
+use crate::controller::event;
 use crate::support::fixtures::{jit_policy, scim_policy, user};
 use crate::support::saml::{
     Idp, OBJECT_ID, Response, SamlServer, Signed, Signer, serve, snapshot, start, users,
@@ -373,31 +374,15 @@ async fn login_group_values_become_memberships_through_the_allowlist() {
     );
 
     // Events say what the logins did, naming the assertion.
-    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
-    let find = |reason: &'static str, object: String| {
-        let events = events.clone();
-        async move {
-            events
-                .list(&Default::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.clone()) == Some(object.clone())
-                })
-        }
-    };
-    let created =
-        crate::controller::eventually("the JitCreated Event", || find("JitCreated", user.clone()))
-            .await;
+    let created = event(&env, Some("JitCreated"), Some(&user)).await;
     let note = created.note.unwrap();
     assert!(note.starts_with("SAML login, assertion _a"), "{note}");
     assert!(note.contains("joined engineering, everyone"), "{note}");
-    let left = crate::controller::eventually("the engineering Event", || {
-        find("JitMembersChanged", engineering.name_any())
-    })
+    let left = event(
+        &env,
+        Some("JitMembersChanged"),
+        Some(&engineering.name_any()),
+    )
     .await;
     assert!(left.note.unwrap().contains("alice@example.com"));
 }

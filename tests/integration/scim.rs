@@ -822,22 +822,7 @@ async fn every_scim_change_is_an_event_naming_the_request() {
     assert_eq!(created.status, 201);
     assert_eq!(created.header("x-request-id"), Some("req-7f3a"));
     let id = id_of(&created);
-    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
-    let mut found = None;
-    for _ in 0..50 {
-        found = events
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(id.as_str()));
-        if found.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let event = found.expect("an Event on the new User");
+    let event = crate::controller::event(&env, None, Some(&id)).await;
     assert_eq!(event.reason.as_deref(), Some("ScimCreated"));
     assert_eq!(event.reporting_controller.as_deref(), Some("roster-scim"));
     let note = event.note.unwrap_or_default();
@@ -990,17 +975,7 @@ async fn a_group_created_by_jit_logins_is_adopted_when_the_idp_pushes_it() {
     );
     let sliced = directory.in_slices(&name, "jit-user").await.unwrap();
     assert!(!sliced, "the IdP's push sets the members");
-    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
-    crate::controller::eventually("the adoption Event", || async {
-        events
-            .list(&Default::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("ScimAdoptedFromJit"))
-    })
-    .await;
+    crate::controller::event(&env, Some("ScimAdoptedFromJit"), None).await;
 }
 
 #[tokio::test]
@@ -1055,17 +1030,7 @@ async fn a_user_created_just_in_time_is_adopted_when_the_idp_pushes_it() {
         .post("/Users", &okta_user("kai@example.com"))
         .await
         .assert_error(409, Some("uniqueness"));
-    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
-    let adopted_event = crate::controller::eventually("the adoption Event", || async {
-        events
-            .list(&Default::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("ScimAdoptedFromJit"))
-    })
-    .await;
+    let adopted_event = crate::controller::event(&env, Some("ScimAdoptedFromJit"), None).await;
     assert!(adopted_event.note.unwrap().contains("kai@example.com"));
 }
 
