@@ -15,6 +15,8 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use samael::schema::Assertion;
 
+use super::dsig;
+
 /// Largest accepted form body (the base64 SAMLResponse and RelayState).
 pub const MAX_FORM_BYTES: usize = 512 * 1024;
 /// Largest accepted decoded response XML.
@@ -38,6 +40,26 @@ pub enum Rejection {
     TooLarge,
     #[error("the response is not UTF-8")]
     NotUtf8,
+    #[error("the response is not plain UTF-8 XML: {0}")]
+    Encoding(String),
+    #[error("the XML has an xml:id attribute")]
+    XmlId,
+    #[error("the ID {0:?} is used twice")]
+    DuplicateId(String),
+    #[error(
+        "a Signature is not a direct child of the Response or the Assertion, or one of them holds two"
+    )]
+    SignaturePlacement,
+    #[error("the signature holds the element {0}, which IdPs never send")]
+    SignatureElement(String),
+    #[error(
+        "the signature uses the transform {0:?} (only enveloped-signature and C14N are accepted)"
+    )]
+    Transform(String),
+    #[error("the signature's Reference URI {0:?} is not '#' and the ID of the element it sits in")]
+    ReferenceUri(String),
+    #[error("a signature holds more than one Reference")]
+    References,
     #[error("malformed XML: {0}")]
     Malformed(String),
     #[error("the XML has a DOCTYPE")]
@@ -114,7 +136,20 @@ pub fn decode(encoded: &str) -> Result<String, Rejection> {
     if bytes.len() > MAX_XML_BYTES {
         return Err(Rejection::TooLarge);
     }
+    // libxml reads a byte order mark as an encoding declaration.
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF])
+        || bytes.starts_with(&[0xFE, 0xFF])
+        || bytes.starts_with(&[0xFF, 0xFE])
+    {
+        return Err(Rejection::Encoding("a byte order mark".into()));
+    }
     String::from_utf8(bytes).map_err(|_| Rejection::NotUtf8)
+}
+
+/// Characters XML 1.0 does not allow (libxml refuses them, quick-xml does
+/// not): C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
+fn is_forbidden_char(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
 }
 
 /// Checks the XML strictly: one well-formed document, no DOCTYPE, no
@@ -126,6 +161,12 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
     if xml.len() > MAX_XML_BYTES {
         return Err(Rejection::TooLarge);
     }
+    if let Some(c) = xml.chars().find(|c| is_forbidden_char(*c)) {
+        return Err(Rejection::Encoding(format!(
+            "the character U+{:04X}",
+            u32::from(c)
+        )));
+    }
     let mut reader = NsReader::from_str(xml);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -134,19 +175,49 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
     config.allow_dangling_amp = false;
 
     let mut wrapper = Wrapper::default();
-    let mut depth = 0usize;
     let mut elements = 0usize;
     let mut root_closed = false;
     let mut responses = 0usize;
     let mut assertions = 0usize;
     let mut seen_status_code = false;
+    let mut first_event = true;
+    // The open elements, outermost first: where each one is decides what it
+    // may be (a Signature only in the Response or the Assertion, …).
+    let mut open: Vec<Frame> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     loop {
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let was_first = std::mem::replace(&mut first_event, false);
         match event {
-            Event::Decl(_) if elements == 0 => {}
-            Event::Decl(_) => return Err(Rejection::Malformed("a second XML declaration".into())),
+            // libxml honours the declared encoding; the checks here read
+            // UTF-8. Both must read the same document.
+            Event::Decl(ref decl) if was_first && xml.starts_with("<?xml") => {
+                let version = decl
+                    .version()
+                    .map_err(|e| Rejection::Malformed(e.to_string()))?;
+                if version.as_ref() != b"1.0" {
+                    return Err(Rejection::Encoding(format!(
+                        "XML version {}",
+                        String::from_utf8_lossy(&version)
+                    )));
+                }
+                if let Some(encoding) = decl.encoding() {
+                    let encoding = encoding.map_err(|e| Rejection::Malformed(e.to_string()))?;
+                    if !encoding.eq_ignore_ascii_case(b"UTF-8") {
+                        return Err(Rejection::Encoding(format!(
+                            "the declared encoding {}",
+                            String::from_utf8_lossy(&encoding)
+                        )));
+                    }
+                }
+            }
+            Event::Decl(_) => {
+                return Err(Rejection::Malformed(
+                    "an XML declaration that is not at the start".into(),
+                ));
+            }
             Event::DocType(_) => return Err(Rejection::Doctype),
             Event::PI(_) => return Err(Rejection::ProcessingInstruction),
             Event::Comment(_) => return Err(Rejection::Comment),
@@ -155,18 +226,26 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 let name = String::from_utf8_lossy(&reference).into_owned();
                 let predefined = matches!(name.as_str(), "amp" | "lt" | "gt" | "quot" | "apos");
                 if !predefined {
-                    let ok = reference.is_char_ref()
-                        && reference.resolve_char_ref().ok().flatten().is_some();
-                    if !ok {
-                        return Err(Rejection::Entity(name));
+                    let resolved = reference
+                        .is_char_ref()
+                        .then(|| reference.resolve_char_ref().ok().flatten())
+                        .flatten();
+                    match resolved {
+                        Some(c) if is_forbidden_char(c) => {
+                            return Err(Rejection::Encoding(format!(
+                                "the character reference &{name};"
+                            )));
+                        }
+                        Some(_) => {}
+                        None => return Err(Rejection::Entity(name)),
                     }
                 }
-                if depth == 0 {
+                if open.is_empty() {
                     return Err(Rejection::Malformed("text outside the root".into()));
                 }
             }
             Event::Text(text) => {
-                if depth == 0 && !text.iter().all(u8::is_ascii_whitespace) {
+                if open.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
                     return Err(Rejection::Malformed("text outside the root".into()));
                 }
             }
@@ -178,13 +257,7 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 if elements > MAX_ELEMENTS {
                     return Err(Rejection::TooManyElements);
                 }
-                let is_empty = matches!(event, Event::Empty(_));
-                if !is_empty {
-                    depth += 1;
-                } else if depth == 0 {
-                    root_closed = true;
-                }
-                if depth > MAX_DEPTH {
+                if open.len() + 1 > MAX_DEPTH {
                     return Err(Rejection::TooDeep);
                 }
                 let local = start.local_name();
@@ -192,13 +265,51 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 let in_ns =
                     |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
                 let attributes = attributes(start)?;
+                let id = element_id(&attributes, &mut ids)?;
                 if elements == 1 && !(local == b"Response" && in_ns(PROTOCOL_NS)) {
                     return Err(Rejection::NotAResponse);
+                }
+                let parent = open.last_mut();
+                let in_signature = parent.as_ref().is_some_and(|p| p.in_signature);
+                // The ID of the element a signature sits in, for its Reference.
+                let owner = parent.as_ref().and_then(|p| match p.place {
+                    Place::Signable => p.id.clone(),
+                    _ => p.owner.clone(),
+                });
+                let mut frame = Frame {
+                    place: Place::Other,
+                    id,
+                    owner: owner.clone(),
+                    in_signature,
+                    signed: false,
+                    references: 0,
+                };
+                if in_ns(dsig::DSIG_NS) {
+                    frame.place = dsig_element(
+                        local,
+                        &attributes,
+                        parent,
+                        owner.as_deref(),
+                        &mut frame.in_signature,
+                    )?;
+                } else if in_signature {
+                    // Only exclusive C14N's InclusiveNamespaces may sit in a
+                    // signature, inside its Transform or CanonicalizationMethod.
+                    let in_transform = parent.is_some_and(|p| p.place == Place::Transform);
+                    if !(in_transform
+                        && local == b"InclusiveNamespaces"
+                        && in_ns(dsig::EXC_C14N_NS))
+                    {
+                        return Err(Rejection::SignatureElement(
+                            String::from_utf8_lossy(local).into_owned(),
+                        ));
+                    }
                 }
                 match local {
                     b"Response" => {
                         responses += 1;
                         if elements == 1 {
+                            frame.place = Place::Signable;
                             wrapper.destination = value(&attributes, "Destination");
                             wrapper.issue_instant = value(&attributes, "IssueInstant");
                         }
@@ -208,6 +319,7 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                         if !in_ns(ASSERTION_NS) {
                             return Err(Rejection::AssertionCount(assertions));
                         }
+                        frame.place = Place::Signable;
                     }
                     b"EncryptedAssertion" => return Err(Rejection::Encrypted),
                     b"StatusCode" if in_ns(PROTOCOL_NS) && !seen_status_code => {
@@ -224,17 +336,22 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                     }
                     _ => {}
                 }
+                if matches!(event, Event::Start(_)) {
+                    open.push(frame);
+                } else if open.is_empty() {
+                    root_closed = true;
+                }
             }
             Event::End(_) => {
-                depth -= 1;
-                if depth == 0 {
+                open.pop();
+                if open.is_empty() {
                     root_closed = true;
                 }
             }
             Event::Eof => break,
         }
     }
-    if !root_closed || depth != 0 {
+    if !root_closed || !open.is_empty() {
         return Err(Rejection::Malformed(
             "the document ends inside an element".into(),
         ));
@@ -280,6 +397,131 @@ fn value(attributes: &[(String, String)], name: &str) -> Option<String> {
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.clone())
+}
+
+/// What an open element is, as far as signatures care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// The Response or the Assertion: may hold one enveloped Signature.
+    Signable,
+    Signature,
+    SignedInfo,
+    Reference,
+    Transforms,
+    /// A Transform or CanonicalizationMethod (may hold InclusiveNamespaces).
+    Transform,
+    /// Any other element.
+    Other,
+}
+
+/// An open element.
+struct Frame {
+    place: Place,
+    /// Its ID attribute.
+    id: Option<String>,
+    /// In a signature: the ID of the element the signature sits in.
+    owner: Option<String>,
+    /// Whether it is a Signature or inside one.
+    in_signature: bool,
+    /// A Signable already holding its Signature.
+    signed: bool,
+    /// References seen in a SignedInfo.
+    references: usize,
+}
+
+/// The element's ID: its `ID` attribute (with or without a prefix, since
+/// samael registers IDs by local name). Refuses `xml:id` (libxml registers it
+/// as an ID by itself), two ID-like attributes (`ID`, `Id`, `id`) on one
+/// element, and an ID value used twice in the document: a Reference must
+/// resolve to exactly the element the checks here saw.
+fn element_id(
+    attributes: &[(String, String)],
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<Option<String>, Rejection> {
+    let mut found = None;
+    let mut count = 0;
+    for (key, value) in attributes {
+        if key == "xml:id" {
+            return Err(Rejection::XmlId);
+        }
+        let local = key.rsplit(':').next().unwrap_or(key);
+        if key.starts_with("xmlns") || !local.eq_ignore_ascii_case("id") {
+            continue;
+        }
+        count += 1;
+        if count > 1 || !seen.insert(value.clone()) {
+            return Err(Rejection::DuplicateId(value.clone()));
+        }
+        if local == "ID" {
+            found = Some(value.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// Checks an XML-DSig element against where it is and what it says; returns
+/// its place. `in_signature` is set for a Signature.
+/// `owner` is the ID of the element the enclosing signature sits in.
+fn dsig_element(
+    local: &[u8],
+    attributes: &[(String, String)],
+    parent: Option<&mut Frame>,
+    owner: Option<&str>,
+    in_signature: &mut bool,
+) -> Result<Place, Rejection> {
+    let name = || String::from_utf8_lossy(local).into_owned();
+    if !dsig::is_allowed_element(local) {
+        return Err(Rejection::SignatureElement(name()));
+    }
+    let Some(parent) = parent else {
+        return Err(Rejection::SignaturePlacement);
+    };
+    let place = |want: Place| parent.place == want;
+    Ok(match local {
+        b"Signature" => {
+            // Enveloped in the Response or the Assertion, one each.
+            if !place(Place::Signable) || parent.signed || parent.id.is_none() {
+                return Err(Rejection::SignaturePlacement);
+            }
+            parent.signed = true;
+            *in_signature = true;
+            Place::Signature
+        }
+        _ if !parent.in_signature => return Err(Rejection::SignatureElement(name())),
+        b"SignedInfo" if place(Place::Signature) => Place::SignedInfo,
+        b"Reference" if place(Place::SignedInfo) => {
+            parent.references += 1;
+            if parent.references > 1 {
+                return Err(Rejection::References);
+            }
+            let uri = value(attributes, "URI").unwrap_or_default();
+            if !owner.is_some_and(|owner| dsig::is_own_reference(&uri, owner)) {
+                return Err(Rejection::ReferenceUri(uri));
+            }
+            Place::Reference
+        }
+        b"Transforms" if place(Place::Reference) => Place::Transforms,
+        b"Transform" | b"CanonicalizationMethod" => {
+            let expected = if local == b"Transform" {
+                Place::Transforms
+            } else {
+                Place::SignedInfo
+            };
+            if !place(expected) {
+                return Err(Rejection::SignatureElement(name()));
+            }
+            let algorithm = value(attributes, "Algorithm").unwrap_or_default();
+            if !dsig::is_allowed_transform(&algorithm) {
+                return Err(Rejection::Transform(algorithm));
+            }
+            Place::Transform
+        }
+        b"SignedInfo" | b"Reference" | b"Transforms" => {
+            return Err(Rejection::SignatureElement(name()));
+        }
+        _ if place(Place::Transform) => return Err(Rejection::SignatureElement(name())),
+        _ => Place::Other,
+    })
 }
 
 /// SHA-1 signature and digest algorithm URIs (RSA, DSA, ECDSA, HMAC, digest).
@@ -502,7 +744,11 @@ mod tests {
     fn exactly_one_assertion_is_required() {
         let none = response("");
         assert_eq!(precheck(&none, ACS), Err(Rejection::AssertionCount(0)));
-        let two = response(&format!("{}{}", assertion(""), assertion("")));
+        let two = response(&format!(
+            "{}{}",
+            assertion(""),
+            assertion("").replace("_a", "_b")
+        ));
         assert_eq!(precheck(&two, ACS), Err(Rejection::AssertionCount(2)));
         let nested_response = response(&format!(
             "{}<samlp:Extensions><samlp:Response/></samlp:Extensions>",
@@ -554,6 +800,191 @@ mod tests {
         assert!(!is_sha1(
             "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
         ));
+    }
+
+    /// A signature as IdPs make it, inside the element with ID `owner`,
+    /// with `transforms` in its Reference and `uri` as the Reference URI.
+    fn signature(uri: &str, transforms: &str) -> String {
+        format!(
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{uri}"><ds:Transforms>{transforms}</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>AA==</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"#
+        )
+    }
+
+    const ENVELOPED: &str = r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"><ec:InclusiveNamespaces xmlns:ec="http://www.w3.org/2001/10/xml-exc-c14n#" PrefixList="xs"/></ds:Transform>"#;
+
+    #[test]
+    fn signatures_as_idps_make_them_pass() {
+        let both = response(&assertion(&signature("#_a", ENVELOPED))).replacen(
+            "<samlp:Status>",
+            &format!("{}<samlp:Status>", signature("#_r", ENVELOPED)),
+            1,
+        );
+        assert_eq!(precheck(&both, ACS).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn xslt_xpath_and_other_transforms_are_refused() {
+        for (algorithm, body) in [
+            (
+                "http://www.w3.org/TR/1999/REC-xslt-19991116",
+                "<xsl:stylesheet xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\" version=\"1.0\"/>",
+            ),
+            (
+                "http://www.w3.org/TR/1999/REC-xpath-19991116",
+                "<ds:XPath>count(//*[count(//*)&gt;1])&gt;0</ds:XPath>",
+            ),
+            ("http://www.w3.org/2002/06/xmldsig-filter2", ""),
+            ("http://www.w3.org/2000/09/xmldsig#base64", ""),
+        ] {
+            let transform =
+                format!(r#"<ds:Transform Algorithm="{algorithm}">{body}</ds:Transform>"#);
+            let xml = response(&assertion(&signature("#_a", &transform)));
+            assert_eq!(
+                precheck(&xml, ACS),
+                Err(Rejection::Transform(algorithm.into()))
+            );
+        }
+        let c14n = signature("#_a", ENVELOPED).replace(
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/1999/REC-xslt-19991116\"/>",
+        );
+        assert!(matches!(
+            precheck(&response(&assertion(&c14n)), ACS),
+            Err(Rejection::Transform(_))
+        ));
+        // An allowed algorithm carrying a payload other than InclusiveNamespaces.
+        let smuggled = r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"><ds:XPath>1</ds:XPath></ds:Transform>"#;
+        assert!(matches!(
+            precheck(&response(&assertion(&signature("#_a", smuggled))), ACS),
+            Err(Rejection::SignatureElement(_))
+        ));
+    }
+
+    #[test]
+    fn a_reference_must_name_the_element_its_signature_sits_in() {
+        for uri in [
+            "",
+            "#_r",
+            "#xpointer(/)",
+            "#xpointer(id('_a'))",
+            "https://evil.example.com/x.xml",
+            "#_nowhere",
+        ] {
+            let xml = response(&assertion(&signature(uri, ENVELOPED)));
+            assert_eq!(
+                precheck(&xml, ACS),
+                Err(Rejection::ReferenceUri(uri.into())),
+                "{uri:?}"
+            );
+        }
+        let two = signature("#_a", ENVELOPED).replace(
+            "</ds:SignedInfo>",
+            r##"<ds:Reference URI="#_a"><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo>"##,
+        );
+        assert_eq!(
+            precheck(&response(&assertion(&two)), ACS),
+            Err(Rejection::References)
+        );
+    }
+
+    #[test]
+    fn signatures_elsewhere_and_unusual_signature_parts_are_refused() {
+        let hidden = response(&assertion(&format!(
+            "<saml:Subject>{}</saml:Subject>",
+            signature("#_a", ENVELOPED)
+        )));
+        assert_eq!(precheck(&hidden, ACS), Err(Rejection::SignaturePlacement));
+        let twice = response(&assertion(&format!(
+            "{}{}",
+            signature("#_a", ENVELOPED),
+            signature("#_a", ENVELOPED)
+        )));
+        assert_eq!(precheck(&twice, ACS), Err(Rejection::SignaturePlacement));
+        for part in [
+            r#"<ds:Object><x/></ds:Object>"#,
+            r##"<ds:KeyInfo><ds:RetrievalMethod URI="#_r"/></ds:KeyInfo>"##,
+        ] {
+            let xml = response(&assertion(
+                &signature("#_a", ENVELOPED)
+                    .replace("</ds:Signature>", &format!("{part}</ds:Signature>")),
+            ));
+            assert!(
+                matches!(precheck(&xml, ACS), Err(Rejection::SignatureElement(_))),
+                "{part}"
+            );
+        }
+        let stray = response(&assertion(
+            r#"<ds:Transform xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Algorithm="x"/>"#,
+        ));
+        assert!(matches!(
+            precheck(&stray, ACS),
+            Err(Rejection::SignatureElement(_))
+        ));
+    }
+
+    #[test]
+    fn only_utf8_is_read() {
+        let utf7 = response(&assertion("")).replace("encoding=\"UTF-8\"", "encoding=\"UTF-7\"");
+        assert!(matches!(precheck(&utf7, ACS), Err(Rejection::Encoding(_))));
+        let latin =
+            response(&assertion("")).replace("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"");
+        assert!(matches!(precheck(&latin, ACS), Err(Rejection::Encoding(_))));
+        let lower = response(&assertion("")).replace("encoding=\"UTF-8\"", "encoding=\"utf-8\"");
+        assert!(precheck(&lower, ACS).is_ok());
+        let xml11 = response(&assertion("")).replace("version=\"1.0\"", "version=\"1.1\"");
+        assert!(matches!(precheck(&xml11, ACS), Err(Rejection::Encoding(_))));
+        let nul = response(&assertion("<saml:Issuer>a\u{0}b</saml:Issuer>"));
+        assert!(matches!(precheck(&nul, ACS), Err(Rejection::Encoding(_))));
+        let char_ref = response(&assertion("<saml:Issuer>a&#1;b</saml:Issuer>"));
+        assert!(matches!(
+            precheck(&char_ref, ACS),
+            Err(Rejection::Encoding(_))
+        ));
+        let late_declaration = format!(" {}", response(&assertion("")));
+        assert!(matches!(
+            precheck(&late_declaration, ACS),
+            Err(Rejection::Malformed(_))
+        ));
+        for bom in [&[0xEF, 0xBB, 0xBF][..], &[0xFF, 0xFE], &[0xFE, 0xFF]] {
+            let mut bytes = bom.to_vec();
+            bytes.extend_from_slice(response(&assertion("")).as_bytes());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            assert!(matches!(decode(&encoded), Err(Rejection::Encoding(_))));
+        }
+        let utf16: Vec<u8> = response(&assertion(""))
+            .replace("UTF-8", "UTF-16")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&utf16);
+        let refused = decode(&encoded).and_then(|xml| precheck(&xml, ACS).map(|_| ()));
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
+    fn xml_id_and_colliding_ids_are_refused() {
+        let xml_id = response(&assertion(r#"<saml:Issuer xml:id="_a">x</saml:Issuer>"#));
+        assert_eq!(precheck(&xml_id, ACS), Err(Rejection::XmlId));
+        let same = response(&assertion(r#"<saml:Subject ID="_a"/>"#));
+        assert_eq!(
+            precheck(&same, ACS),
+            Err(Rejection::DuplicateId("_a".into()))
+        );
+        let other_case = response(&assertion(r#"<saml:Subject Id="_r"/>"#));
+        assert_eq!(
+            precheck(&other_case, ACS),
+            Err(Rejection::DuplicateId("_r".into()))
+        );
+        let two_on_one = response(&assertion("")).replace("ID=\"_a\"", "ID=\"_a\" id=\"_b\"");
+        assert_eq!(
+            precheck(&two_on_one, ACS),
+            Err(Rejection::DuplicateId("_b".into()))
+        );
+        let prefixed = response(&assertion(r#"<saml:Subject xmlns:x="urn:x" x:ID="_a"/>"#));
+        assert_eq!(
+            precheck(&prefixed, ACS),
+            Err(Rejection::DuplicateId("_a".into()))
+        );
     }
 
     #[test]

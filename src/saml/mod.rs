@@ -8,6 +8,7 @@
 
 pub mod acs;
 pub mod checks;
+pub mod dsig;
 pub mod groups;
 pub mod jit;
 pub mod login;
