@@ -25,10 +25,14 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist, so none gets an arena of its own.
     allocator::limit_arenas();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()?;
+    let result = runtime.block_on(run());
+    // A blocking task still running (a SAML verification over its budget)
+    // must not hold the process after shutdown has drained the server.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn run() -> anyhow::Result<()> {

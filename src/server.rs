@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// PEM private key of `--tls-cert-file`.
     #[arg(long, env = "ROSTER_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// SAML signature verifications run at once; more wait briefly or are
+    /// answered 503. Unset: half the cores, at least one.
+    #[arg(long, env = "ROSTER_SAML_VERIFY_CONCURRENCY")]
+    pub saml_verify_concurrency: Option<usize>,
 }
 
 impl Default for ServerArgs {
@@ -50,6 +54,7 @@ impl Default for ServerArgs {
             session_key_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            saml_verify_concurrency: None,
         }
     }
 }

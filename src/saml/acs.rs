@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::checks::{self, Rejection};
 use super::groups::{self, Applied, GroupChanges, JitGroups};
 use super::jit::{self, Decision, Login, LoginError, Users, Written};
+use super::limits::Busy;
 use super::replay::{Consumed, ReplayError};
 use super::session::{
     self, PendingRequest, REQUEST_COOKIE, SESSION_COOKIE, SESSION_TYPE, SameSite, Session,
@@ -34,6 +35,7 @@ enum Failure {
     Rejected(Rejection),
     Login(LoginError),
     Replay(ReplayError),
+    Busy(Busy),
     Internal(String),
 }
 
@@ -43,6 +45,7 @@ impl Failure {
             Failure::Rejected(r) => r.to_string(),
             Failure::Login(e) => e.to_string(),
             Failure::Replay(e) => e.to_string(),
+            Failure::Busy(e) => e.to_string(),
             Failure::Internal(e) => e.clone(),
         };
         // One line with the precise reason; never the assertion.
@@ -51,11 +54,22 @@ impl Failure {
             Failure::Rejected(_) => "rejected",
             Failure::Login(_) => "refused",
             Failure::Replay(_) => "replayed",
+            Failure::Busy(_) => "busy",
             Failure::Internal(_) => "error",
         };
         count_login(namespace, policy, outcome);
         match self {
             Failure::Rejected(_) | Failure::Replay(ReplayError::Replayed(_)) => page::refused(),
+            Failure::Busy(_) => {
+                let mut busy = page::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "The sign-in could not be completed right now. Try again in a moment.",
+                );
+                busy.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                busy
+            }
             Failure::Login(LoginError::UnknownUser) => page::page(
                 StatusCode::FORBIDDEN,
                 "No account",
@@ -150,11 +164,11 @@ async fn accept(
     checks::check_wrapper_time(&wrapper, now, trust.skew, MAX_ISSUE_AGE)?;
     let request_id = pending.map(|p| p.id.clone());
     let verifying = trust.clone();
-    let (assertion, checked) = tokio::task::spawn_blocking(move || {
-        verify::verify(&verifying, &xml, request_id.as_deref(), now)
-    })
-    .await
-    .map_err(|e| Failure::Internal(format!("verification panicked: {e}")))??;
+    let (assertion, checked) = state
+        .limits
+        .run(move || verify::verify(&verifying, &xml, request_id.as_deref(), now))
+        .await
+        .map_err(Failure::Busy)??;
 
     let mapped =
         jit::map(&Login::from_assertion(&assertion), &trust.mapping).map_err(LoginError::from)?;

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod dsig;
 pub mod groups;
 pub mod jit;
+pub mod limits;
 pub mod login;
 pub mod metadata;
 pub mod page;
@@ -50,6 +51,8 @@ pub struct SamlState {
     pub audit: Audit,
     /// The policies, watched (shared with the SCIM service).
     pub policies: PolicyCache,
+    /// Bounds on the signature verifications this replica runs.
+    pub limits: limits::VerifyLimits,
 }
 
 /// The SAML routes, with the process's session key (see [`SessionKey`]).
@@ -70,6 +73,10 @@ where
         key: SessionKey::process(),
         index,
         policies,
+        limits: limits::VerifyLimits::new(
+            args.saml_verify_concurrency
+                .unwrap_or_else(limits::VerifyLimits::default_concurrency),
+        ),
     })
 }
 
