@@ -51,12 +51,14 @@ pub async fn run(
     for line in &applied {
         println!("  applied {line}");
     }
-    let origin = args
-        .run
+    // SAML is served only with a public URL (the ACS URL and audience never
+    // come from request headers): locally, where this process listens.
+    let mut run_args = args.run.clone();
+    let origin = run_args
         .server
         .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://localhost:{}", args.run.server.listen.port()));
+        .get_or_insert_with(|| format!("http://localhost:{}", args.run.server.listen.port()))
+        .clone();
     for endpoint in endpoints(&client, &applied, &origin).await {
         match endpoint {
             Endpoint::Scim { url, token } => {
@@ -83,7 +85,7 @@ pub async fn run(
     );
     println!();
 
-    let result = operator::run(client, &args.run, shutdown).await;
+    let result = operator::run(client, &run_args, shutdown).await;
     if let Some((plane, _)) = local {
         tracing::info!("stopping the local control plane");
         plane.stop();

@@ -54,6 +54,12 @@ pub async fn reconcile(
     });
 
     decided.push(match &policy.spec.saml {
+        Some(_) if ctx.public_url.is_none() => Decided::new(
+            "SamlTrust",
+            false,
+            "PublicUrlMissing",
+            crate::saml::NO_PUBLIC_URL,
+        ),
         Some(saml) => saml_trust(saml),
         None if policy.spec.mode == Mode::Jit => Decided::new(
             "SamlTrust",
@@ -114,10 +120,7 @@ pub async fn reconcile(
         conditions: merged,
         scim_base_url: (policy.spec.mode == Mode::Scim)
             .then(|| format!("{origin}/scim/{namespace}/{name}/v2")),
-        saml_metadata_url: policy
-            .spec
-            .saml
-            .is_some()
+        saml_metadata_url: (policy.spec.saml.is_some() && ctx.public_url.is_some())
             .then(|| format!("{origin}/saml/{namespace}/{name}/metadata")),
         counts: Some(counts(&ctx, &namespace, &name)),
     };

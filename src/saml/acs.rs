@@ -130,7 +130,7 @@ pub async fn consume(
             return page::bad_request();
         }
     };
-    let trust = match state.trust(&namespace, &policy, &headers).await {
+    let trust = match state.trust(&namespace, &policy).await {
         Ok(trust) => trust,
         Err(response) => return response,
     };

@@ -3,7 +3,7 @@
 //! signed cookie so the response can be matched to it (login CSRF).
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -29,9 +29,8 @@ pub async fn start(
     State(state): State<SamlState>,
     Path((namespace, policy)): Path<(String, String)>,
     Query(query): Query<LoginQuery>,
-    headers: HeaderMap,
 ) -> Response {
-    let trust = match state.trust(&namespace, &policy, &headers).await {
+    let trust = match state.trust(&namespace, &policy).await {
         Ok(trust) => trust,
         Err(response) => return response,
     };

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -94,8 +94,20 @@ where
 }
 
 impl SamlState {
-    fn origin(&self, headers: &HeaderMap) -> String {
-        crate::server::origin(self.public_url.as_deref(), headers)
+    /// Where this server is reached. Only from configuration: an ACS URL or
+    /// audience taken from the Host header would let an assertion issued to
+    /// another SP that trusts the same IdP key (staging, another realm) be
+    /// accepted here. Without one, SAML is not served.
+    fn origin(&self, namespace: &str, policy: &str) -> Result<&str, Response> {
+        self.public_url.as_deref().ok_or_else(|| {
+            tracing::warn!(
+                %namespace,
+                %policy,
+                reason = NO_PUBLIC_URL,
+                "SAML request refused: sign-in is not served"
+            );
+            not_configured()
+        })
     }
 
     async fn policy(
@@ -126,30 +138,41 @@ impl SamlState {
         &self,
         namespace: &str,
         policy: &str,
-        headers: &HeaderMap,
     ) -> Result<Trust, Response> {
+        let origin = self.origin(namespace, policy)?;
         let found = self.policy(namespace, policy).await?;
-        Trust::resolve(&found, &self.origin(headers)).map_err(|error| {
+        Trust::resolve(&found, origin).map_err(|error| {
             tracing::warn!(%namespace, %policy, reason = %error, "SAML login refused: the policy serves no login");
-            page::page(
-                StatusCode::FORBIDDEN,
-                "Sign-in not configured",
-                "Sign-in is not configured for this application.",
-            )
+            not_configured()
         })
     }
+}
+
+/// Why SAML is not served without `--public-url` (logged, and the
+/// policies' `SamlTrust` condition).
+pub const NO_PUBLIC_URL: &str = "Roster runs without --public-url (ROSTER_PUBLIC_URL), so SAML is not served: the ACS URL and audience must not come from request headers";
+
+fn not_configured() -> Response {
+    page::page(
+        StatusCode::FORBIDDEN,
+        "Sign-in not configured",
+        "Sign-in is not configured for this application.",
+    )
 }
 
 async fn serve_metadata(
     State(state): State<SamlState>,
     Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
+    let origin = match state.origin(&namespace, &policy) {
+        Ok(origin) => origin,
+        Err(response) => return response,
+    };
     let found = match state.policy(&namespace, &policy).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let urls = SpUrls::of(&found, &state.origin(&headers));
+    let urls = SpUrls::of(&found, origin);
     (
         [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
         metadata::document(&urls),
