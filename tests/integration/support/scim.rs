@@ -64,7 +64,7 @@ pub async fn start(client: kube::Client) -> String {
     let readiness = Readiness::default();
     readiness.set_ready();
     let index = roster::scim::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone()));
+    tokio::spawn(index.clone().run(client.clone(), Vec::new()));
     let router = server::router(client, index, &ServerArgs::default(), readiness);
     tokio::spawn(server::serve(
         router,
