@@ -208,7 +208,11 @@ fn leases_are_granted_only_in_the_release_namespace_and_only_the_releases_own() 
         BTreeMap::from([
             // kube-lease-manager reads and patches the Lease, never updates it.
             (
-                ("coordination.k8s.io".into(), "leases".into(), vec![RELEASE.into()]),
+                (
+                    "coordination.k8s.io".into(),
+                    "leases".into(),
+                    vec![RELEASE.into()]
+                ),
                 vec!["get".into(), "patch".into()],
             ),
             (
@@ -218,10 +222,16 @@ fn leases_are_granted_only_in_the_release_namespace_and_only_the_releases_own() 
         ])
     );
     let deployment: Deployment = one(&objects, "Deployment");
-    assert_eq!(env_var(&deployment, "ROSTER_LEASE_NAME").as_deref(), Some(RELEASE));
+    assert_eq!(
+        env_var(&deployment, "ROSTER_LEASE_NAME").as_deref(),
+        Some(RELEASE)
+    );
 
     let without = parse_objects(&render_here(&["--set", "leaderElection.enabled=false"]));
-    assert!(all::<Role>(&without, "Role").is_empty(), "no Lease, no Role");
+    assert!(
+        all::<Role>(&without, "Role").is_empty(),
+        "no Lease, no Role"
+    );
 }
 
 /// What Roster's code does with each namespaced resource (see the comment on
@@ -232,7 +242,11 @@ fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
     let mut grant = |group: &str, resource: &str, v: &[&str]| {
         expected.insert((group.into(), resource.into(), vec![]), verbs(v));
     };
-    grant("roster.dev", "provisioningpolicies", &["get", "list", "watch"]);
+    grant(
+        "roster.dev",
+        "provisioningpolicies",
+        &["get", "list", "watch"],
+    );
     for resource in ["users", "groups"] {
         grant(
             "roster.dev",
@@ -246,7 +260,11 @@ fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
         &["create", "deletecollection", "list", "patch", "watch"],
     );
     grant("roster.dev", "usernameclaims", &["create", "delete", "get"]);
-    grant("roster.dev", "consumedassertions", &["create", "delete", "list"]);
+    grant(
+        "roster.dev",
+        "consumedassertions",
+        &["create", "delete", "list"],
+    );
     for status in [
         "provisioningpolicies/status",
         "users/status",
@@ -292,10 +310,16 @@ fn the_cluster_role_grants_exactly_what_the_code_uses() {
     for ((group, resource, _), verbs) in grants(&every) {
         assert_ne!(resource, "namespaces");
         assert!(!resource.ends_with("/finalizers"), "{resource}");
-        assert!(!verbs.contains(&"update".to_owned()), "{resource}: {verbs:?}");
+        assert!(
+            !verbs.contains(&"update".to_owned()),
+            "{resource}: {verbs:?}"
+        );
         match resource.as_str() {
             "secrets" => assert_eq!(verbs, ["get"]),
-            "events" => assert_eq!((group.as_str(), &verbs[..]), ("events.k8s.io", &["create".to_owned()][..])),
+            "events" => assert_eq!(
+                (group.as_str(), &verbs[..]),
+                ("events.k8s.io", &["create".to_owned()][..])
+            ),
             _ => {}
         }
     }
@@ -409,7 +433,10 @@ fn values_outside_the_schema_are_refused() {
         ("log.format=xml", "/log/format"),
         ("ingress.enabled=true", "/ingress/host"),
         ("rbac.scope=namespaced", "watchNamespaces"),
-        ("rbac.secretsNamespaces={a}", "additional properties 'secretsNamespaces' not allowed"),
+        (
+            "rbac.secretsNamespaces={a}",
+            "additional properties 'secretsNamespaces' not allowed",
+        ),
     ] {
         let output = helm_template(RELEASE_NAMESPACE, &kube_version(), &["--set", set]);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -449,7 +476,7 @@ async fn server_version(env: &TestEnv) -> String {
 }
 
 /// The control plane's Kubernetes version, for renders that need no server.
-fn kube_version() -> String {
+pub(crate) fn kube_version() -> String {
     let go_mod =
         std::fs::read_to_string(Path::new(ROOT).join("tools/controlplane/kubernetes/go.mod"))
             .expect("tools/controlplane/kubernetes/go.mod is readable");
@@ -491,7 +518,17 @@ fn apply_dry_run(rendered: &str) {
 
 /// Renders the chart into `namespace` for `kube_version`; panics if helm fails.
 fn render(namespace: &str, kube_version: &str, args: &[&str]) -> String {
-    let output = helm_template(namespace, kube_version, args);
+    render_release(RELEASE, namespace, kube_version, args)
+}
+
+/// Renders the chart as release `release`; panics if helm fails.
+pub(crate) fn render_release(
+    release: &str,
+    namespace: &str,
+    kube_version: &str,
+    args: &[&str],
+) -> String {
+    let output = helm_template_release(release, namespace, kube_version, args);
     assert!(
         output.status.success(),
         "helm template {args:?} failed:\n{}",
@@ -506,9 +543,18 @@ fn render_here(args: &[&str]) -> String {
 }
 
 fn helm_template(namespace: &str, kube_version: &str, args: &[&str]) -> Output {
+    helm_template_release(RELEASE, namespace, kube_version, args)
+}
+
+fn helm_template_release(
+    release: &str,
+    namespace: &str,
+    kube_version: &str,
+    args: &[&str],
+) -> Output {
     let mut command = Command::new(helm());
     command
-        .args(["template", RELEASE])
+        .args(["template", release])
         .arg(chart())
         .args(["--namespace", namespace, "--kube-version", kube_version])
         .args(args);
@@ -547,12 +593,12 @@ fn http_path(probe: Option<&Probe>) -> Option<&str> {
 }
 
 /// The rendered objects, as JSON values.
-fn parse_objects(rendered: &str) -> Vec<Value> {
+pub(crate) fn parse_objects(rendered: &str) -> Vec<Value> {
     serde_saphyr::from_multiple(rendered).expect("the rendered chart is YAML")
 }
 
 /// Every rendered object of `kind`, typed.
-fn all<K: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<K> {
+pub(crate) fn all<K: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<K> {
     objects
         .iter()
         .filter(|o| o["kind"] == kind)
