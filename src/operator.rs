@@ -20,8 +20,9 @@ pub struct RunArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
-    /// Watch and provision only these namespaces, comma-separated (default:
-    /// all namespaces). SCIM and SAML are served for every namespace.
+    /// Watch, provision and serve SCIM and SAML for only these namespaces,
+    /// comma-separated (default: all namespaces). Requests for a policy
+    /// elsewhere find no policy.
     #[arg(long, env = "ROSTER_WATCH_NAMESPACE", value_delimiter = ',')]
     pub watch_namespace: Vec<String>,
 }
@@ -43,10 +44,16 @@ pub async fn run(
         crate::saml::session::SessionKey::install(key);
     }
     let index = MembershipIndex::default();
-    // Every replica serves SCIM, so every replica keeps these caches.
-    let policies = PolicyCache::default();
+    // Every replica serves SCIM and SAML, so every replica keeps these
+    // caches, of the watched namespaces only: those may be the only ones
+    // Roster may read (the chart's rbac.scope=namespaced).
+    let policies = PolicyCache::new(&args.watch_namespace);
     let readiness = Readiness::new(index.clone()).with_policies(policies.clone());
-    let watches = tokio::spawn(index.clone().run(client.clone()));
+    let watches = tokio::spawn(
+        index
+            .clone()
+            .run(client.clone(), args.watch_namespace.clone()),
+    );
     let policy_watch = tokio::spawn(policies.run(client.clone()));
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let trim = tokio::spawn(crate::allocator::trim_periodically());

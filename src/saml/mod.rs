@@ -117,11 +117,19 @@ impl SamlState {
     ) -> Result<Arc<ProvisioningPolicy>, Response> {
         match self.policies.get(&self.client, namespace, policy).await {
             Ok(Some(found)) => Ok(found),
-            Ok(None) => Err(page::page(
-                StatusCode::NOT_FOUND,
-                "Unknown application",
-                "There is no such application.",
-            )),
+            Ok(None) => {
+                tracing::info!(
+                    %namespace,
+                    %policy,
+                    reason = self.policies.why_unknown(namespace),
+                    "SAML: unknown application"
+                );
+                Err(page::page(
+                    StatusCode::NOT_FOUND,
+                    "Unknown application",
+                    "There is no such application.",
+                ))
+            }
             Err(error) => {
                 tracing::warn!(%namespace, %policy, %error, "SAML: could not read the policy");
                 Err(page::page(

@@ -289,6 +289,7 @@ async fn authorize(
         tracing::info!(
             namespace,
             policy = policy_name,
+            reason = state.policies.why_unknown(namespace),
             "SCIM request for an unknown policy"
         );
         return Err(unauthorized());

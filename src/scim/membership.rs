@@ -2,8 +2,8 @@
 //!
 //! A membership change must cost work proportional to the members it
 //! changes, not to the group's size, so the service never lists a group's
-//! slices to find a member. This index is fed by a watch on all slices and by
-//! the service's own writes (so a replica reads its own writes at once).
+//! slices to find a member. This index is fed by a watch on the slices of the
+//! watched namespaces (each its own watch) and by the service's own writes (so a replica reads its own writes at once).
 //! `plan` decides, purely, which slice each change goes to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -153,8 +153,11 @@ struct Inner {
     groups: HashMap<GroupKey, GroupSlices>,
     /// False until the first full list: until then callers read the API.
     synced: bool,
-    /// Slices seen during a relist, swapped in when it completes.
-    relist: Option<HashMap<GroupKey, GroupSlices>>,
+    /// Per watch (one namespace, or `None` for all): the slices seen during
+    /// its relist, swapped in for that watch's namespaces when it completes.
+    relists: HashMap<Option<String>, HashMap<GroupKey, GroupSlices>>,
+    /// The watches whose first full list is still to come.
+    listing: BTreeSet<Option<String>>,
 }
 
 fn version(slice: &GroupMemberSlice) -> u64 {
@@ -247,7 +250,8 @@ impl MembershipIndex {
             .remove(&(namespace.to_owned(), group.to_owned()));
     }
 
-    fn apply(&self, event: watcher::Event<GroupMemberSlice>) {
+    /// Applies an event of the watch over `scope` (one namespace, or all).
+    fn apply(&self, scope: &Option<String>, event: watcher::Event<GroupMemberSlice>) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(slice) => {
@@ -262,9 +266,11 @@ impl MembershipIndex {
                     group.forget(&slice.name_any());
                 }
             }
-            watcher::Event::Init => inner.relist = Some(HashMap::new()),
+            watcher::Event::Init => {
+                inner.relists.insert(scope.clone(), HashMap::new());
+            }
             watcher::Event::InitApply(slice) => {
-                if let Some(relist) = inner.relist.as_mut() {
+                if let Some(relist) = inner.relists.get_mut(scope) {
                     relist.entry(key(&slice)).or_default().observe(
                         &slice.name_any(),
                         version(&slice),
@@ -273,9 +279,16 @@ impl MembershipIndex {
                 }
             }
             watcher::Event::InitDone => {
-                if let Some(mut relist) = inner.relist.take() {
+                if let Some(mut relist) = inner.relists.remove(scope) {
+                    let in_scope: Vec<GroupKey> = inner
+                        .groups
+                        .keys()
+                        .filter(|(namespace, _)| scope.as_ref().is_none_or(|s| s == namespace))
+                        .cloned()
+                        .collect();
                     // Keep our own writes that are newer than the list.
-                    for (group_key, current) in inner.groups.drain() {
+                    for group_key in in_scope {
+                        let current = inner.groups.remove(&group_key).unwrap_or_default();
                         let listed = relist.entry(group_key).or_default();
                         for (name, (rv, members)) in current.slices {
                             if listed
@@ -287,27 +300,46 @@ impl MembershipIndex {
                             }
                         }
                     }
-                    inner.groups = relist;
+                    inner.groups.extend(relist);
                 }
-                inner.synced = true;
+                inner.listing.remove(scope);
+                inner.synced = inner.listing.is_empty();
             }
         }
     }
 
-    /// Watches every GroupMemberSlice the client can see, forever.
-    pub async fn run(self, client: kube::Client) {
-        let api: kube::Api<GroupMemberSlice> = kube::Api::all(client);
-        // Back off between failed watch attempts: a tight retry loop would
-        // flood the logs and never yield (e.g. while the API server is down).
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => self.apply(event),
-                Err(error) => tracing::warn!(%error, "watching group member slices"),
-            }
+    /// Watches the GroupMemberSlices of `namespaces` (one watch each; empty:
+    /// one watch of every namespace), forever.
+    pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
+        let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            scopes.push(None);
         }
+        self.inner.lock().expect("index lock").listing = scopes.iter().cloned().collect();
+        let watches = scopes.into_iter().map(|scope| {
+            let api: kube::Api<GroupMemberSlice> = match &scope {
+                Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+                None => kube::Api::all(client.clone()),
+            };
+            let index = self.clone();
+            async move {
+                // Back off between failed watch attempts: a tight retry loop
+                // would flood the logs and never yield (e.g. while the API
+                // server is down).
+                let mut events = watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .boxed();
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => index.apply(&scope, event),
+                        Err(error) => tracing::warn!(%error, "watching group member slices"),
+                    }
+                }
+            }
+        });
+        futures::future::join_all(watches).await;
     }
 }
 
@@ -331,6 +363,45 @@ mod tests {
             slices.observe(name, 1, members);
         }
         slices
+    }
+
+    fn slice_in(namespace: &str, group: &str, member: &str) -> GroupMemberSlice {
+        let mut slice = GroupMemberSlice::new(
+            &format!("{group}-0"),
+            crate::api::GroupMemberSliceSpec {
+                group: group.into(),
+                members: [(member.to_owned(), SliceMember::default())].into(),
+            },
+        );
+        slice.metadata.namespace = Some(namespace.into());
+        slice.metadata.resource_version = Some("1".into());
+        slice
+    }
+
+    #[test]
+    fn one_namespaces_relist_leaves_the_other_namespaces_groups_alone() {
+        let index = MembershipIndex::default();
+        let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
+        index.inner.lock().unwrap().listing = [a.clone(), b.clone()].into();
+        for (scope, namespace) in [(&a, "a"), (&b, "b")] {
+            index.apply(scope, watcher::Event::Init);
+            index.apply(
+                scope,
+                watcher::Event::InitApply(slice_in(namespace, "g", "m")),
+            );
+            assert!(!index.is_synced(), "synced before every namespace listed");
+            index.apply(scope, watcher::Event::InitDone);
+        }
+        assert!(index.is_synced());
+        // Namespace a relists and finds its slice changed: b's group stays.
+        let mut changed = slice_in("a", "g", "n");
+        changed.metadata.resource_version = Some("2".into());
+        index.apply(&a, watcher::Event::Init);
+        index.apply(&a, watcher::Event::InitApply(changed));
+        index.apply(&a, watcher::Event::InitDone);
+        assert_eq!(index.contains("a", "g", "m"), Some(false));
+        assert_eq!(index.contains("a", "g", "n"), Some(true));
+        assert_eq!(index.contains("b", "g", "m"), Some(true));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! helm comes from `HELM` (the Makefile sets it from `tools/helm/build.sh`),
 //! kubectl from `TEST_ASSET_KUBECTL` or `KUBEBUILDER_ASSETS`, as the API server.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -48,12 +49,20 @@ async fn chart_with_default_values_is_accepted_by_the_api_server() {
 async fn chart_with_every_optional_feature_is_accepted_by_the_api_server() {
     let env = restricted_env().await;
     let values = all_features_values();
-    // The secrets Role goes to a namespace that exists: the test's own.
-    let secrets = format!("rbac.secretsNamespaces={{{}}}", env.namespace);
+    // The namespaced Roles go to a namespace that exists: the test's own.
+    let watched = format!("watchNamespaces={{{}}}", env.namespace);
     let rendered = render(
         &env.namespace,
         &server_version(&env).await,
-        &["--include-crds", "--values", &values, "--set", &secrets],
+        &[
+            "--include-crds",
+            "--values",
+            &values,
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watched,
+        ],
     );
     let kinds: Vec<String> = parse_objects(&rendered)
         .iter()
@@ -133,7 +142,9 @@ fn rbac_rules_name_every_resource_and_verb_and_say_why() {
             "--values",
             &values,
             "--set",
-            "rbac.secretsNamespaces={team-a}",
+            "rbac.scope=namespaced",
+            "--set",
+            "watchNamespaces={team-a}",
         ]),
     ] {
         let objects = parse_objects(&rendered);
@@ -179,7 +190,7 @@ fn rbac_rules_name_every_resource_and_verb_and_say_why() {
 }
 
 #[test]
-fn leases_are_granted_only_in_the_release_namespace() {
+fn leases_are_granted_only_in_the_release_namespace_and_only_the_releases_own() {
     let objects = parse_objects(&render_here(&[]));
     let cluster_role: ClusterRole = one(&objects, "ClusterRole");
     assert!(
@@ -192,49 +203,213 @@ fn leases_are_granted_only_in_the_release_namespace() {
     );
     let role: Role = one(&objects, "Role");
     assert_eq!(role.metadata.namespace.as_deref(), Some(RELEASE_NAMESPACE));
-    let rules = role.rules.unwrap();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].resources, Some(vec!["leases".to_owned()]));
-    assert_eq!(rules[0].verbs, ["get", "create", "update", "patch"]);
+    assert_eq!(
+        grants(&role.rules.unwrap()),
+        BTreeMap::from([
+            // kube-lease-manager reads and patches the Lease, never updates it.
+            (
+                (
+                    "coordination.k8s.io".into(),
+                    "leases".into(),
+                    vec![RELEASE.into()]
+                ),
+                vec!["get".into(), "patch".into()],
+            ),
+            (
+                ("coordination.k8s.io".into(), "leases".into(), vec![]),
+                vec!["create".into()],
+            ),
+        ])
+    );
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_LEASE_NAME").as_deref(),
+        Some(RELEASE)
+    );
+
+    let without = parse_objects(&render_here(&["--set", "leaderElection.enabled=false"]));
+    assert!(
+        all::<Role>(&without, "Role").is_empty(),
+        "no Lease, no Role"
+    );
+}
+
+/// What Roster's code does with each namespaced resource (see the comment on
+/// each rule in templates/_rbac.tpl for where).
+fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
+    let verbs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut expected = BTreeMap::new();
+    let mut grant = |group: &str, resource: &str, v: &[&str]| {
+        expected.insert((group.into(), resource.into(), vec![]), verbs(v));
+    };
+    grant(
+        "roster.dev",
+        "provisioningpolicies",
+        &["get", "list", "watch"],
+    );
+    for resource in ["users", "groups"] {
+        grant(
+            "roster.dev",
+            resource,
+            &["create", "delete", "get", "list", "patch", "watch"],
+        );
+    }
+    grant(
+        "roster.dev",
+        "groupmemberslices",
+        &["create", "deletecollection", "list", "patch", "watch"],
+    );
+    grant("roster.dev", "usernameclaims", &["create", "delete", "get"]);
+    grant(
+        "roster.dev",
+        "consumedassertions",
+        &["create", "delete", "list"],
+    );
+    for status in [
+        "provisioningpolicies/status",
+        "users/status",
+        "groups/status",
+        "groupmemberslices/status",
+    ] {
+        grant("roster.dev", status, &["patch"]);
+    }
+    // By name only: never list or watch, so no pod can dump every Secret.
+    grant("", "secrets", &["get"]);
+    // Created once each; never patched, and never through the core API.
+    grant("events.k8s.io", "events", &["create"]);
+    expected
+}
+
+/// Reading Roster's own CRDs, by name: the one cluster-scoped grant.
+fn crd_grant() -> (Grant, Vec<String>) {
+    let names = checked_in_crd_names();
+    assert_eq!(names.len(), 6);
+    (
+        (
+            "apiextensions.k8s.io".into(),
+            "customresourcedefinitions".into(),
+            names,
+        ),
+        vec!["get".into()],
+    )
 }
 
 #[test]
-fn secrets_are_read_cluster_wide_unless_narrowed_to_listed_namespaces() {
-    let secrets_rule = |rules: Option<Vec<PolicyRule>>| {
-        rules
-            .unwrap_or_default()
-            .into_iter()
-            .find(|r| r.resources.iter().flatten().any(|s| s == "secrets"))
-    };
+fn the_cluster_role_grants_exactly_what_the_code_uses() {
+    let objects = parse_objects(&render_here(&[]));
+    let cluster_role: ClusterRole = one(&objects, "ClusterRole");
+    let mut expected = namespaced_grants();
+    expected.extend([crd_grant()]);
+    assert_eq!(grants(&cluster_role.rules.unwrap()), expected);
+    // Spelt out, over every Role too: what a compromised pod must not get.
+    let every: Vec<PolicyRule> = all::<Role>(&objects, "Role")
+        .into_iter()
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .chain(grants_of_cluster_roles(&objects))
+        .collect();
+    for ((group, resource, _), verbs) in grants(&every) {
+        assert_ne!(resource, "namespaces");
+        assert!(!resource.ends_with("/finalizers"), "{resource}");
+        assert!(
+            !verbs.contains(&"update".to_owned()),
+            "{resource}: {verbs:?}"
+        );
+        match resource.as_str() {
+            "secrets" => assert_eq!(verbs, ["get"]),
+            "events" => assert_eq!(
+                (group.as_str(), &verbs[..]),
+                ("events.k8s.io", &["create".to_owned()][..])
+            ),
+            _ => {}
+        }
+    }
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(env_var(&deployment, "ROSTER_WATCH_NAMESPACE"), None);
+}
 
-    let cluster_wide = parse_objects(&render_here(&[]));
-    let cluster_role: ClusterRole = one(&cluster_wide, "ClusterRole");
-    let rule = secrets_rule(cluster_role.rules).expect("secrets are readable cluster-wide");
-    assert_eq!(rule.verbs, ["get", "list", "watch"]);
-
-    let narrowed = parse_objects(&render_here(&[
+#[test]
+fn the_namespaced_scope_grants_the_same_rules_only_in_the_watched_namespaces() {
+    let objects = parse_objects(&render_here(&[
         "--set",
-        "rbac.secretsNamespaces={team-a,team-b}",
+        "rbac.scope=namespaced",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
     ]));
-    let cluster_role: ClusterRole = one(&narrowed, "ClusterRole");
-    assert!(
-        secrets_rule(cluster_role.rules).is_none(),
-        "the ClusterRole still grants secrets"
+    let cluster_role: ClusterRole = one(&objects, "ClusterRole");
+    assert_eq!(
+        grants(&cluster_role.rules.unwrap()),
+        BTreeMap::from([crd_grant()]),
+        "nothing cluster-wide but reading Roster's CRDs"
     );
     for namespace in ["team-a", "team-b"] {
-        let in_namespace: Vec<Value> = narrowed
+        let in_namespace: Vec<Value> = objects
             .iter()
             .filter(|o| o["metadata"]["namespace"] == namespace)
             .cloned()
             .collect();
         let role: Role = one(&in_namespace, "Role");
-        let rule = secrets_rule(role.rules).expect("a secrets Role");
-        assert_eq!(rule.verbs, ["get", "list", "watch"]);
+        assert_eq!(grants(&role.rules.unwrap()), namespaced_grants());
         let binding: RoleBinding = one(&in_namespace, "RoleBinding");
+        assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
         let subject = &binding.subjects.unwrap()[0];
         assert_eq!(subject.kind, "ServiceAccount");
         assert_eq!(subject.namespace.as_deref(), Some(RELEASE_NAMESPACE));
     }
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_WATCH_NAMESPACE").as_deref(),
+        Some("team-a,team-b")
+    );
+}
+
+fn grants_of_cluster_roles(objects: &[Value]) -> Vec<PolicyRule> {
+    all::<ClusterRole>(objects, "ClusterRole")
+        .into_iter()
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .collect()
+}
+
+/// (API group, resource, resourceNames): one grant of a rule.
+type Grant = (String, String, Vec<String>);
+
+/// Every (group, resource, names) the rules grant, with its sorted verbs.
+fn grants(rules: &[PolicyRule]) -> BTreeMap<Grant, Vec<String>> {
+    let mut out: BTreeMap<Grant, Vec<String>> = BTreeMap::new();
+    for rule in rules {
+        let mut names = rule.resource_names.clone().unwrap_or_default();
+        names.sort();
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                let verbs = out
+                    .entry((group.clone(), resource.clone(), names.clone()))
+                    .or_default();
+                verbs.extend(rule.verbs.iter().cloned());
+                verbs.sort();
+                verbs.dedup();
+            }
+        }
+    }
+    out
+}
+
+fn env_var(deployment: &Deployment, name: &str) -> Option<String> {
+    let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)?
+        .value
+        .clone()
+}
+
+fn checked_in_crd_names() -> Vec<String> {
+    let mut names: Vec<String> = crate::support::checked_in_crds()
+        .into_iter()
+        .filter_map(|crd| crd.metadata.name)
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -257,6 +432,11 @@ fn values_outside_the_schema_are_refused() {
         ("replicas=3", "additional properties 'replicas' not allowed"),
         ("log.format=xml", "/log/format"),
         ("ingress.enabled=true", "/ingress/host"),
+        ("rbac.scope=namespaced", "watchNamespaces"),
+        (
+            "rbac.secretsNamespaces={a}",
+            "additional properties 'secretsNamespaces' not allowed",
+        ),
     ] {
         let output = helm_template(RELEASE_NAMESPACE, &kube_version(), &["--set", set]);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -296,7 +476,7 @@ async fn server_version(env: &TestEnv) -> String {
 }
 
 /// The control plane's Kubernetes version, for renders that need no server.
-fn kube_version() -> String {
+pub(crate) fn kube_version() -> String {
     let go_mod =
         std::fs::read_to_string(Path::new(ROOT).join("tools/controlplane/kubernetes/go.mod"))
             .expect("tools/controlplane/kubernetes/go.mod is readable");
@@ -338,7 +518,17 @@ fn apply_dry_run(rendered: &str) {
 
 /// Renders the chart into `namespace` for `kube_version`; panics if helm fails.
 fn render(namespace: &str, kube_version: &str, args: &[&str]) -> String {
-    let output = helm_template(namespace, kube_version, args);
+    render_release(RELEASE, namespace, kube_version, args)
+}
+
+/// Renders the chart as release `release`; panics if helm fails.
+pub(crate) fn render_release(
+    release: &str,
+    namespace: &str,
+    kube_version: &str,
+    args: &[&str],
+) -> String {
+    let output = helm_template_release(release, namespace, kube_version, args);
     assert!(
         output.status.success(),
         "helm template {args:?} failed:\n{}",
@@ -353,9 +543,18 @@ fn render_here(args: &[&str]) -> String {
 }
 
 fn helm_template(namespace: &str, kube_version: &str, args: &[&str]) -> Output {
+    helm_template_release(RELEASE, namespace, kube_version, args)
+}
+
+fn helm_template_release(
+    release: &str,
+    namespace: &str,
+    kube_version: &str,
+    args: &[&str],
+) -> Output {
     let mut command = Command::new(helm());
     command
-        .args(["template", RELEASE])
+        .args(["template", release])
         .arg(chart())
         .args(["--namespace", namespace, "--kube-version", kube_version])
         .args(args);
@@ -394,12 +593,12 @@ fn http_path(probe: Option<&Probe>) -> Option<&str> {
 }
 
 /// The rendered objects, as JSON values.
-fn parse_objects(rendered: &str) -> Vec<Value> {
+pub(crate) fn parse_objects(rendered: &str) -> Vec<Value> {
     serde_saphyr::from_multiple(rendered).expect("the rendered chart is YAML")
 }
 
 /// Every rendered object of `kind`, typed.
-fn all<K: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<K> {
+pub(crate) fn all<K: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<K> {
     objects
         .iter()
         .filter(|o| o["kind"] == kind)

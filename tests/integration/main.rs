@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod examples;
 mod operator;
+mod rbac;
 mod saml;
 mod scim;
 mod support;

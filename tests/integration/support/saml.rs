@@ -441,15 +441,7 @@ pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
         None,
         std::future::pending(),
     ));
-    SamlServer {
-        origin,
-        namespace: env.namespace.clone(),
-        policy: policy.to_owned(),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    }
+    SamlServer::at(&origin, &env.namespace, policy)
 }
 
 /// Creates `policy` (and the Secret a Scim policy names) and serves it.
@@ -472,6 +464,19 @@ pub async fn serve(env: &TestEnv, policy: ProvisioningPolicy) -> SamlServer {
 }
 
 impl SamlServer {
+    /// The SAML endpoints of `namespace/policy` on a server at `origin`.
+    pub fn at(origin: &str, namespace: &str, policy: &str) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
     fn path(&self, last: &str) -> String {
         format!("/saml/{}/{}/{last}", self.namespace, self.policy)
     }

@@ -64,7 +64,7 @@ pub async fn start(client: kube::Client) -> String {
     let readiness = Readiness::default();
     readiness.set_ready();
     let index = roster::scim::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone()));
+    tokio::spawn(index.clone().run(client.clone(), Vec::new()));
     let router = server::router(client, index, &ServerArgs::default(), readiness);
     tokio::spawn(server::serve(
         router,
@@ -108,6 +108,17 @@ impl Reply {
 }
 
 impl ScimServer {
+    /// The SCIM endpoint of `namespace/policy` on a server at `origin`.
+    pub fn at(origin: &str, namespace: &str, policy: &str, token: &str) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            base_url: format!("{origin}/scim/{namespace}/{policy}/v2"),
+            token: token.to_owned(),
+            policy: policy.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Sends `method path` with the policy's token; `path` is relative to the base URL.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
         self.send_as(method, path, body, Some(&self.token), &[])
