@@ -142,11 +142,7 @@ impl SamlState {
     }
 
     /// The policy's resolved trust, or the page saying it serves no login.
-    pub(crate) async fn trust(
-        &self,
-        namespace: &str,
-        policy: &str,
-    ) -> Result<Trust, Response> {
+    pub(crate) async fn trust(&self, namespace: &str, policy: &str) -> Result<Trust, Response> {
         let origin = self.origin(namespace, policy)?;
         let found = self.policy(namespace, policy).await?;
         Trust::resolve(&found, origin).map_err(|error| {

@@ -31,7 +31,7 @@ pub fn start_controllers(env: &TestEnv) -> Running {
         env.client.clone(),
         Some(env.namespace.clone()),
         Some("test".into()),
-        None,
+        Some(crate::support::saml::PUBLIC_URL.into()),
         std::future::pending(),
     )))
 }

@@ -12,10 +12,10 @@ use crate::controller::{eventually, synced};
 use crate::support::fixtures::user;
 use crate::support::{env, kubeconfig_path};
 
-struct Replica {
+pub(crate) struct Replica {
     name: String,
-    port: u16,
-    child: tokio::process::Child,
+    pub(crate) port: u16,
+    pub(crate) child: tokio::process::Child,
     /// Everything the process logged.
     log: tempfile::NamedTempFile,
 }
@@ -24,7 +24,7 @@ fn replica(name: &str, namespace: &str) -> Replica {
     replica_with(name, namespace, &[])
 }
 
-fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
+pub(crate) fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
     let log = tempfile::NamedTempFile::new().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -236,7 +236,7 @@ async fn sigterm_releases_the_lease_so_the_standby_leads_at_once() {
 }
 
 /// Waits until the replica at `base` answers /readyz with 200.
-async fn ready(http: &reqwest::Client, base: &str) {
+pub(crate) async fn ready(http: &reqwest::Client, base: &str) {
     eventually("the replica to be ready", || async {
         let reply = http.get(format!("{base}/readyz")).send().await.ok()?;
         (reply.status() == 200).then_some(())

@@ -58,12 +58,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* External base URL: publicUrl, else derived from the Ingress host, else empty. */}}
+{{/* External base URL: publicUrl, else derived from the Ingress host, else the Service's
+cluster DNS name. Never empty: without it Roster serves no SAML (the ACS URL and audience must
+not come from request headers). */}}
 {{- define "roster.publicUrl" -}}
 {{- if .Values.publicUrl }}
 {{- .Values.publicUrl | trimSuffix "/" }}
 {{- else if .Values.ingress.enabled }}
 {{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) (required "ingress.host is required when ingress.enabled is true" .Values.ingress.host) }}
+{{- else }}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" (not (empty .Values.tls.secretName))) (include "roster.fullname" .) .Release.Namespace (int .Values.service.port) }}
 {{- end }}
 {{- end }}
 
