@@ -5,6 +5,10 @@
 //! slices to find a member. This index is fed by a watch on all slices and by
 //! the service's own writes (so a replica reads its own writes at once).
 //! `plan` decides, purely, which slice each change goes to.
+//!
+//! It also knows which policy each User belongs to (id -> policy, nothing
+//! else), so a membership change can check that its new members are Users of
+//! the group's own policy without a read per member.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,7 +18,7 @@ use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Map, Value};
 
-use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember};
+use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
 
 /// (namespace, group name).
 pub type GroupKey = (String, String);
@@ -155,6 +159,32 @@ struct Inner {
     synced: bool,
     /// Slices seen during a relist, swapped in when it completes.
     relist: Option<HashMap<GroupKey, GroupSlices>>,
+    /// Namespace -> User id -> its policy, for Users not being deleted.
+    user_policies: HashMap<String, HashMap<String, String>>,
+    /// Users seen during a relist, swapped in when it completes.
+    users_relist: Option<HashMap<String, HashMap<String, String>>>,
+}
+
+/// Records `user` in `map`, or forgets it once it is being deleted (a
+/// deleted user is gone for SCIM).
+fn observe_user(map: &mut HashMap<String, HashMap<String, String>>, user: &User) {
+    let namespace = user.namespace().unwrap_or_default();
+    if user.metadata.deletion_timestamp.is_some() {
+        forget_user(map, &namespace, &user.name_any());
+    } else {
+        map.entry(namespace)
+            .or_default()
+            .insert(user.name_any(), user.spec.policy.clone());
+    }
+}
+
+fn forget_user(map: &mut HashMap<String, HashMap<String, String>>, namespace: &str, id: &str) {
+    if let Some(users) = map.get_mut(namespace) {
+        users.remove(id);
+        if users.is_empty() {
+            map.remove(namespace);
+        }
+    }
 }
 
 fn version(slice: &GroupMemberSlice) -> u64 {
@@ -240,6 +270,18 @@ impl MembershipIndex {
         );
     }
 
+    /// The policy of User `id`, if the index knows it. Unknown does not mean
+    /// absent: it may have been created a moment ago (on another replica).
+    pub fn user_policy(&self, namespace: &str, id: &str) -> Option<String> {
+        let inner = self.inner.lock().expect("index lock");
+        inner.user_policies.get(namespace)?.get(id).cloned()
+    }
+
+    /// Records a User the service just wrote.
+    pub fn observe_user(&self, user: &User) {
+        observe_user(&mut self.inner.lock().expect("index lock").user_policies, user);
+    }
+
     pub fn forget_group(&self, namespace: &str, group: &str) {
         let mut inner = self.inner.lock().expect("index lock");
         inner
@@ -294,8 +336,51 @@ impl MembershipIndex {
         }
     }
 
-    /// Watches every GroupMemberSlice the client can see, forever.
+    fn apply_user(&self, event: watcher::Event<User>) {
+        let mut inner = self.inner.lock().expect("index lock");
+        match event {
+            watcher::Event::Apply(user) => observe_user(&mut inner.user_policies, &user),
+            watcher::Event::Delete(user) => forget_user(
+                &mut inner.user_policies,
+                &user.namespace().unwrap_or_default(),
+                &user.name_any(),
+            ),
+            watcher::Event::Init => inner.users_relist = Some(HashMap::new()),
+            watcher::Event::InitApply(user) => {
+                if let Some(relist) = inner.users_relist.as_mut() {
+                    observe_user(relist, &user);
+                }
+            }
+            watcher::Event::InitDone => {
+                // A user's policy never changes, and one missing from the
+                // list is read from the API when asked for: the list wins.
+                if let Some(relist) = inner.users_relist.take() {
+                    inner.user_policies = relist;
+                }
+            }
+        }
+    }
+
+    /// Watches every GroupMemberSlice and User the client can see, forever.
     pub async fn run(self, client: kube::Client) {
+        // One task for both, so aborting it stops both.
+        futures::join!(self.clone().run_users(client.clone()), self.run_slices(client));
+    }
+
+    async fn run_users(self, client: kube::Client) {
+        let api: kube::Api<User> = kube::Api::all(client);
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.apply_user(event),
+                Err(error) => tracing::warn!(%error, "watching users"),
+            }
+        }
+    }
+
+    async fn run_slices(self, client: kube::Client) {
         let api: kube::Api<GroupMemberSlice> = kube::Api::all(client);
         // Back off between failed watch attempts: a tight retry loop would
         // flood the logs and never yield (e.g. while the API server is down).
