@@ -7,6 +7,7 @@ mod connectors;
 mod controller;
 mod crds;
 mod examples;
+mod isolation;
 mod operator;
 mod saml;
 mod scim;
