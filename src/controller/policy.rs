@@ -140,7 +140,11 @@ fn scim_tokens(name: &str, screened: &tokens::Screened) -> Decided {
             tokens::MIN_TOKEN_BYTES
         )
     };
-    match (screened.refusal, screened.tokens.len(), screened.too_short.is_empty()) {
+    match (
+        screened.refusal,
+        screened.tokens.len(),
+        screened.too_short.is_empty(),
+    ) {
         (Some(Refusal::ServiceAccountToken), _, _) => Decided::new(
             TYPE,
             false,
@@ -301,13 +305,30 @@ mod tests {
         let none_left = scim_tokens("t", &screened(0, &["old", "typo"], None));
         assert!(!none_left.status);
         assert_eq!(none_left.reason, "TokensTooShort");
-        assert!(none_left.message.contains("key(s) old, typo ignored"), "{}", none_left.message);
+        assert!(
+            none_left.message.contains("key(s) old, typo ignored"),
+            "{}",
+            none_left.message
+        );
         let some_left = scim_tokens("t", &screened(1, &["typo"], None));
         assert!(some_left.status);
         assert_eq!(some_left.reason, "SomeTokensIgnored");
-        assert!(some_left.message.starts_with("1 bearer token(s) accepted; key(s) typo"));
-        assert_eq!(scim_tokens("t", &screened(2, &[], None)).reason, "TokensPresent");
-        assert_eq!(scim_tokens("t", &screened(0, &[], None)).reason, "TokensMissing");
-        assert_eq!(scim_tokens("t", &screened(0, &[], Some(Refusal::Missing))).reason, "TokensMissing");
+        assert!(
+            some_left
+                .message
+                .starts_with("1 bearer token(s) accepted; key(s) typo")
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(2, &[], None)).reason,
+            "TokensPresent"
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(0, &[], None)).reason,
+            "TokensMissing"
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(0, &[], Some(Refusal::Missing))).reason,
+            "TokensMissing"
+        );
     }
 }

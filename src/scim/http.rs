@@ -911,10 +911,7 @@ async fn create_group(
     let (spec, members) = resource::group_from_scim(&json_body(body)?, &policy)?;
     let members = members.unwrap_or_default();
     scope.directory.check_new_members(None, &members).await?;
-    let (group, adopted) = scope
-        .directory
-        .create_or_adopt_group(spec, members)
-        .await?;
+    let (group, adopted) = scope.directory.create_or_adopt_group(spec, members).await?;
     tracing::info!(
         namespace,
         policy,
@@ -993,10 +990,7 @@ async fn patch_group(
     let (after, change) = patch::apply_group(&before, &request)?;
     // Before any write, so a refused member leaves the group as it was.
     let added = group_members(change.replace_all.as_ref().unwrap_or(&change.add));
-    scope
-        .directory
-        .check_new_members(Some(&id), &added)
-        .await?;
+    scope.directory.check_new_members(Some(&id), &added).await?;
     if after != before {
         let (spec, _) = resource::group_from_scim(&after, &policy)?;
         let rv = conditional

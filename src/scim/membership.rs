@@ -279,7 +279,10 @@ impl MembershipIndex {
 
     /// Records a User the service just wrote.
     pub fn observe_user(&self, user: &User) {
-        observe_user(&mut self.inner.lock().expect("index lock").user_policies, user);
+        observe_user(
+            &mut self.inner.lock().expect("index lock").user_policies,
+            user,
+        );
     }
 
     pub fn forget_group(&self, namespace: &str, group: &str) {
@@ -364,7 +367,10 @@ impl MembershipIndex {
     /// Watches every GroupMemberSlice and User the client can see, forever.
     pub async fn run(self, client: kube::Client) {
         // One task for both, so aborting it stops both.
-        futures::join!(self.clone().run_users(client.clone()), self.run_slices(client));
+        futures::join!(
+            self.clone().run_users(client.clone()),
+            self.run_slices(client)
+        );
     }
 
     async fn run_users(self, client: kube::Client) {

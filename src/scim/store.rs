@@ -18,8 +18,8 @@ use super::error::{ScimError, ScimType};
 use super::membership::{self, GroupSlices, MembershipIndex};
 use super::tokens;
 use crate::api::{
-    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec,
-    MemberKind, User, UserNameClaim, UserSpec, claim_name,
+    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, MemberKind,
+    User, UserNameClaim, UserSpec, claim_name,
 };
 use crate::directory::{ClaimError, UserNames};
 use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
@@ -586,7 +586,16 @@ mod tests {
     fn only_kubernetes_object_names_can_be_member_ids() {
         assert!(could_be_an_id("2819c223-7f76-453a-919d-413861904646"));
         assert!(could_be_an_id("u-alice"));
-        for bad in ["", "Alice", "a/b", "../x", "-a", "a-", "a b", &"a".repeat(254)] {
+        for bad in [
+            "",
+            "Alice",
+            "a/b",
+            "../x",
+            "-a",
+            "a-",
+            "a b",
+            &"a".repeat(254),
+        ] {
             assert!(!could_be_an_id(bad), "{bad:?}");
         }
     }

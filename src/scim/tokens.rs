@@ -228,7 +228,12 @@ mod tests {
             data: Some(
                 values
                     .iter()
-                    .map(|(k, v)| ((*k).to_owned(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_owned(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
                     .collect(),
             ),
             ..Default::default()
@@ -239,12 +244,19 @@ mod tests {
     fn a_service_account_token_secret_gives_no_token_at_all() {
         let sa = secret(
             Some(SERVICE_ACCOUNT_TOKEN_TYPE),
-            &[("namespace", "a-public-namespace-name"), ("token", &"x".repeat(900))],
+            &[
+                ("namespace", "a-public-namespace-name"),
+                ("token", &"x".repeat(900)),
+            ],
         );
         let screened = screen(Some(&sa));
         assert_eq!(screened.refusal, Some(Refusal::ServiceAccountToken));
         assert!(screened.tokens.is_empty());
-        assert!(screen(Some(&secret(Some("Opaque"), &[("t", &"y".repeat(20))]))).refusal.is_none());
+        assert!(
+            screen(Some(&secret(Some("Opaque"), &[("t", &"y".repeat(20))])))
+                .refusal
+                .is_none()
+        );
     }
 
     #[test]

@@ -118,7 +118,12 @@ async fn a_group_write_naming_another_policys_user_is_refused_and_changes_nothin
         "the group and its slices are untouched"
     );
     assert_eq!(
-        env.api::<Group>().get(&gid).await.unwrap().spec.display_name,
+        env.api::<Group>()
+            .get(&gid)
+            .await
+            .unwrap()
+            .spec
+            .display_name,
         "Sales"
     );
 
@@ -312,14 +317,22 @@ async fn a_service_account_token_secret_is_never_a_token_source() {
         ("token", long),
     ]);
     sa.type_ = Some("kubernetes.io/service-account-token".into());
-    sa.metadata.annotations =
-        Some([("kubernetes.io/service-account.name".to_owned(), "default".to_owned())].into());
+    sa.metadata.annotations = Some(
+        [(
+            "kubernetes.io/service-account.name".to_owned(),
+            "default".to_owned(),
+        )]
+        .into(),
+    );
     policy_with_tokens(&env, "crm", sa).await;
     // The control: the same value in an Opaque Secret is a token.
     policy_with_tokens(&env, "erp", opaque(&[("token", long)])).await;
     let origin = crate::support::scim::start(env.client.clone()).await;
 
-    assert_eq!(users_status(&origin, &env, "crm", &env.namespace).await, 401);
+    assert_eq!(
+        users_status(&origin, &env, "crm", &env.namespace).await,
+        401
+    );
     assert_eq!(users_status(&origin, &env, "crm", long).await, 401);
     assert_eq!(users_status(&origin, &env, "erp", long).await, 200);
 

@@ -1061,7 +1061,13 @@ async fn an_added_token_works_at_once_and_a_removed_one_stops_within_the_cache_t
         .await
         .unwrap();
     let reply = server
-        .send_as(Method::GET, "/Users", None, Some("the-new-token-0123456789"), &[])
+        .send_as(
+            Method::GET,
+            "/Users",
+            None,
+            Some("the-new-token-0123456789"),
+            &[],
+        )
         .await;
     assert_eq!(reply.status, 200, "a new token works without waiting");
     let remove = json!({"data": {"token-1": null}});
