@@ -144,8 +144,8 @@ pub struct MemberDiff {
     pub remove: Vec<(String, String)>,
     /// Members whose account has no remote id yet: sync them later.
     pub waiting: Vec<String>,
-    /// Members that are not Users of the group's policy: never pushed, and
-    /// removed downstream if they were (before they were checked).
+    /// Members that are not Users of the group's policy: never pushed; a
+    /// foreign one pushed before members were checked is removed downstream.
     pub skipped: Vec<Skipped>,
 }
 
@@ -171,7 +171,15 @@ pub fn diff_members(
         };
         match state(id) {
             MemberState::Foreign { policy } => diff.skipped.push(skipped(Some(policy))),
-            MemberState::Unknown => diff.skipped.push(skipped(None)),
+            MemberState::Unknown => {
+                // Synced once, so a User of this policy then, deleted since:
+                // left as it was (its account is deprovisioned on its own,
+                // and the application may no longer know the id).
+                if synced.contains_key(id) {
+                    kept.insert(id);
+                }
+                diff.skipped.push(skipped(None));
+            }
             _ if synced.contains_key(id) => {
                 kept.insert(id);
             }
@@ -334,11 +342,14 @@ mod tests {
     }
 
     #[test]
-    fn members_of_another_policy_or_none_are_skipped_and_removed_if_pushed_before() {
+    fn members_of_another_policy_or_none_are_skipped_and_foreign_ones_pushed_before_are_removed() {
         let desired: BTreeSet<String> = ["ours", "theirs", "ghost", "old-theirs"]
             .map(String::from)
             .into();
-        let synced = BTreeMap::from([("old-theirs".to_owned(), "r-other-app".to_owned())]);
+        let synced = BTreeMap::from([
+            ("old-theirs".to_owned(), "r-other-app".to_owned()),
+            ("ghost".to_owned(), "r-deleted".to_owned()),
+        ]);
         let diff = diff_members(&desired, &synced, |id| match id {
             "ours" => MemberState::Ready("r1".to_owned()),
             "ghost" => MemberState::Unknown,
@@ -350,7 +361,7 @@ mod tests {
         assert_eq!(
             diff.remove,
             vec![("old-theirs".to_owned(), "r-other-app".to_owned())],
-            "a foreign member pushed before the check is taken out"
+            "a foreign member pushed before the check is taken out; a deleted one is left"
         );
         let skipped: Vec<String> = diff.skipped.iter().map(Skipped::describe).collect();
         assert_eq!(
