@@ -13,7 +13,7 @@ use roster::api::{
 use serde_json::{Value, json};
 
 /// The bearer token of every bench policy.
-pub const TOKEN: &str = "bench-token";
+pub const TOKEN: &str = "bench-token-0123456789";
 
 pub fn size(var: &str, default: usize) -> usize {
     std::env::var(var)

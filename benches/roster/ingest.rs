@@ -129,7 +129,18 @@ async fn repetition(
     .await;
     let cpu_ms_per_post = (cpu_seconds(pid) - before) / users as f64 * 1000.0;
 
-    // Groups: created empty, then 256 members each in one PATCH.
+    // Groups: created empty, then 256 members each in one PATCH. Members
+    // must be Users of the policy: the ones just pushed.
+    let member_ids: Vec<String> = api
+        .list(&kube::api::ListParams::default().fields("spec.policy=scim"))
+        .await
+        .expect("listing the pushed users")
+        .items
+        .into_iter()
+        .filter_map(|u| u.metadata.name)
+        .collect();
+    assert!(member_ids.len() >= 256, "256 distinct members per group");
+    let member_ids = &member_ids;
     let groups_url = format!("{}/scim/{ns}/scim/v2/Groups", roster.base);
     let mut ids = Vec::new();
     for g in 0..groups {
@@ -150,7 +161,13 @@ async fn repetition(
         let http = http.clone();
         let url = format!("{groups_url}/{}", ids[g]);
         async move {
-            let members: Vec<Value> = (0..256).map(|m| json!({"value": format!("member-{g}-{m}")})).collect();
+            let members: Vec<Value> = member_ids
+                .iter()
+                .cycle()
+                .skip(g * 256)
+                .take(256)
+                .map(|id| json!({"value": id}))
+                .collect();
             let reply = http
                 .patch(&url)
                 .bearer_auth(TOKEN)

@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the caches, the connectors'
 //! credentials, throttles and per-object backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Error;
+use super::plan::MemberState;
 use crate::api::{
     ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
 };
@@ -131,13 +132,35 @@ impl Context {
         self.groups.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The application's id for a member User, once it has an account.
-    pub fn remote_user_id(&self, namespace: &str, id: &str) -> Option<String> {
-        let user = self.user(namespace, id)?;
-        if user.metadata.deletion_timestamp.is_some() {
-            return None;
+    /// Where member `id` of a group of `policy` stands, from the cache.
+    pub fn member_state(&self, namespace: &str, policy: &str, id: &str) -> MemberState {
+        match self.user(namespace, id) {
+            Some(user) => user_member_state(&user, policy),
+            None => MemberState::Unknown,
         }
-        user.status.as_ref()?.account.as_ref()?.remote_id.clone()
+    }
+
+    /// [`Context::member_state`] of each of `ids`, with those the cache
+    /// doesn't hold read from the API: a User created a moment ago may not
+    /// have reached the cache, and must not be reported missing.
+    pub async fn member_states(
+        &self,
+        namespace: &str,
+        policy: &str,
+        ids: &BTreeSet<String>,
+    ) -> Result<HashMap<String, MemberState>, Error> {
+        let users: Api<User> = Api::namespaced(self.client.clone(), namespace);
+        let mut states = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let mut state = self.member_state(namespace, policy, id);
+            if state == MemberState::Unknown {
+                if let Some(user) = users.get_opt(id).await.map_err(Error::Kube)? {
+                    state = user_member_state(&user, policy);
+                }
+            }
+            states.insert(id.clone(), state);
+        }
+        Ok(states)
     }
 
     /// A permit to call the policy's application.
@@ -326,6 +349,26 @@ impl Context {
             Err(kube::Error::Api(s)) if (s.code == 404 || s.code == 409) && !present => Ok(()),
             Err(error) => Err(Error::Kube(error)),
         }
+    }
+}
+
+fn user_member_state(user: &User, policy: &str) -> MemberState {
+    if user.spec.policy != policy {
+        return MemberState::Foreign {
+            policy: user.spec.policy.clone(),
+        };
+    }
+    if user.metadata.deletion_timestamp.is_some() {
+        return MemberState::Waiting;
+    }
+    match user
+        .status
+        .as_ref()
+        .and_then(|s| s.account.as_ref())
+        .and_then(|a| a.remote_id.clone())
+    {
+        Some(remote) => MemberState::Ready(remote),
+        None => MemberState::Waiting,
     }
 }
 

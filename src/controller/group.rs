@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
-use super::plan::{self, MemberDiff};
+use super::plan::{self, MemberDiff, MemberState, Skipped};
 use super::{Context, Error, FINALIZER};
 use crate::api::{Group, GroupMemberSlice, Source};
 use crate::connectors::{AnyConnector, Connector, DesiredGroup};
@@ -21,6 +21,13 @@ use crate::policy::SOURCE_LABEL;
 
 /// How soon to look again at members whose users have no account yet.
 const WAITING_FOR_MEMBERS: Duration = Duration::from_secs(3);
+/// How soon to look again for members that name no User (Users don't wake
+/// Groups up, and one applied from git after its group should still join).
+const UNKNOWN_MEMBERS_RECHECK: Duration = Duration::from_secs(30);
+/// The condition saying whether every member is a User of the group's policy.
+const MEMBERS: &str = "Members";
+/// How many skipped members an Event or condition names.
+const NAMED: usize = 10;
 
 fn desired(group: &Group) -> DesiredGroup {
     DesiredGroup {
@@ -52,7 +59,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
             Ok(action)
         }
         Err(error) => {
-            if let Err(status_error) = write_status(&group, &ctx, None, None, Err(&error)).await {
+            if let Err(status_error) =
+                write_status(&group, &ctx, None, None, None, Err(&error)).await
+            {
                 tracing::warn!(%status_error, "could not record a failed group sync");
             }
             if error.needs_change() {
@@ -69,9 +78,8 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let generation = group.metadata.generation.unwrap_or_default();
     let status = group.status.clone().unwrap_or_default();
     let declared: BTreeSet<String> = group.spec.members.iter().map(|m| m.value.clone()).collect();
-    let diff = plan::diff_members(&declared, &status.synced_members, |id| {
-        ctx.remote_user_id(&namespace, id)
-    });
+    let diff = diff_members(group, ctx, &declared, &status.synced_members).await?;
+    warn_skipped(group, ctx, &diff.skipped).await;
     let in_sync = status.remote_id.is_some()
         && status.synced_generation == Some(generation)
         && diff.is_empty();
@@ -81,6 +89,7 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
             ctx,
             status.remote_id.clone(),
             Some(status.synced_members.clone()),
+            Some(&diff.skipped),
             Ok(()),
         )
         .await?;
@@ -152,8 +161,85 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
         &format!("{}-{generation}", want.uid),
     )
     .await?;
-    write_status(group, ctx, Some(remote_id), Some(synced), Ok(())).await?;
+    write_status(
+        group,
+        ctx,
+        Some(remote_id),
+        Some(synced),
+        Some(&diff.skipped),
+        Ok(()),
+    )
+    .await?;
     Ok(requeue_if_waiting(&diff))
+}
+
+/// `desired` members against `synced`: members that are not Users of the
+/// group's policy are skipped — never pushed, since their account id is
+/// another application's (or nobody's).
+async fn diff_members(
+    group: &Group,
+    ctx: &Context,
+    desired: &BTreeSet<String>,
+    synced: &BTreeMap<String, String>,
+) -> Result<MemberDiff, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let states = ctx
+        .member_states(&namespace, &group.spec.policy, desired)
+        .await?;
+    Ok(plan::diff_members(desired, synced, |id| {
+        states.get(id).cloned().unwrap_or(MemberState::Unknown)
+    }))
+}
+
+/// A Warning Event on the group per reason, naming the skipped members.
+/// Repeats are held back by the publisher, so a resync doesn't re-warn.
+async fn warn_skipped(group: &Group, ctx: &Context, skipped: &[Skipped]) {
+    for reason in ["ForeignMember", "UnknownMember"] {
+        let of_reason: Vec<&Skipped> = skipped.iter().filter(|s| s.reason() == reason).collect();
+        if !of_reason.is_empty() {
+            ctx.event(
+                group,
+                true,
+                reason,
+                format!(
+                    "not provisioned, members of a group must be Users of policy {}: {}",
+                    group.spec.policy,
+                    name_some(&of_reason)
+                ),
+            )
+            .await;
+        }
+    }
+}
+
+/// The first [`NAMED`] skipped members, and how many more.
+fn name_some(skipped: &[&Skipped]) -> String {
+    let mut named: Vec<String> = skipped.iter().take(NAMED).map(|s| s.describe()).collect();
+    if skipped.len() > NAMED {
+        named.push(format!("and {} more", skipped.len() - NAMED));
+    }
+    named.join(", ")
+}
+
+/// The Members condition for the members declared in the spec.
+fn members_condition(group: &Group, skipped: &[Skipped]) -> Decided {
+    match skipped.first() {
+        None => Decided::new(
+            MEMBERS,
+            true,
+            "AllMembersValid",
+            format!("every member is a User of policy {}", group.spec.policy),
+        ),
+        Some(first) => Decided::new(
+            MEMBERS,
+            false,
+            first.reason(),
+            format!(
+                "not provisioned: {}",
+                name_some(&skipped.iter().collect::<Vec<_>>())
+            ),
+        ),
+    }
 }
 
 async fn change_members(
@@ -177,10 +263,12 @@ async fn change_members(
 }
 
 fn requeue_if_waiting(diff: &MemberDiff) -> Action {
-    if diff.waiting.is_empty() {
-        Action::await_change()
-    } else {
+    if !diff.waiting.is_empty() {
         Action::requeue(WAITING_FOR_MEMBERS)
+    } else if diff.skipped.iter().any(|s| s.foreign_policy.is_none()) {
+        Action::requeue(UNKNOWN_MEMBERS_RECHECK)
+    } else {
+        Action::await_change()
     }
 }
 
@@ -228,6 +316,7 @@ async fn write_status(
     ctx: &Context,
     remote_id: Option<String>,
     synced_members: Option<BTreeMap<String, String>>,
+    skipped: Option<&[Skipped]>,
     outcome: Result<(), &Error>,
 ) -> Result<(), Error> {
     let current = group.status.clone().unwrap_or_default();
@@ -240,7 +329,11 @@ async fn write_status(
         ),
         Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
     };
-    let decided = vec![conditions::summary(std::slice::from_ref(&synced)), synced];
+    // Without a verdict on the members (a failed sync), the last one stays.
+    let mut aspects = vec![synced];
+    aspects.extend(skipped.map(|skipped| members_condition(group, skipped)));
+    let mut decided = vec![conditions::summary(&aspects)];
+    decided.extend(aspects);
     let ok = outcome.is_ok();
     let mut status = current.clone();
     status.source = Some(match group.labels().get(SOURCE_LABEL).map(String::as_str) {
@@ -294,9 +387,9 @@ pub async fn reconcile_slice(
     }
     let status = slice.status.clone().unwrap_or_default();
     let desired_members: BTreeSet<String> = slice.spec.members.keys().cloned().collect();
-    let diff = plan::diff_members(&desired_members, &status.synced_members, |id| {
-        ctx.remote_user_id(&namespace, id)
-    });
+    let diff = diff_members(&group, &ctx, &desired_members, &status.synced_members).await?;
+    // The SCIM service refuses such members; these were written some other way.
+    warn_skipped(&group, &ctx, &diff.skipped).await;
     if diff.is_empty() {
         return Ok(requeue_if_waiting(&diff));
     }

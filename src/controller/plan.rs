@@ -96,6 +96,45 @@ pub fn inactivity(now_seconds: i64, last_seen_seconds: i64, days: i32) -> Inacti
     }
 }
 
+/// Where a group's member stands, as the controller's caches tell it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// A User of the group's policy whose account has this remote id.
+    Ready(String),
+    /// A User of the group's policy without an account yet (or being
+    /// deleted): sync it later.
+    Waiting,
+    /// A User of another policy: its account is another application's.
+    Foreign { policy: String },
+    /// No such User.
+    Unknown,
+}
+
+/// A member that is never pushed downstream, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub id: String,
+    /// The other policy the User belongs to; `None`: no such User.
+    pub foreign_policy: Option<String>,
+}
+
+impl Skipped {
+    /// The Event and condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self.foreign_policy {
+            Some(_) => "ForeignMember",
+            None => "UnknownMember",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.foreign_policy {
+            Some(policy) => format!("{} (a User of policy {policy})", self.id),
+            None => format!("{} (no such User)", self.id),
+        }
+    }
+}
+
 /// How a group's members must change downstream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemberDiff {
@@ -105,6 +144,9 @@ pub struct MemberDiff {
     pub remove: Vec<(String, String)>,
     /// Members whose account has no remote id yet: sync them later.
     pub waiting: Vec<String>,
+    /// Members that are not Users of the group's policy: never pushed; a
+    /// foreign one pushed before members were checked is removed downstream.
+    pub skipped: Vec<Skipped>,
 }
 
 impl MemberDiff {
@@ -114,24 +156,42 @@ impl MemberDiff {
 }
 
 /// `desired` members against `synced` (member id -> remote id, as last
-/// recorded); `remote_id` gives a member's current remote id, if any.
+/// recorded); `state` says where each member stands.
 pub fn diff_members(
     desired: &BTreeSet<String>,
     synced: &BTreeMap<String, String>,
-    remote_id: impl Fn(&str) -> Option<String>,
+    state: impl Fn(&str) -> MemberState,
 ) -> MemberDiff {
     let mut diff = MemberDiff::default();
+    let mut kept = BTreeSet::new();
     for id in desired {
-        if synced.contains_key(id) {
-            continue;
-        }
-        match remote_id(id) {
-            Some(remote) => diff.add.push((id.clone(), remote)),
-            None => diff.waiting.push(id.clone()),
+        let skipped = |foreign_policy| Skipped {
+            id: id.clone(),
+            foreign_policy,
+        };
+        match state(id) {
+            MemberState::Foreign { policy } => diff.skipped.push(skipped(Some(policy))),
+            MemberState::Unknown => {
+                // Synced once, so a User of this policy then, deleted since:
+                // left as it was (its account is deprovisioned on its own,
+                // and the application may no longer know the id).
+                if synced.contains_key(id) {
+                    kept.insert(id);
+                }
+                diff.skipped.push(skipped(None));
+            }
+            _ if synced.contains_key(id) => {
+                kept.insert(id);
+            }
+            MemberState::Ready(remote) => {
+                kept.insert(id);
+                diff.add.push((id.clone(), remote));
+            }
+            MemberState::Waiting => diff.waiting.push(id.clone()),
         }
     }
     for (id, remote) in synced {
-        if !desired.contains(id) {
+        if !kept.contains(id) {
             diff.remove.push((id.clone(), remote.clone()));
         }
     }
@@ -269,11 +329,50 @@ mod tests {
             ("a".to_owned(), "ra".to_owned()),
             ("z".to_owned(), "rz".to_owned()),
         ]);
-        let diff = diff_members(&desired, &synced, |id| (id == "b").then(|| "rb".to_owned()));
+        let diff = diff_members(&desired, &synced, |id| match id {
+            "b" => MemberState::Ready("rb".to_owned()),
+            _ => MemberState::Waiting,
+        });
         assert_eq!(diff.add, vec![("b".to_owned(), "rb".to_owned())]);
         assert_eq!(diff.remove, vec![("z".to_owned(), "rz".to_owned())]);
         assert_eq!(diff.waiting, vec!["c".to_owned()]);
+        assert!(diff.skipped.is_empty());
         let after = apply_diff(&synced, &diff);
         assert_eq!(after.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn members_of_another_policy_or_none_are_skipped_and_foreign_ones_pushed_before_are_removed() {
+        let desired: BTreeSet<String> = ["ours", "theirs", "ghost", "old-theirs"]
+            .map(String::from)
+            .into();
+        let synced = BTreeMap::from([
+            ("old-theirs".to_owned(), "r-other-app".to_owned()),
+            ("ghost".to_owned(), "r-deleted".to_owned()),
+        ]);
+        let diff = diff_members(&desired, &synced, |id| match id {
+            "ours" => MemberState::Ready("r1".to_owned()),
+            "ghost" => MemberState::Unknown,
+            _ => MemberState::Foreign {
+                policy: "b".to_owned(),
+            },
+        });
+        assert_eq!(diff.add, vec![("ours".to_owned(), "r1".to_owned())]);
+        assert_eq!(
+            diff.remove,
+            vec![("old-theirs".to_owned(), "r-other-app".to_owned())],
+            "a foreign member pushed before the check is taken out; a deleted one is left"
+        );
+        let skipped: Vec<String> = diff.skipped.iter().map(Skipped::describe).collect();
+        assert_eq!(
+            skipped,
+            [
+                "ghost (no such User)",
+                "old-theirs (a User of policy b)",
+                "theirs (a User of policy b)"
+            ]
+        );
+        assert_eq!(diff.skipped[0].reason(), "UnknownMember");
+        assert_eq!(diff.skipped[1].reason(), "ForeignMember");
     }
 }

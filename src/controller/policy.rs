@@ -13,6 +13,7 @@ use serde_json::json;
 use super::conditions::{self, Decided};
 use super::{Context, Error};
 use crate::api::{ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, SamlTrust};
+use crate::scim::tokens::{self, Refusal};
 
 pub async fn reconcile(
     policy: Arc<ProvisioningPolicy>,
@@ -24,23 +25,10 @@ pub async fn reconcile(
 
     decided.push(match (&policy.spec.mode, &policy.spec.scim) {
         (Mode::Scim, Some(scim)) => {
-            match token_count(&ctx, &namespace, &scim.token_secret_ref.name).await? {
-                0 => Decided::new(
-                    "ScimTokens",
-                    false,
-                    "TokensMissing",
-                    format!(
-                        "Secret {} holds no bearer token",
-                        scim.token_secret_ref.name
-                    ),
-                ),
-                n => Decided::new(
-                    "ScimTokens",
-                    true,
-                    "TokensPresent",
-                    format!("{n} bearer token(s) accepted"),
-                ),
-            }
+            let name = &scim.token_secret_ref.name;
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let secret = secrets.get_opt(name).await.map_err(Error::Kube)?;
+            scim_tokens(name, &tokens::screen(secret.as_ref()))
         }
         (Mode::Scim, None) => {
             Decided::new("ScimTokens", false, "TokensMissing", "spec.scim is missing")
@@ -141,13 +129,66 @@ pub async fn reconcile(
     Ok(Action::await_change())
 }
 
-async fn token_count(ctx: &Context, namespace: &str, secret: &str) -> Result<usize, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = secrets.get_opt(secret).await.map_err(Error::Kube)?;
-    Ok(secret
-        .and_then(|s| s.data)
-        .map(|data| data.values().filter(|v| !v.0.is_empty()).count())
-        .unwrap_or(0))
+/// The ScimTokens condition for token Secret `name`, as screened. Keys that
+/// were ignored are named, never their values. Some good tokens and some
+/// ignored keys is True: the identity provider can authenticate, and
+/// flipping Ready for a service that works would alarm for nothing; the
+/// reason and message say what to fix.
+fn scim_tokens(name: &str, screened: &tokens::Screened) -> Decided {
+    const TYPE: &str = "ScimTokens";
+    let short = || {
+        format!(
+            "key(s) {} ignored: empty or shorter than {} bytes",
+            screened.too_short.join(", "),
+            tokens::MIN_TOKEN_BYTES
+        )
+    };
+    match (
+        screened.refusal,
+        screened.tokens.len(),
+        screened.too_short.is_empty(),
+    ) {
+        (Some(Refusal::ServiceAccountToken), _, _) => Decided::new(
+            TYPE,
+            false,
+            "ServiceAccountTokenSecret",
+            format!(
+                "Secret {name} is of type {}: its values are Kubernetes' own (namespace, ca.crt \
+                 are public) and are never accepted as bearer tokens; use an Opaque Secret",
+                tokens::SERVICE_ACCOUNT_TOKEN_TYPE
+            ),
+        ),
+        (Some(Refusal::Missing), _, _) => Decided::new(
+            TYPE,
+            false,
+            "TokensMissing",
+            format!("Secret {name} does not exist"),
+        ),
+        (None, 0, true) => Decided::new(
+            TYPE,
+            false,
+            "TokensMissing",
+            format!("Secret {name} holds no bearer token"),
+        ),
+        (None, 0, false) => Decided::new(
+            TYPE,
+            false,
+            "TokensTooShort",
+            format!("Secret {name} holds no usable bearer token: {}", short()),
+        ),
+        (None, n, true) => Decided::new(
+            TYPE,
+            true,
+            "TokensPresent",
+            format!("{n} bearer token(s) accepted"),
+        ),
+        (None, n, false) => Decided::new(
+            TYPE,
+            true,
+            "SomeTokensIgnored",
+            format!("{n} bearer token(s) accepted; {}", short()),
+        ),
+    }
 }
 
 /// SAML trust needs at least one signing certificate that parses.
@@ -240,4 +281,57 @@ fn counts(ctx: &Context, namespace: &str, name: &str) -> PolicyCounts {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn screened(tokens: usize, too_short: &[&str], refusal: Option<Refusal>) -> tokens::Screened {
+        tokens::Screened {
+            tokens: vec![b"a-token-long-enough-to-count".to_vec(); tokens],
+            too_short: too_short.iter().map(|k| (*k).to_owned()).collect(),
+            refusal,
+        }
+    }
+
+    #[test]
+    fn a_service_account_token_secret_is_refused_whatever_it_holds() {
+        let c = scim_tokens("sa", &screened(0, &[], Some(Refusal::ServiceAccountToken)));
+        assert!(!c.status);
+        assert_eq!(c.reason, "ServiceAccountTokenSecret");
+        assert!(c.message.contains("kubernetes.io/service-account-token"));
+    }
+
+    #[test]
+    fn short_keys_are_named_and_fail_only_when_nothing_else_is_left() {
+        let none_left = scim_tokens("t", &screened(0, &["old", "typo"], None));
+        assert!(!none_left.status);
+        assert_eq!(none_left.reason, "TokensTooShort");
+        assert!(
+            none_left.message.contains("key(s) old, typo ignored"),
+            "{}",
+            none_left.message
+        );
+        let some_left = scim_tokens("t", &screened(1, &["typo"], None));
+        assert!(some_left.status);
+        assert_eq!(some_left.reason, "SomeTokensIgnored");
+        assert!(
+            some_left
+                .message
+                .starts_with("1 bearer token(s) accepted; key(s) typo")
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(2, &[], None)).reason,
+            "TokensPresent"
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(0, &[], None)).reason,
+            "TokensMissing"
+        );
+        assert_eq!(
+            scim_tokens("t", &screened(0, &[], Some(Refusal::Missing))).reason,
+            "TokensMissing"
+        );
+    }
 }

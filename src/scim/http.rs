@@ -301,7 +301,7 @@ async fn authorize(
             let accepted = state
                 .tokens
                 .check(namespace, secret, presented.as_bytes(), || {
-                    directory.secret_values(secret)
+                    directory.token_values(secret)
                 })
                 .await?;
             if !accepted {
@@ -910,10 +910,9 @@ async fn create_group(
     let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let (spec, members) = resource::group_from_scim(&json_body(body)?, &policy)?;
-    let (group, adopted) = scope
-        .directory
-        .create_or_adopt_group(spec, members.unwrap_or_default())
-        .await?;
+    let members = members.unwrap_or_default();
+    scope.directory.check_new_members(None, &members).await?;
+    let (group, adopted) = scope.directory.create_or_adopt_group(spec, members).await?;
     tracing::info!(
         namespace,
         policy,
@@ -952,6 +951,13 @@ async fn replace_group(
     let current = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let (spec, members) = resource::group_from_scim(&body, &policy)?;
+    // PUT replaces: no members listed means none.
+    let members = members.unwrap_or_default();
+    // Before any write, so a refused member leaves the group as it was.
+    scope
+        .directory
+        .check_new_members(Some(&id), &members)
+        .await?;
     let rv = conditional
         .then(|| current.metadata.resource_version.clone())
         .flatten();
@@ -961,11 +967,7 @@ async fn replace_group(
         Change::Updated,
         format!("replaced group {}", group.spec.display_name),
     );
-    // PUT replaces: no members listed means none.
-    scope
-        .directory
-        .replace_members(&group, &members.unwrap_or_default())
-        .await?;
+    scope.directory.replace_members(&group, &members).await?;
     let body = group_to_scim(&scope, &group, &projection).await?;
     Ok(resource_response(
         StatusCode::OK,
@@ -987,6 +989,9 @@ async fn patch_group(
     let before = resource::group_to_scim(&group, None, &scope.location());
     // Members live in slices: the engine says how they change without them.
     let (after, change) = patch::apply_group(&before, &request)?;
+    // Before any write, so a refused member leaves the group as it was.
+    let added = group_members(change.replace_all.as_ref().unwrap_or(&change.add));
+    scope.directory.check_new_members(Some(&id), &added).await?;
     if after != before {
         let (spec, _) = resource::group_from_scim(&after, &policy)?;
         let rv = conditional
@@ -1015,20 +1020,12 @@ async fn patch_group(
         };
         scope.record(&group, Change::MembersChanged, note);
     }
-    if let Some(members) = &change.replace_all {
-        scope
-            .directory
-            .replace_members(&group, &group_members(members))
-            .await?;
-    } else if change.remove_all {
-        scope
-            .directory
-            .replace_members(&group, &group_members(&change.add))
-            .await?;
+    if change.replace_all.is_some() || change.remove_all {
+        scope.directory.replace_members(&group, &added).await?;
     } else {
         scope
             .directory
-            .change_members(&id, &group_members(&change.add), &change.remove)
+            .change_members(&id, &added, &change.remove)
             .await?;
     }
     let params_given = params.keys().any(|k| {

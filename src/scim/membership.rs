@@ -5,6 +5,10 @@
 //! slices to find a member. This index is fed by a watch on the slices of the
 //! watched namespaces (each its own watch) and by the service's own writes (so a replica reads its own writes at once).
 //! `plan` decides, purely, which slice each change goes to.
+//!
+//! It also knows which policy each User belongs to (id -> policy, nothing
+//! else), so a membership change can check that its new members are Users of
+//! the group's own policy without a read per member.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,7 +18,7 @@ use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Map, Value};
 
-use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember};
+use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
 
 /// (namespace, group name).
 pub type GroupKey = (String, String);
@@ -158,6 +162,32 @@ struct Inner {
     relists: HashMap<Option<String>, HashMap<GroupKey, GroupSlices>>,
     /// The watches whose first full list is still to come.
     listing: BTreeSet<Option<String>>,
+    /// Namespace -> User id -> its policy, for Users not being deleted.
+    user_policies: HashMap<String, HashMap<String, String>>,
+    /// Per watch: the Users seen during its relist, swapped in when it completes.
+    users_relists: HashMap<Option<String>, HashMap<String, HashMap<String, String>>>,
+}
+
+/// Records `user` in `map`, or forgets it once it is being deleted (a
+/// deleted user is gone for SCIM).
+fn observe_user(map: &mut HashMap<String, HashMap<String, String>>, user: &User) {
+    let namespace = user.namespace().unwrap_or_default();
+    if user.metadata.deletion_timestamp.is_some() {
+        forget_user(map, &namespace, &user.name_any());
+    } else {
+        map.entry(namespace)
+            .or_default()
+            .insert(user.name_any(), user.spec.policy.clone());
+    }
+}
+
+fn forget_user(map: &mut HashMap<String, HashMap<String, String>>, namespace: &str, id: &str) {
+    if let Some(users) = map.get_mut(namespace) {
+        users.remove(id);
+        if users.is_empty() {
+            map.remove(namespace);
+        }
+    }
 }
 
 fn version(slice: &GroupMemberSlice) -> u64 {
@@ -243,6 +273,21 @@ impl MembershipIndex {
         );
     }
 
+    /// The policy of User `id`, if the index knows it. Unknown does not mean
+    /// absent: it may have been created a moment ago (on another replica).
+    pub fn user_policy(&self, namespace: &str, id: &str) -> Option<String> {
+        let inner = self.inner.lock().expect("index lock");
+        inner.user_policies.get(namespace)?.get(id).cloned()
+    }
+
+    /// Records a User the service just wrote.
+    pub fn observe_user(&self, user: &User) {
+        observe_user(
+            &mut self.inner.lock().expect("index lock").user_policies,
+            user,
+        );
+    }
+
     pub fn forget_group(&self, namespace: &str, group: &str) {
         let mut inner = self.inner.lock().expect("index lock");
         inner
@@ -308,6 +353,40 @@ impl MembershipIndex {
         }
     }
 
+    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<User>) {
+        let mut inner = self.inner.lock().expect("index lock");
+        match event {
+            watcher::Event::Apply(user) => observe_user(&mut inner.user_policies, &user),
+            watcher::Event::Delete(user) => forget_user(
+                &mut inner.user_policies,
+                &user.namespace().unwrap_or_default(),
+                &user.name_any(),
+            ),
+            watcher::Event::Init => {
+                inner.users_relists.insert(scope.clone(), HashMap::new());
+            }
+            watcher::Event::InitApply(user) => {
+                if let Some(relist) = inner.users_relists.get_mut(scope) {
+                    observe_user(relist, &user);
+                }
+            }
+            watcher::Event::InitDone => {
+                // A user's policy never changes, and one missing from the
+                // list is read from the API when asked for: the list wins,
+                // for the namespaces this watch covers.
+                if let Some(relist) = inner.users_relists.remove(scope) {
+                    match scope {
+                        None => inner.user_policies = relist,
+                        Some(namespace) => {
+                            inner.user_policies.remove(namespace);
+                            inner.user_policies.extend(relist);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Watches the GroupMemberSlices of `namespaces` (one watch each; empty:
     /// one watch of every namespace), forever.
     pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
@@ -318,6 +397,7 @@ impl MembershipIndex {
             scopes.push(None);
         }
         self.inner.lock().expect("index lock").listing = scopes.iter().cloned().collect();
+        let scopes_for_users = scopes.clone();
         let watches = scopes.into_iter().map(|scope| {
             let api: kube::Api<GroupMemberSlice> = match &scope {
                 Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
@@ -339,7 +419,29 @@ impl MembershipIndex {
                 }
             }
         });
-        futures::future::join_all(watches).await;
+        let user_watches = scopes_for_users.into_iter().map(|scope| {
+            let api: kube::Api<User> = match &scope {
+                Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+                None => kube::Api::all(client.clone()),
+            };
+            let index = self.clone();
+            async move {
+                let mut events = watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .boxed();
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => index.apply_user(&scope, event),
+                        Err(error) => tracing::warn!(%error, "watching users"),
+                    }
+                }
+            }
+        });
+        // One task for all, so aborting it stops every watch.
+        futures::join!(
+            futures::future::join_all(watches),
+            futures::future::join_all(user_watches)
+        );
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
@@ -14,9 +16,10 @@ use serde_json::json;
 
 use super::error::{ScimError, ScimType};
 use super::membership::{self, GroupSlices, MembershipIndex};
+use super::tokens;
 use crate::api::{
-    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, User,
-    UserNameClaim, UserSpec, claim_name,
+    GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, MemberKind,
+    User, UserNameClaim, UserSpec, claim_name,
 };
 use crate::directory::{ClaimError, UserNames};
 use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
@@ -88,13 +91,11 @@ impl Directory {
         ListParams::default().fields(&format!("spec.policy={}", self.policy))
     }
 
-    /// All values of the Secret named `name` (the accepted bearer tokens).
-    pub async fn secret_values(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+    /// The bearer tokens the Secret named `name` holds: its values that
+    /// [`tokens::screen`] accepts as tokens.
+    pub async fn token_values(&self, name: &str) -> Result<Vec<Vec<u8>>> {
         let secret = self.api::<Secret>().get_opt(name).await?;
-        Ok(secret
-            .and_then(|s| s.data)
-            .map(|data| data.into_values().map(|v| v.0).collect())
-            .unwrap_or_default())
+        Ok(tokens::screen(secret.as_ref()).tokens)
     }
 
     // ----- Users -------------------------------------------------------
@@ -236,10 +237,13 @@ impl Directory {
             object["metadata"]["resourceVersion"] = json!(rv);
         }
         let params = PatchParams::apply(SCIM_MANAGER).force();
-        Ok(self
+        let user = self
             .api::<User>()
             .patch(id, &params, &Patch::Apply(&object))
-            .await?)
+            .await?;
+        // Read our own write: the user may join a group in the next request.
+        self.index.observe_user(&user);
+        Ok(user)
     }
 
     /// Reserves `user_name` for user `id` (see [`crate::directory`]); a live
@@ -265,6 +269,67 @@ impl Directory {
     }
 
     // ----- Groups ------------------------------------------------------
+
+    /// Checks that every member a write would add to `group` (`None`: a new
+    /// group) is a User — or, typed `Group`, a Group — of this policy, so no
+    /// request can put another application's user, or an id that names no
+    /// one, into a group (RFC 7644 section 3.5.2: an invalid member is 400
+    /// `invalidValue`). Members the group's slices already hold are not
+    /// checked again; Users are looked up in the index, and only those it
+    /// doesn't know yet (created a moment ago) are read, at most
+    /// [`MEMBER_READS`] at a time. A foreign id and a missing one get the same
+    /// answer: the reply must not tell that another policy has such a user.
+    pub async fn check_new_members(
+        &self,
+        group: Option<&str>,
+        members: &[GroupMember],
+    ) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        let mut unresolved = Vec::new();
+        for member in members {
+            if !seen.insert(member.value.as_str()) {
+                continue;
+            }
+            let present = group.is_some_and(|group| {
+                self.index.contains(&self.namespace, group, &member.value) == Some(true)
+            });
+            if present {
+                continue;
+            }
+            if !could_be_an_id(&member.value) {
+                return Err(not_a_member(&member.value));
+            }
+            let known = match member.kind {
+                MemberKind::User => self.index.user_policy(&self.namespace, &member.value),
+                MemberKind::Group => None,
+            };
+            match known {
+                Some(policy) if policy == self.policy => {}
+                Some(_) => return Err(not_a_member(&member.value)),
+                None => unresolved.push((member.value.clone(), member.kind)),
+            }
+        }
+        // In request order, so the first bad value is the one named.
+        let found: Vec<(String, Result<bool>)> = futures::stream::iter(unresolved)
+            .map(|(value, kind)| self.is_member_of_policy(value, kind))
+            .buffered(MEMBER_READS)
+            .collect()
+            .await;
+        for (value, found) in found {
+            if !found? {
+                return Err(not_a_member(&value));
+            }
+        }
+        Ok(())
+    }
+
+    async fn is_member_of_policy(&self, value: String, kind: MemberKind) -> (String, Result<bool>) {
+        let found = match kind {
+            MemberKind::User => self.user(&value).await.map(|u| u.is_some()),
+            MemberKind::Group => self.group(&value).await.map(|g| g.is_some()),
+        };
+        (value, found)
+    }
 
     pub async fn group(&self, id: &str) -> Result<Option<Group>> {
         let group = self.api::<Group>().get_opt(id).await?;
@@ -487,6 +552,51 @@ impl Directory {
     }
 }
 
+/// Reads in flight when checking members the index doesn't know.
+pub const MEMBER_READS: usize = 8;
+
+fn not_a_member(value: &str) -> StoreError {
+    ScimError::invalid_value(format!(
+        "member value \"{value}\" is not a User or Group of this policy"
+    ))
+    .into()
+}
+
+/// Whether `value` could name a User or Group: ids are Kubernetes object
+/// names (RFC 1123 subdomains). Anything else is refused without a read.
+fn could_be_an_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kubernetes_object_names_can_be_member_ids() {
+        assert!(could_be_an_id("2819c223-7f76-453a-919d-413861904646"));
+        assert!(could_be_an_id("u-alice"));
+        for bad in [
+            "",
+            "Alice",
+            "a/b",
+            "../x",
+            "-a",
+            "a-",
+            "a b",
+            &"a".repeat(254),
+        ] {
+            assert!(!could_be_an_id(bad), "{bad:?}");
+        }
+    }
 }

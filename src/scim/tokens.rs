@@ -8,11 +8,17 @@
 //! arrives right after a wrong one's re-read works within [`RECHECK`]).
 //!
 //! Only hashes are kept, and nothing here logs a token.
+//!
+//! Not every value of a Secret is a token: [`screen`] refuses a
+//! service-account token Secret outright (its `namespace` and `ca.crt` are
+//! public, so anyone who can read the namespace name could authenticate)
+//! and ignores values shorter than [`MIN_TOKEN_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -88,6 +94,64 @@ fn trim_newline(token: &[u8]) -> &[u8] {
     &token[..end]
 }
 
+/// The shortest value accepted as a bearer token, after trimming surrounding
+/// whitespace. 20 bytes is at least 80 bits even for a hex token (more for
+/// base64), beyond online guessing, and it refuses the short words people
+/// type by hand ("changeme", "secret", "test"). Generated tokens are longer
+/// (Entra's and Okta's docs use 32+ characters; `openssl rand -hex 16` gives
+/// 32), so no real token is refused.
+pub const MIN_TOKEN_BYTES: usize = 20;
+
+/// The Secret type whose values Kubernetes fills in itself.
+pub const SERVICE_ACCOUNT_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
+
+/// Why a Secret gives no tokens at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The Secret does not exist.
+    Missing,
+    /// A `kubernetes.io/service-account-token` Secret: never a token source.
+    ServiceAccountToken,
+}
+
+/// What a token Secret offers: the accepted tokens and, by key, what was
+/// left out. Never holds a refused value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Screened {
+    /// Accepted tokens, trimmed.
+    pub tokens: Vec<Vec<u8>>,
+    /// Keys whose value is empty or shorter than [`MIN_TOKEN_BYTES`].
+    pub too_short: Vec<String>,
+    pub refusal: Option<Refusal>,
+}
+
+/// Sorts a Secret's values into tokens and ignored keys. Pure.
+pub fn screen(secret: Option<&Secret>) -> Screened {
+    let Some(secret) = secret else {
+        return Screened {
+            refusal: Some(Refusal::Missing),
+            ..Default::default()
+        };
+    };
+    if secret.type_.as_deref() == Some(SERVICE_ACCOUNT_TOKEN_TYPE) {
+        return Screened {
+            refusal: Some(Refusal::ServiceAccountToken),
+            ..Default::default()
+        };
+    }
+    let mut screened = Screened::default();
+    // BTreeMap: keys in order, so the condition's message is stable.
+    for (key, value) in secret.data.iter().flatten() {
+        let token = value.0.trim_ascii();
+        if token.len() >= MIN_TOKEN_BYTES {
+            screened.tokens.push(token.to_vec());
+        } else {
+            screened.too_short.push(key.clone());
+        }
+    }
+    screened
+}
+
 /// Token Secrets by namespace and name, shared by every request.
 #[derive(Clone, Default)]
 pub struct TokenCache {
@@ -156,6 +220,61 @@ mod tests {
             read_at,
             rechecked_at: None,
         }
+    }
+
+    fn secret(type_: Option<&str>, values: &[(&str, &str)]) -> Secret {
+        Secret {
+            type_: type_.map(str::to_owned),
+            data: Some(
+                values
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_owned(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_service_account_token_secret_gives_no_token_at_all() {
+        let sa = secret(
+            Some(SERVICE_ACCOUNT_TOKEN_TYPE),
+            &[
+                ("namespace", "a-public-namespace-name"),
+                ("token", &"x".repeat(900)),
+            ],
+        );
+        let screened = screen(Some(&sa));
+        assert_eq!(screened.refusal, Some(Refusal::ServiceAccountToken));
+        assert!(screened.tokens.is_empty());
+        assert!(
+            screen(Some(&secret(Some("Opaque"), &[("t", &"y".repeat(20))])))
+                .refusal
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn short_and_empty_values_are_named_by_key_and_long_ones_are_tokens() {
+        let s = secret(
+            None,
+            &[
+                ("empty", ""),
+                ("good", "0123456789abcdef0123\n"),
+                ("padded", "   short-but-padded   "),
+                ("short", "changeme"),
+            ],
+        );
+        let screened = screen(Some(&s));
+        assert_eq!(screened.tokens, vec![b"0123456789abcdef0123".to_vec()]);
+        assert_eq!(screened.too_short, ["empty", "padded", "short"]);
+        assert_eq!(screened.refusal, None);
+        assert_eq!(screen(None).refusal, Some(Refusal::Missing));
     }
 
     #[test]

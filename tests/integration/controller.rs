@@ -608,7 +608,7 @@ async fn policy_status_publishes_urls_counts_and_what_is_wrong() {
     // The SCIM tokens the policy names.
     let mut tokens = Secret::default();
     tokens.metadata.name = Some("crm-scim-tokens".into());
-    tokens.string_data = Some([("t".to_owned(), "x".to_owned())].into());
+    tokens.string_data = Some([("t".to_owned(), "crm-idp-token-0123456789".to_owned())].into());
     env.api::<Secret>()
         .create(&PostParams::default(), &tokens)
         .await
@@ -695,7 +695,7 @@ async fn what_the_identity_provider_pushes_over_scim_reaches_the_application() {
     // The policy's SCIM tokens, for the in-process SCIM service.
     let mut tokens = Secret::default();
     tokens.metadata.name = Some("crm-scim-tokens".into());
-    tokens.string_data = Some([("t".to_owned(), "idp-token".to_owned())].into());
+    tokens.string_data = Some([("t".to_owned(), "idp-token-0123456789abcdef".to_owned())].into());
     env.api::<Secret>()
         .create(&PostParams::default(), &tokens)
         .await
@@ -705,7 +705,7 @@ async fn what_the_identity_provider_pushes_over_scim_reaches_the_application() {
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
-            .bearer_auth("idp-token")
+            .bearer_auth("idp-token-0123456789abcdef")
             .json(&body)
             .send()
     };

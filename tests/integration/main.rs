@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod examples;
 mod hostile_saml;
+mod isolation;
 mod operator;
 mod rbac;
 mod saml;

@@ -119,7 +119,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     let key = b"failover-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
-    scim_tokens(&env, "wiki", "failover-token").await;
+    scim_tokens(&env, "wiki", "failover-token-0123456789").await;
     let mut replicas = [
         replica("replica-a", &env.namespace),
         replica("replica-b", &env.namespace),
@@ -160,7 +160,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
         // The standby keeps serving meanwhile.
         let reply = http
             .get(&standby_url)
-            .bearer_auth("failover-token")
+            .bearer_auth("failover-token-0123456789")
             .send()
             .await
             .expect("the standby serves SCIM throughout");
@@ -270,7 +270,7 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
     let key = b"metrics-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
-    scim_tokens(&env, "wiki", "metrics-token").await;
+    scim_tokens(&env, "wiki", "metrics-token-0123456789").await;
     let replica = replica("replica-m", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
@@ -278,7 +278,7 @@ async fn metrics_expose_scim_requests_reconciles_downstream_calls_and_leadership
     let scim = format!("{base}/scim/{}/wiki/v2/Users", env.namespace);
     let created = http
         .post(&scim)
-        .bearer_auth("metrics-token")
+        .bearer_auth("metrics-token-0123456789")
         .json(&serde_json::json!({"userName": "metered@example.com"}))
         .send()
         .await
@@ -391,7 +391,10 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
     let key = b"drain-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
-    scim_tokens(&env, "wiki", "drain-token").await;
+    scim_tokens(&env, "wiki", "drain-token-0123456789abcdef").await;
+    // Members must be Users of the policy: 3,000, shared by the groups.
+    let ids: Vec<String> = (0..3000).map(|m| format!("member-{m}")).collect();
+    crate::support::fixtures::create_users(&env, "wiki", &ids).await;
     let mut replica = replica("replica-d", &env.namespace);
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
@@ -402,13 +405,14 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
         .map(|g| {
             let http = http.clone();
             let url = url.clone();
-            let members: Vec<serde_json::Value> = (0..3000)
-                .map(|m| serde_json::json!({"value": format!("member-{g}-{m}")}))
+            let members: Vec<serde_json::Value> = ids
+                .iter()
+                .map(|id| serde_json::json!({"value": id}))
                 .collect();
             tokio::spawn(async move {
                 let sent = http
                     .post(&url)
-                    .bearer_auth("drain-token")
+                    .bearer_auth("drain-token-0123456789abcdef")
                     .json(&serde_json::json!({"displayName": format!("group-{g}"), "members": members}))
                     .send()
                     .await;

@@ -543,6 +543,10 @@ async fn concurrent_member_patches_lose_no_update() {
     );
     let writers = 8;
     let per_writer = 25;
+    let ids: Vec<String> = (0..writers)
+        .flat_map(|w| (0..per_writer).map(move |i| format!("member-{w}-{i}")))
+        .collect();
+    crate::support::fixtures::create_users(&env, "crm", &ids).await;
     let handles: Vec<_> = (0..writers)
         .map(|w| {
             let server = server.clone();
@@ -769,7 +773,7 @@ async fn requests_over_the_rate_limit_get_429_with_retry_after() {
         requests_per_second: 1,
         burst: 3,
     };
-    crate::support::scim::create_policy(&env, policy, "slow-token").await;
+    crate::support::scim::create_policy(&env, policy, "slow-token-0123456789abcdef").await;
     let origin = crate::support::scim::start(env.client.clone()).await;
     let url = format!("{origin}/scim/{}/slow/v2/Users", env.namespace);
     let http = reqwest::Client::new();
@@ -778,7 +782,7 @@ async fn requests_over_the_rate_limit_get_429_with_retry_after() {
     for _ in 0..6 {
         let reply = http
             .get(&url)
-            .bearer_auth("slow-token")
+            .bearer_auth("slow-token-0123456789abcdef")
             .send()
             .await
             .unwrap();
@@ -845,6 +849,13 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
             )
             .await,
     );
+    // Written through the directory, as a PATCH writes them after its member
+    // check: 50,000 member Users would take minutes to create, and the check
+    // (every member a User of the policy) is tested in isolation.rs.
+    let index = roster::scim::membership::MembershipIndex::default();
+    tokio::spawn(index.clone().run(env.client.clone(), Vec::new()));
+    let directory =
+        roster::scim::store::Directory::new(env.client.clone(), index, &env.namespace, "crm");
     let total = 50_000;
     let batch = 256;
     let slices: Api<GroupMemberSlice> = env.api();
@@ -853,19 +864,17 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
     while start < total {
         let end = (start + batch).min(total);
         if end == total {
-            // Before the last PATCH: remember every slice's version.
+            // Before the last change: remember every slice's version.
             last_versions = versions(&slices).await;
         }
-        let value: Vec<Value> = (start..end)
-            .map(|i| json!({"value": format!("00000000-0000-4000-8000-{i:012}")}))
+        let members: Vec<GroupMember> = (start..end)
+            .map(|i| GroupMember {
+                value: format!("00000000-0000-4000-8000-{i:012}"),
+                kind: MemberKind::User,
+                display: None,
+            })
             .collect();
-        let reply = server
-            .patch(
-                &format!("/Groups/{gid}"),
-                &json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": value}]}),
-            )
-            .await;
-        assert_eq!(reply.status, 204, "{}", reply.body);
+        directory.change_members(&gid, &members, &[]).await.unwrap();
         start = end;
     }
     let after = versions(&slices).await;
@@ -875,7 +884,7 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
         .count();
     assert!(
         touched <= 2,
-        "the last 256-member PATCH rewrote {touched} slices of {}",
+        "the last 256-member change rewrote {touched} slices of {}",
         after.len()
     );
 
@@ -1042,7 +1051,7 @@ async fn an_added_token_works_at_once_and_a_removed_one_stops_within_the_cache_t
     let server = serve(&env, "crm", Mode::Scim).await;
     assert_eq!(server.get("/Users").await.status, 200);
     let secrets: Api<Secret> = env.api();
-    let add = json!({"stringData": {"token-2": "the-new-token"}});
+    let add = json!({"stringData": {"token-2": "the-new-token-0123456789"}});
     secrets
         .patch(
             "crm-scim-tokens",
@@ -1052,7 +1061,13 @@ async fn an_added_token_works_at_once_and_a_removed_one_stops_within_the_cache_t
         .await
         .unwrap();
     let reply = server
-        .send_as(Method::GET, "/Users", None, Some("the-new-token"), &[])
+        .send_as(
+            Method::GET,
+            "/Users",
+            None,
+            Some("the-new-token-0123456789"),
+            &[],
+        )
         .await;
     assert_eq!(reply.status, 200, "a new token works without waiting");
     let remove = json!({"data": {"token-1": null}});

@@ -104,3 +104,26 @@ pub fn group(name: &str, policy: &str, display_name: &str) -> Group {
         },
     )
 }
+
+/// Creates Users `ids` of `policy` straight through the API, 16 at a time:
+/// group members must be Users of the group's policy.
+pub async fn create_users(env: &super::TestEnv, policy: &str, ids: &[String]) {
+    use futures::StreamExt;
+    let users: kube::Api<User> = env.api();
+    futures::stream::iter(ids)
+        .map(|id| {
+            let users = users.clone();
+            async move {
+                users
+                    .create(
+                        &Default::default(),
+                        &user(id, policy, &format!("{id}@example.com")),
+                    )
+                    .await
+                    .expect("creating a member User")
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
