@@ -97,11 +97,14 @@ impl SamlState {
     ) -> Result<Arc<ProvisioningPolicy>, Response> {
         match self.policies.get(&self.client, namespace, policy).await {
             Ok(Some(found)) => Ok(found),
-            Ok(None) => Err(page::page(
-                StatusCode::NOT_FOUND,
-                "Unknown application",
-                "There is no such application.",
-            )),
+            Ok(None) => {
+                tracing::info!(%namespace, %policy, "SAML request for an unknown policy");
+                Err(page::page(
+                    StatusCode::NOT_FOUND,
+                    "Unknown application",
+                    "There is no such application.",
+                ))
+            }
             Err(error) => {
                 tracing::warn!(%namespace, %policy, %error, "SAML: could not read the policy");
                 Err(page::page(

@@ -7,6 +7,7 @@ mod connectors;
 mod controller;
 mod crds;
 mod examples;
+mod hostile_http;
 mod operator;
 mod saml;
 mod scim;

@@ -124,6 +124,12 @@ async fn start_control_plane() -> anyhow::Result<(kube::Config, PathBuf)> {
     Ok((config, kubeconfig))
 }
 
+/// The test cluster's admin client configuration, for a test that builds
+/// its own client (starts the control plane if no test has yet).
+pub fn config() -> kube::Config {
+    SHARED.get_or_init(start_shared).config.clone()
+}
+
 /// The test cluster's admin kubeconfig as a file, for kubectl (starts the
 /// control plane if no test has yet).
 pub fn kubeconfig_path() -> PathBuf {
