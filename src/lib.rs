@@ -15,6 +15,7 @@ pub mod directory;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod operator;
 pub mod policy;
 pub mod saml;

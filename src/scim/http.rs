@@ -20,7 +20,7 @@ use super::error::ScimError;
 use super::filter::{Filter, IndexLookup, IndexedAttribute};
 use super::list::{ListQuery, Projection, page, project};
 use super::membership::MembershipIndex;
-use super::policies::PolicyCache;
+use super::policies::{PolicyCache, is_policy_ref};
 use super::ratelimit::RateLimits;
 use super::resource::{self, Location, etag};
 use super::schema::ResourceType;
@@ -100,49 +100,73 @@ pub fn router(state: ScimState) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every SCIM request.
+tokio::task_local! {
+    /// The policy a request authenticated for, which [`authorize`] reports
+    /// to [`measure`] (the handler runs inside the middleware's task).
+    static AUTHENTICATED: std::cell::RefCell<Option<String>>;
+}
+
+/// Counts and times every SCIM request. Every label value comes from a fixed
+/// set, except the policy, named only once the request has authenticated for
+/// it (so it exists): random paths and methods add no series.
 async fn measure(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
-    let method = request.method().as_str().to_owned();
-    let segments: Vec<String> = request.uri().path().split('/').map(str::to_owned).collect();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    // `/scim/{namespace}/{policy}/v2/{resource}/...`; labels stay bounded:
-    // unauthenticated requests don't name a policy, unknown resources are "other".
-    let policy = match (segments.get(2), segments.get(3)) {
-        (Some(ns), Some(policy)) if status != 401 => format!("{ns}/{policy}"),
-        _ => "unauthenticated".to_owned(),
-    };
-    let resource = match segments.get(5).map(String::as_str) {
-        Some(
-            r @ ("Users"
-            | "Groups"
-            | "Schemas"
-            | "ResourceTypes"
-            | "ServiceProviderConfig"
-            | ".search"),
-        ) => r.to_owned(),
-        _ => "other".to_owned(),
-    };
+    let method = method_label(request.method());
+    let resource = resource_label(request.uri().path());
+    let (response, policy) = AUTHENTICATED
+        .scope(std::cell::RefCell::new(None), async {
+            let response = next.run(request).await;
+            (response, AUTHENTICATED.with(|policy| policy.take()))
+        })
+        .await;
+    let policy = policy.unwrap_or_else(|| "unauthenticated".to_owned());
     let metrics = &crate::metrics::METRICS;
     metrics
         .scim_requests
         .get_or_create(&crate::metrics::ScimRequest {
             policy: policy.clone(),
-            method: method.clone(),
-            resource: resource.clone(),
-            status,
+            method: method.to_owned(),
+            resource: resource.to_owned(),
+            status: response.status().as_u16(),
         })
         .inc();
     metrics
         .scim_request_seconds
         .get_or_create(&crate::metrics::ScimRoute {
             policy,
-            method,
-            resource,
+            method: method.to_owned(),
+            resource: resource.to_owned(),
         })
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label: the ones SCIM uses, every other one `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The resource of `/scim/{namespace}/{policy}/v2/{resource}/...` as a
+/// label: a known one, else `other`.
+fn resource_label(path: &str) -> &'static str {
+    match path.split('/').nth(5) {
+        Some("Users") => "Users",
+        Some("Groups") => "Groups",
+        Some("Schemas") => "Schemas",
+        Some("ResourceTypes") => "ResourceTypes",
+        Some("ServiceProviderConfig") => "ServiceProviderConfig",
+        Some(".search") => ".search",
+        _ => "other",
+    }
 }
 
 // ----- responses ------------------------------------------------------------
@@ -280,6 +304,10 @@ async fn authorize(
         policy_name,
     );
     let unauthorized = || ScimError::new(401, None, "a valid bearer token is required");
+    // Segments that can't name a policy: no such endpoint, and no lookup.
+    if !is_policy_ref(namespace, policy_name) {
+        return Err(ScimError::not_found("no such SCIM endpoint"));
+    }
     let policy = state
         .policies
         .get(&state.client, namespace, policy_name)
@@ -312,6 +340,10 @@ async fn authorize(
                 );
                 return Err(unauthorized());
             }
+            // Outside `measure` (a handler called directly) there is no slot.
+            let _ = AUTHENTICATED.try_with(|slot| {
+                slot.replace(Some(format!("{namespace}/{policy_name}")));
+            });
             // Only authenticated requests spend the identity provider's budget.
             if let Err(wait) = state
                 .rate_limits
@@ -1113,6 +1145,19 @@ async fn search_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_labels_come_from_fixed_sets() {
+        for (method, label) in [("GET", "GET"), ("PROPFIND", "other"), ("FOO", "other")] {
+            assert_eq!(
+                method_label(&Method::from_bytes(method.as_bytes()).unwrap()),
+                label
+            );
+        }
+        assert_eq!(resource_label("/scim/ns/p/v2/Users/123"), "Users");
+        assert_eq!(resource_label("/scim/ns/p/v2/x7f3a"), "other");
+        assert_eq!(resource_label("/elsewhere"), "other");
+    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {

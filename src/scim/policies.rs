@@ -1,10 +1,14 @@
 //! ProvisioningPolicies as the SCIM service reads them: from a watch-fed
 //! cache every replica keeps (not just the leader), so a request costs no
-//! policy GET. A policy the cache doesn't hold yet (created a moment ago,
-//! or the cache is still filling) is read from the API, so it works at once.
+//! policy GET. Once the cache has synced, a policy it doesn't hold doesn't
+//! exist (the watch delivers a new one within moments): an unknown name
+//! costs no call, however many random names a client sends. Before that,
+//! a miss is read from the API and a "not found" is remembered briefly.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::ResourceExt;
@@ -13,6 +17,12 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::api::ProvisioningPolicy;
+use crate::names::{is_dns1123_label, is_dns1123_subdomain};
+
+/// How long an unsynced cache trusts a "not found" from the API.
+const ABSENT_TTL: Duration = Duration::from_secs(5);
+/// How many "not found" answers it keeps, so random names can't grow it.
+const ABSENT_CAPACITY: usize = 1024;
 
 /// The policies of the watched namespaces (or of the whole cluster), shared
 /// by every request.
@@ -21,6 +31,8 @@ pub struct PolicyCache {
     /// One cache per watched namespace, or one over all namespaces: a
     /// reflector store holds what one watch lists, so each watch has its own.
     shards: Arc<Vec<Shard>>,
+    /// Names the API said don't exist, while the cache isn't synced.
+    absent: Arc<std::sync::Mutex<Absent>>,
 }
 
 struct Shard {
@@ -64,6 +76,10 @@ impl PolicyCache {
             .collect();
         Self {
             shards: Arc::new(shards),
+            absent: Arc::new(std::sync::Mutex::new(Absent::new(
+                ABSENT_TTL,
+                ABSENT_CAPACITY,
+            ))),
         }
     }
 
@@ -96,22 +112,38 @@ impl PolicyCache {
             .find(|shard| shard.namespace.as_deref().is_none_or(|n| n == namespace))
     }
 
-    /// The policy `namespace/name`: cached, else read from the API; none in
-    /// a namespace Roster doesn't serve.
+    /// The policy `namespace/name`: cached; else none when the names can't
+    /// name a policy, Roster doesn't serve the namespace, the cache is
+    /// synced, or the API said so a moment ago; else read from the API.
     pub async fn get(
         &self,
         client: &kube::Client,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Arc<ProvisioningPolicy>>, kube::Error> {
+        if !is_policy_ref(namespace, name) {
+            return Ok(None);
+        }
         let Some(shard) = self.shard(namespace) else {
             return Ok(None);
         };
         if let Some(policy) = shard.store.get(&ObjectRef::new(name).within(namespace)) {
             return Ok(Some(policy));
         }
+        let key = (namespace.to_owned(), name.to_owned());
+        if shard.synced.load(Ordering::Acquire) || self.absent().holds(&key, Instant::now()) {
+            return Ok(None);
+        }
         let api: Api<ProvisioningPolicy> = Api::namespaced(client.clone(), namespace);
-        Ok(api.get_opt(name).await?.map(Arc::new))
+        let found = api.get_opt(name).await?;
+        if found.is_none() {
+            self.absent().insert(key, Instant::now());
+        }
+        Ok(found.map(Arc::new))
+    }
+
+    fn absent(&self) -> std::sync::MutexGuard<'_, Absent> {
+        self.absent.lock().expect("not poisoned")
     }
 
     /// Keeps the cache fed from a watch per watched namespace (or one of
@@ -163,5 +195,117 @@ mod tests {
         let everywhere = PolicyCache::default();
         assert!(everywhere.serves("team-c"));
         assert_eq!(everywhere.why_unknown("team-c"), "no such policy");
+    }
+}
+
+/// Whether `namespace` and `name` can name a policy at all (DNS-1123).
+pub fn is_policy_ref(namespace: &str, name: &str) -> bool {
+    is_dns1123_label(namespace) && is_dns1123_subdomain(name)
+}
+
+/// "Not found" answers, each trusted for `ttl`; at most `capacity` of them
+/// (the oldest goes first), so a flood of random names costs bounded memory.
+struct Absent {
+    ttl: Duration,
+    capacity: usize,
+    since: HashMap<(String, String), Instant>,
+}
+
+impl Absent {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            since: HashMap::new(),
+        }
+    }
+
+    fn holds(&self, key: &(String, String), now: Instant) -> bool {
+        self.since
+            .get(key)
+            .is_some_and(|at| now.duration_since(*at) < self.ttl)
+    }
+
+    fn insert(&mut self, key: (String, String), now: Instant) {
+        if self.since.len() >= self.capacity && !self.since.contains_key(&key) {
+            let ttl = self.ttl;
+            self.since.retain(|_, at| now.duration_since(*at) < ttl);
+            if self.since.len() >= self.capacity {
+                let oldest = self
+                    .since
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.since.remove(&oldest);
+                }
+            }
+        }
+        self.since.insert(key, now);
+    }
+}
+
+#[cfg(test)]
+mod absent_tests {
+    use super::*;
+
+    fn key(name: &str) -> (String, String) {
+        ("team-a".to_owned(), name.to_owned())
+    }
+
+    #[test]
+    fn a_not_found_is_trusted_for_its_ttl_only() {
+        let start = Instant::now();
+        let mut absent = Absent::new(Duration::from_secs(5), 8);
+        absent.insert(key("gone"), start);
+        assert!(absent.holds(&key("gone"), start + Duration::from_secs(4)));
+        assert!(!absent.holds(&key("gone"), start + Duration::from_secs(5)));
+        assert!(!absent.holds(&key("other"), start));
+    }
+
+    #[test]
+    fn random_names_never_hold_more_than_the_capacity() {
+        let start = Instant::now();
+        let mut absent = Absent::new(Duration::from_secs(5), 8);
+        for i in 0..1000 {
+            absent.insert(
+                key(&format!("random-{i}")),
+                start + Duration::from_millis(i),
+            );
+        }
+        assert_eq!(absent.since.len(), 8);
+        // The newest stay, the oldest went.
+        let now = start + Duration::from_millis(1000);
+        assert!(absent.holds(&key("random-999"), now));
+        assert!(!absent.holds(&key("random-0"), now));
+    }
+
+    #[test]
+    fn expired_answers_make_room_before_live_ones_are_evicted() {
+        let start = Instant::now();
+        let mut absent = Absent::new(Duration::from_secs(5), 2);
+        absent.insert(key("old"), start);
+        absent.insert(key("live"), start + Duration::from_secs(4));
+        absent.insert(key("new"), start + Duration::from_secs(6));
+        let now = start + Duration::from_secs(6);
+        assert!(absent.holds(&key("live"), now));
+        assert!(absent.holds(&key("new"), now));
+    }
+
+    #[test]
+    fn only_dns_names_can_name_a_policy() {
+        assert!(is_policy_ref("team-a", "wiki"));
+        assert!(is_policy_ref("team-a", "wiki.internal"));
+        for (namespace, name) in [
+            ("team/a", "wiki"),
+            ("team-a", "wiki/../x"),
+            ("team-a", "wiki?watch=true"),
+            ("Team-A", "wiki"),
+            ("team.a", "wiki"),
+            ("", "wiki"),
+            ("team-a", ""),
+        ] {
+            assert!(!is_policy_ref(namespace, name), "{namespace}/{name}");
+        }
     }
 }

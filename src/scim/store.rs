@@ -54,6 +54,14 @@ impl From<kube::Error> for StoreError {
     }
 }
 
+/// Whether a SCIM id can be an object's name. Roster mints UUIDs, but a
+/// User or Group written by hand may have any valid name and stays
+/// reachable; anything else names nothing, costs no GET, and never reaches
+/// an API path.
+fn is_object_name(id: &str) -> bool {
+    crate::names::is_dns1123_subdomain(id)
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A policy's directory: namespace + policy name.
@@ -104,6 +112,9 @@ impl Directory {
     /// being deleted (a deleted user is gone for SCIM even while the
     /// controller deprovisions it).
     pub async fn user(&self, id: &str) -> Result<Option<User>> {
+        if !is_object_name(id) {
+            return Ok(None);
+        }
         let user = self.api::<User>().get_opt(id).await?;
         Ok(
             user.filter(|u| {
@@ -331,7 +342,11 @@ impl Directory {
         (value, found)
     }
 
+    /// The group with SCIM id `id`, as [`Directory::user`].
     pub async fn group(&self, id: &str) -> Result<Option<Group>> {
+        if !is_object_name(id) {
+            return Ok(None);
+        }
         let group = self.api::<Group>().get_opt(id).await?;
         Ok(group
             .filter(|g| g.spec.policy == self.policy && g.metadata.deletion_timestamp.is_none()))

@@ -57,12 +57,41 @@ pub async fn create_policy(env: &TestEnv, policy: ProvisioningPolicy, token: &st
 }
 
 /// Serves Roster's router on a free loopback port for as long as the test's
-/// runtime lives; returns `http://127.0.0.1:<port>`.
+/// runtime lives; returns `http://127.0.0.1:<port>`. Policies are read from
+/// the API on every request (no policy cache runs).
 pub async fn start(client: kube::Client) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
     let readiness = Readiness::default();
     readiness.set_ready();
+    start_with(client, readiness).await
+}
+
+/// Serves Roster's router as the operator does: policies from a watch-fed
+/// cache, and only once that cache has synced. `client` is what the server
+/// talks to the API with (a test may count its calls).
+pub async fn start_watching(client: kube::Client) -> String {
+    let policies = roster::scim::policies::PolicyCache::default();
+    tokio::spawn(policies.clone().run(client.clone()));
+    let readiness = Readiness::default().with_policies(policies);
+    readiness.set_ready();
+    let origin = start_with(client, readiness).await;
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = http.get(format!("{origin}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return origin;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy cache did not sync"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_with(client: kube::Client, readiness: Readiness) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
     let index = roster::scim::membership::MembershipIndex::default();
     tokio::spawn(index.clone().run(client.clone(), Vec::new()));
     let router = server::router(client, index, &ServerArgs::default(), readiness);
