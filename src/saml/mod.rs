@@ -13,6 +13,8 @@ pub mod jit;
 pub mod login;
 pub mod metadata;
 pub mod page;
+#[cfg(test)]
+mod precheck_props;
 pub mod redirect;
 pub mod replay;
 pub mod session;
