@@ -67,15 +67,26 @@ fn attr_path(with_sub: bool) -> impl Strategy<Value = AttrPath> {
     ];
     let urn = prop::option::weighted(
         0.2,
-        prop::sample::select(vec![USER_SCHEMA, ENTERPRISE_USER_SCHEMA, "urn:example:custom"]),
+        prop::sample::select(vec![
+            USER_SCHEMA,
+            ENTERPRISE_USER_SCHEMA,
+            "urn:example:custom",
+        ]),
     );
     let sub = if with_sub {
         prop::option::weighted(
             0.3,
             prop_oneof![
                 prop::sample::select(vec![
-                    "value", "type", "primary", "display", "givenName", "familyName",
-                    "created", "lastModified", "$ref",
+                    "value",
+                    "type",
+                    "primary",
+                    "display",
+                    "givenName",
+                    "familyName",
+                    "created",
+                    "lastModified",
+                    "$ref",
                 ])
                 .prop_map(str::to_owned),
                 "[a-zA-Z$][a-zA-Z0-9_-]{0,6}",
@@ -121,8 +132,7 @@ fn leaf(with_sub: bool) -> impl Strategy<Value = Filter> {
 fn logic(leaf: BoxedStrategy<Filter>) -> impl Strategy<Value = Filter> {
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone())
-                .prop_map(|(l, r)| Filter::And(Box::new(l), Box::new(r))),
+            (inner.clone(), inner.clone()).prop_map(|(l, r)| Filter::And(Box::new(l), Box::new(r))),
             (inner.clone(), inner.clone()).prop_map(|(l, r)| Filter::Or(Box::new(l), Box::new(r))),
             inner.prop_map(|f| Filter::Not(Box::new(f))),
         ]
@@ -229,13 +239,21 @@ impl Noise {
                 let keyword = self.case("and");
                 let right_text =
                     self.operand(right, matches!(**right, Filter::Or(..) | Filter::And(..)));
-                format!("{left_text}{}{keyword}{}{right_text}", self.space(), self.space())
+                format!(
+                    "{left_text}{}{keyword}{}{right_text}",
+                    self.space(),
+                    self.space()
+                )
             }
             Filter::Or(left, right) => {
                 let left_text = self.operand(left, false);
                 let keyword = self.case("or");
                 let right_text = self.operand(right, matches!(**right, Filter::Or(..)));
-                format!("{left_text}{}{keyword}{}{right_text}", self.space(), self.space())
+                format!(
+                    "{left_text}{}{keyword}{}{right_text}",
+                    self.space(),
+                    self.space()
+                )
             }
             Filter::Not(inner) => {
                 let keyword = self.case("not");
@@ -261,11 +279,7 @@ impl Noise {
 
     fn operand(&mut self, filter: &Filter, parens: bool) -> String {
         let text = self.write(filter);
-        if parens {
-            format!("({text})")
-        } else {
-            text
-        }
+        if parens { format!("({text})") } else { text }
     }
 }
 
@@ -287,7 +301,9 @@ enum Damage {
 
 fn damage() -> impl Strategy<Value = Damage> {
     let character = prop_oneof![
-        prop::sample::select(vec!['(', ')', '[', ']', '"', '\\', '.', ':', ' ', '-', 'e', '$']),
+        prop::sample::select(vec![
+            '(', ')', '[', ']', '"', '\\', '.', ':', ' ', '-', 'e', '$'
+        ]),
         any::<char>(),
     ];
     prop_oneof![
@@ -330,19 +346,60 @@ impl Damage {
 fn token_soup() -> impl Strategy<Value = String> {
     let token = prop_oneof![
         prop::sample::select(vec![
-            "userName", "emails", "emails.value", "name.givenName", "members", "meta.created",
+            "userName",
+            "emails",
+            "emails.value",
+            "name.givenName",
+            "members",
+            "meta.created",
             "urn:ietf:params:scim:schemas:core:2.0:User:userName",
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
-            "urn:", "urn:x", ":", ".", "$ref", "and", "or", "not", "pr", "eq", "ne", "co", "sw",
-            "ew", "gt", "lt", "ge", "le", "(", ")", "[", "]", "\"x\"", "\"", "\"\\u00\"",
-            "\"\\ud800\"", "true", "false", "null", "1", "-0", "1e999", "1.5e-3", "-", "1e",
-            "0x10", " ",
+            "urn:",
+            "urn:x",
+            ":",
+            ".",
+            "$ref",
+            "and",
+            "or",
+            "not",
+            "pr",
+            "eq",
+            "ne",
+            "co",
+            "sw",
+            "ew",
+            "gt",
+            "lt",
+            "ge",
+            "le",
+            "(",
+            ")",
+            "[",
+            "]",
+            "\"x\"",
+            "\"",
+            "\"\\u00\"",
+            "\"\\ud800\"",
+            "true",
+            "false",
+            "null",
+            "1",
+            "-0",
+            "1e999",
+            "1.5e-3",
+            "-",
+            "1e",
+            "0x10",
+            " ",
         ])
         .prop_map(str::to_owned),
         "[a-z]{1,4}",
     ];
-    prop::collection::vec((token, prop::sample::select(vec!["", " ", " ", "  "])), 0..24)
-        .prop_map(|tokens| tokens.into_iter().map(|(t, s)| format!("{t}{s}")).collect())
+    prop::collection::vec(
+        (token, prop::sample::select(vec!["", " ", " ", "  "])),
+        0..24,
+    )
+    .prop_map(|tokens| tokens.into_iter().map(|(t, s)| format!("{t}{s}")).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -354,8 +411,13 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
-        prop::sample::select(vec!["bjensen@example.com", "work", "2011-05-13T04:42:34Z", "True"])
-            .prop_map(Value::from),
+        prop::sample::select(vec![
+            "bjensen@example.com",
+            "work",
+            "2011-05-13T04:42:34Z",
+            "True"
+        ])
+        .prop_map(Value::from),
         any::<String>().prop_map(Value::from),
     ]
 }
@@ -365,8 +427,15 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec!["value", "type", "primary", "display", "givenName", "x"])
-                    .prop_map(str::to_owned),
+                prop::sample::select(vec![
+                    "value",
+                    "type",
+                    "primary",
+                    "display",
+                    "givenName",
+                    "x"
+                ])
+                .prop_map(str::to_owned),
                 inner,
                 0..4
             )
@@ -379,8 +448,17 @@ fn json_value() -> impl Strategy<Value = Value> {
 fn resource() -> impl Strategy<Value = Value> {
     prop::collection::btree_map(
         prop::sample::select(vec![
-            "userName", "displayName", "active", "emails", "name", "meta", "id", "members",
-            "title", USER_SCHEMA, ENTERPRISE_USER_SCHEMA,
+            "userName",
+            "displayName",
+            "active",
+            "emails",
+            "name",
+            "meta",
+            "id",
+            "members",
+            "title",
+            USER_SCHEMA,
+            ENTERPRISE_USER_SCHEMA,
         ])
         .prop_map(str::to_owned),
         json_value(),
@@ -402,13 +480,19 @@ fn barbara() -> Value {
     })
 }
 
-proptest! {
-    // Failures print the input; no regression files in the tree.
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
+/// A property's run: `cases` inputs (counted so that all property tests
+/// together stay within seconds); failures print the input, and no
+/// regression files are written into the tree.
+fn cases(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
 
     #[test]
     fn parsing_arbitrary_text_never_panics(text in any::<String>()) {
@@ -418,6 +502,10 @@ proptest! {
         let _ = PatchPath::parse(&text);
         let _ = AttrPath::parse(&text);
     }
+}
+
+proptest! {
+    #![proptest_config(cases(250))]
 
     #[test]
     fn parsing_token_soup_never_panics(text in token_soup(), resource in resource()) {
@@ -429,11 +517,19 @@ proptest! {
             let _ = path.resolve(ResourceType::Group);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(cases(250))]
 
     #[test]
     fn a_filter_written_with_noise_parses_to_the_same_filter((filter, text) in noisy_filter()) {
         prop_assert_eq!(Filter::parse(&text).map_err(|e| e.detail), Ok(filter), "{}", text);
     }
+}
+
+proptest! {
+    #![proptest_config(cases(250))]
 
     #[test]
     fn damaged_filters_never_panic(
@@ -452,6 +548,10 @@ proptest! {
             let _ = path.resolve(ResourceType::User);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(cases(250))]
 
     #[test]
     fn evaluating_any_filter_on_any_resource_never_panics(
@@ -469,11 +569,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(cases(16))]
 
     /// The longest filters and deepest nesting the parser accepts are
     /// printed, validated, evaluated and dropped without exhausting the stack.

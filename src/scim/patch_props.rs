@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::membership::{GroupSlices, SlicePlan, plan};
-use super::patch::{MembersChange, Member, PATCH_OP_SCHEMA, apply, apply_group};
+use super::patch::{Member, MembersChange, PATCH_OP_SCHEMA, apply, apply_group};
 use super::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
 use crate::api::{GroupMember, MemberKind, SLICE_CAPACITY, SliceMember};
 
@@ -31,8 +31,17 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
         prop::sample::select(vec![
-            "True", "False", "work", "home", "a", "b", "User", "Group", "",
-            "2011-05-13T04:42:34Z", "bjensen@example.com",
+            "True",
+            "False",
+            "work",
+            "home",
+            "a",
+            "b",
+            "User",
+            "Group",
+            "",
+            "2011-05-13T04:42:34Z",
+            "bjensen@example.com",
         ])
         .prop_map(Value::from),
         any::<String>().prop_map(Value::from),
@@ -221,8 +230,12 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// One operation in an IdP's shape: `op`, optional `path`, optional `value`.
 fn operation(path: BoxedStrategy<String>) -> impl Strategy<Value = Value> {
-    (op_name(), prop::option::weighted(0.8, path), prop::option::weighted(0.8, value())).prop_map(
-        |(op, path, value)| {
+    (
+        op_name(),
+        prop::option::weighted(0.8, path),
+        prop::option::weighted(0.8, value()),
+    )
+        .prop_map(|(op, path, value)| {
             let mut operation = Map::new();
             operation.insert("op".into(), op.into());
             if let Some(path) = path {
@@ -232,8 +245,7 @@ fn operation(path: BoxedStrategy<String>) -> impl Strategy<Value = Value> {
                 operation.insert("value".into(), value);
             }
             Value::Object(operation)
-        },
-    )
+        })
 }
 
 fn user_operations() -> impl Strategy<Value = Vec<Value>> {
@@ -291,7 +303,10 @@ fn members() -> impl Strategy<Value = Vec<Member>> {
 
 /// Member operations as Okta and Entra send them, and group renames.
 fn member_operation() -> impl Strategy<Value = Value> {
-    let list = || prop::collection::vec(member(), 0..4).prop_map(|m| Value::Array(m.iter().map(member_json).collect()));
+    let list = || {
+        prop::collection::vec(member(), 0..4)
+            .prop_map(|m| Value::Array(m.iter().map(member_json).collect()))
+    };
     let op = || prop::sample::select(vec!["add", "Add"]);
     prop_oneof![
         // Okta and Entra: add members.
@@ -299,7 +314,10 @@ fn member_operation() -> impl Strategy<Value = Value> {
         // Entra: remove the listed members, by id (see
         // `removing_a_listed_member_with_another_type` for a `type`).
         prop::collection::vec(ids(), 0..4).prop_map(|ids| {
-            let listed: Vec<Value> = ids.iter().map(|id| json!({"$ref": null, "value": id})).collect();
+            let listed: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"$ref": null, "value": id}))
+                .collect();
             json!({"op": "Remove", "path": "members", "value": listed})
         }),
         // Okta / Entra's newer dialect: remove by filter.
@@ -344,7 +362,15 @@ fn slices_of(sizes: &[usize], shared: &[String]) -> GroupSlices {
 
 fn slice_sizes() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(
-        prop::sample::select(vec![0, 1, 2, 500, SLICE_CAPACITY - 2, SLICE_CAPACITY - 1, SLICE_CAPACITY]),
+        prop::sample::select(vec![
+            0,
+            1,
+            2,
+            500,
+            SLICE_CAPACITY - 2,
+            SLICE_CAPACITY - 1,
+            SLICE_CAPACITY,
+        ]),
         0..4,
     )
 }
@@ -446,13 +472,19 @@ fn plan_change(slices: &GroupSlices, change: &MembersChange) -> SlicePlan {
 // ---------------------------------------------------------------------------
 // The properties
 
-proptest! {
-    // Failures print the input; no regression files in the tree.
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
+/// A property's run: `cases` inputs (counted so that all property tests
+/// together stay within seconds); failures print the input, and no
+/// regression files are written into the tree.
+fn cases(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
 
     #[test]
     fn any_json_body_never_panics_and_is_refused_with_a_400(body in json_value(), user in user()) {
@@ -467,6 +499,10 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(cases(400))]
 
     #[test]
     fn idp_shaped_user_patches_never_panic_and_keep_the_user_whole(
@@ -495,6 +531,10 @@ proptest! {
         }
         prop_assert_eq!(user, before);
     }
+}
+
+proptest! {
+    #![proptest_config(cases(300))]
 
     #[test]
     fn idp_shaped_group_patches_never_panic(
@@ -518,6 +558,10 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(cases(300))]
 
     #[test]
     fn a_patch_with_a_failing_operation_fails_whole(
@@ -555,6 +599,10 @@ proptest! {
         );
         prop_assert!(group_error.is_err());
     }
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
 
     #[test]
     fn a_member_change_equals_the_patch_applied_to_the_whole_group(
@@ -594,6 +642,10 @@ proptest! {
             ),
         }
     }
+}
+
+proptest! {
+    #![proptest_config(cases(120))]
 
     #[test]
     fn a_member_change_written_to_slices_gives_the_same_members(
@@ -619,12 +671,7 @@ proptest! {
 }
 
 proptest! {
-    // Each case fills slices of a thousand members.
-    #![proptest_config(ProptestConfig {
-        cases: 64,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(cases(48))]
 
     #[test]
     fn planned_slices_never_exceed_capacity_and_hold_the_changed_set(
