@@ -15,6 +15,8 @@ pub mod limits;
 pub mod login;
 pub mod metadata;
 pub mod page;
+#[cfg(test)]
+mod precheck_props;
 pub mod redirect;
 pub mod replay;
 pub mod session;

@@ -8,10 +8,14 @@ pub mod audit;
 pub mod discovery;
 pub mod error;
 pub mod filter;
+#[cfg(test)]
+mod filter_props;
 pub mod http;
 pub mod list;
 pub mod membership;
 pub mod patch;
+#[cfg(test)]
+mod patch_props;
 pub mod path;
 pub mod policies;
 pub mod ratelimit;
