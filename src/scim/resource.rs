@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use crate::api::{Group, GroupMember, GroupSpec, User, UserSpec};
+use crate::identity;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -192,6 +193,18 @@ pub fn user_from_scim(body: &Value, policy: &str) -> Result<UserSpec, ScimError>
         return Err(ScimError::invalid_value("userName is required"));
     }
     serde_json::from_value(spec).map_err(|e| ScimError::invalid_value(e.to_string()))
+}
+
+/// A new or changed userName must pass [`identity::validate_user_name`].
+/// One the user already has is left alone, so a user stored before the rule
+/// can still be deactivated or deleted.
+pub fn check_user_name(spec: &UserSpec, current: Option<&UserSpec>) -> Result<(), ScimError> {
+    if current.is_some_and(|c| c.user_name == spec.user_name) {
+        return Ok(());
+    }
+    identity::validate_user_name(&spec.user_name).map_err(|refusal| {
+        ScimError::invalid_value(format!("userName {:?} {refusal}", spec.user_name))
+    })
 }
 
 fn enterprise_from_scim(value: &Value) -> Result<Value, ScimError> {

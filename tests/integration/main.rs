@@ -7,6 +7,7 @@ mod connectors;
 mod controller;
 mod crds;
 mod examples;
+mod identity;
 mod operator;
 mod saml;
 mod scim;
