@@ -152,7 +152,9 @@ mod tests {
 
     #[test]
     fn invisible_characters_are_refused_anywhere() {
-        for c in ['\u{200B}', '\u{200E}', '\u{202E}', '\u{FEFF}', '\u{AD}', '\t', '\u{7F}'] {
+        for c in [
+            '\u{200B}', '\u{200E}', '\u{202E}', '\u{FEFF}', '\u{AD}', '\t', '\u{7F}',
+        ] {
             let name = format!("ad{c}min@corp.com");
             assert_eq!(validate_user_name(&name), Err(Refusal::Invisible(c)));
             assert_eq!(validate_subject(&name), Err(Refusal::Invisible(c)));
@@ -198,7 +200,10 @@ mod tests {
         assert_eq!(fold_user_name("KEVIN@Corp.COM"), "kevin@corp.com");
         assert!(same_user_name("KEVIN@corp.com", "kevin@corp.com"));
         for look_alike in [KELVIN, FULLWIDTH, "\u{FF2B}evin@corp.com"] {
-            assert!(!same_user_name(look_alike, "kevin@corp.com"), "{look_alike:?}");
+            assert!(
+                !same_user_name(look_alike, "kevin@corp.com"),
+                "{look_alike:?}"
+            );
         }
         assert!(!same_user_name(DOTLESS, "admin@corp.com"));
         assert!(!same_user_name("ADM\u{130}N@corp.com", "admin@corp.com"));

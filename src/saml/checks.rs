@@ -127,7 +127,11 @@ struct PaddingScan {
 
 impl PaddingScan {
     fn start(&mut self, local: &[u8], in_assertion_ns: bool, attributes: &[(String, String)]) {
-        let parent = self.open.last().filter(|(_, ns)| *ns).map(|(n, _)| n.as_slice());
+        let parent = self
+            .open
+            .last()
+            .filter(|(_, ns)| *ns)
+            .map(|(n, _)| n.as_slice());
         if in_assertion_ns {
             match (local, parent) {
                 (b"Attribute", _) => self.attribute = value(attributes, "Name"),
@@ -257,7 +261,11 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 if depth == 0 && !text.iter().all(u8::is_ascii_whitespace) {
                     return Err(Rejection::Malformed("text outside the root".into()));
                 }
-                scan.text(&text.decode().map_err(|e| Rejection::Malformed(e.to_string()))?);
+                scan.text(
+                    &text
+                        .decode()
+                        .map_err(|e| Rejection::Malformed(e.to_string()))?,
+                );
             }
             Event::Start(ref start) | Event::Empty(ref start) => {
                 if root_closed {

@@ -13,11 +13,11 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use samael::schema::Assertion;
 use serde_json::json;
 
+use super::checks::Padded;
 use crate::api::{
     AllowedGroup, AttributeMapping, GroupsOverage, JitOptions, Mode, MultiValuedAttribute,
     PersonName, User, UserNameClaim, UserSpec, claim_name,
 };
-use super::checks::Padded;
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::{self, Refusal, same_user_name};
 use crate::policy::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
@@ -77,9 +77,10 @@ pub enum MappingError {
     TransientSubject,
     #[error("the userName attribute {0:?} is missing")]
     NoUserName(String),
-    #[error("the subject {0:?} {1}")]
+    // Escaped to ASCII, so the log shows a Kelvin sign as \u{212a}, not as K.
+    #[error("the subject \"{}\" {}", .0.escape_default(), .1)]
     BadSubject(String, Refusal),
-    #[error("the userName {0:?} {1}")]
+    #[error("the userName \"{}\" {}", .0.escape_default(), .1)]
     BadUserName(String, Refusal),
     #[error("the email domain of {0:?} is not allowed by the policy")]
     EmailDomain(String),
@@ -829,6 +830,8 @@ mod tests {
                 "{name_id:?}"
             );
         }
+        let error = map(&login("\u{212A}evin@corp.com", &[]), &default).unwrap_err();
+        assert!(error.to_string().contains(r"\u{212a}evin"), "{error}");
         // A configured subject attribute is checked the same way.
         let by_oid = AttributeMapping {
             subject: Some("oid".into()),
