@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::api::{User, UserNameClaim, UserNameClaimSpec, claim_name};
+use crate::identity::{fold_user_name, same_user_name};
 
 /// The name of the Group a JIT login creates for `display_name`: derived
 /// from the policy and the display name, so two replicas creating it at once
@@ -64,7 +65,7 @@ impl UserNames {
             &name,
             UserNameClaimSpec {
                 policy: self.policy.clone(),
-                user_name: user_name.to_lowercase(),
+                user_name: fold_user_name(user_name),
                 user: id.to_owned(),
             },
         );
@@ -88,7 +89,7 @@ impl UserNames {
             let held = match holder {
                 Some(u) => {
                     u.metadata.deletion_timestamp.is_none()
-                        && u.spec.user_name.to_lowercase() == user_name.to_lowercase()
+                        && same_user_name(&u.spec.user_name, user_name)
                 }
                 // A claim is written just before its user: a young claim
                 // without a user is a creation in flight, not a leftover.

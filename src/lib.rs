@@ -13,6 +13,7 @@ pub mod controlplane;
 pub mod dev;
 pub mod directory;
 pub mod events;
+pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod names;

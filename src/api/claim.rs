@@ -2,7 +2,7 @@
 //!
 //! Kubernetes has no uniqueness constraint across objects, but creating an
 //! object whose name is taken fails atomically. Each User holds one claim whose
-//! name is derived from (policy, lowercased userName), so of two racing
+//! name is derived from (policy, folded userName; see [`crate::identity`]), so of two racing
 //! creations of the same userName exactly one succeeds, and a case-insensitive
 //! lookup by userName is one GET.
 
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
         name = "UserName",
         type_ = "string",
         json_path = ".spec.userName",
-        description = "The claimed userName, lowercased"
+        description = "The claimed userName, case-folded"
     ),
     printcolumn(
         name = "User",
@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 pub struct UserNameClaimSpec {
     /// The policy the userName is unique within.
     pub policy: String,
-    /// The claimed userName, lowercased.
+    /// The claimed userName, case-folded.
     pub user_name: String,
     /// Name (SCIM id) of the User holding the claim.
     pub user: String,
@@ -55,7 +55,7 @@ pub fn claim_name(policy: &str, user_name: &str) -> String {
     let mut hash = Sha256::new();
     hash.update(policy.as_bytes());
     hash.update([0]);
-    hash.update(user_name.to_lowercase().as_bytes());
+    hash.update(crate::identity::fold_user_name(user_name).as_bytes());
     let digest = hash.finalize();
     let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
     format!("un-{hex}")

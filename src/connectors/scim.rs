@@ -19,6 +19,7 @@ use super::{
     Connector, ConnectorError, DesiredGroup, DesiredUser, RemoteAccount, Result,
     describe_transport_error, excerpt, http_client, retry_after_from,
 };
+use crate::identity;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -465,7 +466,9 @@ pub fn eq_filter(attribute: &str, value: &str) -> String {
 /// case-insensitive one (userName and displayName are caseExact=false, RFC
 /// 7643 §4.1.1, §4.2). Checked here rather than trusting the filter, because an
 /// application that ignores a filter it doesn't support returns everyone, and
-/// adopting "the first user" would hijack someone else's account.
+/// adopting "the first user" would hijack someone else's account. A userName
+/// folds as Roster's own do ([`identity`]): a remote `\u{212A}evin` (Kelvin
+/// sign) is never kevin's account.
 fn pick<'a>(resources: &'a [Value], attribute: &str, value: &str) -> Option<&'a Value> {
     let has_id = |r: &&Value| {
         r.get("id")
@@ -478,11 +481,14 @@ fn pick<'a>(resources: &'a [Value], attribute: &str, value: &str) -> Option<&'a 
         .filter(has_id)
         .find(|r| named(r).as_deref() == Some(value))
         .or_else(|| {
-            let wanted = value.to_lowercase();
+            let same = |name: &str| match attribute {
+                "userName" => identity::same_user_name(name, value),
+                _ => name.to_lowercase() == value.to_lowercase(),
+            };
             resources
                 .iter()
                 .filter(has_id)
-                .find(|r| named(r).is_some_and(|n| n.to_lowercase() == wanted))
+                .find(|r| named(r).is_some_and(|n| same(&n)))
         })
 }
 
@@ -881,6 +887,15 @@ mod tests {
         assert_eq!(pick(&resources, "userName", "alice").unwrap()["id"], "3");
         assert_eq!(pick(&resources, "userName", "Alice").unwrap()["id"], "2");
         assert!(pick(&resources, "userName", "bob").is_none());
+    }
+
+    #[test]
+    fn a_look_alike_remote_user_name_is_never_picked() {
+        let resources = vec![
+            json!({"id": "1", "userName": "\u{212A}evin"}),
+            json!({"id": "2", "userName": "\u{FF4B}evin"}),
+        ];
+        assert!(pick(&resources, "userName", "kevin").is_none());
     }
 
     #[test]

@@ -170,8 +170,8 @@ async fn accept(
         .await
         .map_err(Failure::Busy)??;
 
-    let mapped =
-        jit::map(&Login::from_assertion(&assertion), &trust.mapping).map_err(LoginError::from)?;
+    let login = Login::from_assertion(&assertion, &wrapper.padded);
+    let mapped = jit::map(&login, &trust.mapping).map_err(LoginError::from)?;
     let users = Users::new(state.client.clone(), &trust.namespace, &trust.policy);
     let decision = users.decide(trust.mode, &mapped, &trust.jit).await?;
 

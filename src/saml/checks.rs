@@ -6,6 +6,7 @@
 //! strictly with a streaming parser before samael sees it, and the verified
 //! assertion is checked again for what samael leaves open.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
@@ -118,6 +119,85 @@ pub struct Wrapper {
     pub destination: Option<String>,
     pub issue_instant: Option<String>,
     pub status: Option<String>,
+    /// Identity values the XML parser would trim (see [`Padded`]).
+    pub padded: Padded,
+}
+
+/// Values that begin or end with XML whitespace. samael's deserializer trims
+/// it from text, so a NameID `admin@corp.com&#9;` would reach us as
+/// `admin@corp.com`; found here on the raw text, such a value is refused
+/// rather than compared as another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Padded {
+    /// The Subject's NameID: its edge whitespace character.
+    pub name_id: Option<char>,
+    /// Attribute `Name` -> the edge whitespace character of one of its values.
+    pub attributes: BTreeMap<String, char>,
+}
+
+/// Follows the raw text of the Subject's NameID and of each AttributeValue.
+#[derive(Default)]
+struct PaddingScan {
+    padded: Padded,
+    /// Open elements: local name, and whether in the SAML assertion namespace.
+    open: Vec<(Vec<u8>, bool)>,
+    /// The `Name` of the open Attribute.
+    attribute: Option<String>,
+    /// The text so far of the open NameID or AttributeValue, at its depth.
+    text: Option<(String, usize)>,
+}
+
+impl PaddingScan {
+    fn start(&mut self, local: &[u8], in_assertion_ns: bool, attributes: &[(String, String)]) {
+        let parent = self
+            .open
+            .last()
+            .filter(|(_, ns)| *ns)
+            .map(|(n, _)| n.as_slice());
+        if in_assertion_ns {
+            match (local, parent) {
+                (b"Attribute", _) => self.attribute = value(attributes, "Name"),
+                (b"NameID", Some(b"Subject")) | (b"AttributeValue", Some(b"Attribute")) => {
+                    self.text = Some((String::new(), self.open.len() + 1));
+                }
+                _ => {}
+            }
+        }
+        self.open.push((local.to_vec(), in_assertion_ns));
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some((collected, _)) = &mut self.text {
+            collected.push_str(text);
+        }
+    }
+
+    fn end(&mut self) {
+        let depth = self.open.len();
+        let Some((local, in_ns)) = self.open.pop() else {
+            return;
+        };
+        if let Some((text, _)) = self.text.take_if(|(_, at)| *at == depth) {
+            let xml_space = |c: &char| matches!(c, ' ' | '\t' | '\r' | '\n');
+            let edge = text
+                .chars()
+                .next()
+                .filter(xml_space)
+                .or_else(|| text.chars().next_back().filter(xml_space));
+            if let Some(c) = edge {
+                match (local.as_slice(), &self.attribute) {
+                    (b"NameID", _) => self.padded.name_id = Some(c),
+                    (_, Some(name)) => {
+                        self.padded.attributes.entry(name.clone()).or_insert(c);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if in_ns && local == b"Attribute" {
+            self.attribute = None;
+        }
+    }
 }
 
 /// Decodes the form's SAMLResponse: whitespace is stripped first, since
@@ -185,6 +265,7 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
     // may be (a Signature only in the Response or the Assertion, …).
     let mut open: Vec<Frame> = Vec::new();
     let mut ids = std::collections::HashSet::new();
+    let mut scan = PaddingScan::default();
     loop {
         let (ns, event) = reader
             .read_resolved_event()
@@ -243,11 +324,27 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 if open.is_empty() {
                     return Err(Rejection::Malformed("text outside the root".into()));
                 }
+                let resolved = match name.as_str() {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    _ => reference.resolve_char_ref().ok().flatten(),
+                };
+                if let Some(c) = resolved {
+                    scan.text(c.encode_utf8(&mut [0; 4]));
+                }
             }
             Event::Text(text) => {
                 if open.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
                     return Err(Rejection::Malformed("text outside the root".into()));
                 }
+                scan.text(
+                    &text
+                        .decode()
+                        .map_err(|e| Rejection::Malformed(e.to_string()))?,
+                );
             }
             Event::Start(ref start) | Event::Empty(ref start) => {
                 if root_closed {
@@ -266,6 +363,9 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                     |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
                 let attributes = attributes(start)?;
                 let id = element_id(&attributes, &mut ids)?;
+                if matches!(event, Event::Start(_)) {
+                    scan.start(local, in_ns(ASSERTION_NS), &attributes);
+                }
                 if elements == 1 && !(local == b"Response" && in_ns(PROTOCOL_NS)) {
                     return Err(Rejection::NotAResponse);
                 }
@@ -343,6 +443,7 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
                 }
             }
             Event::End(_) => {
+                scan.end();
                 open.pop();
                 if open.is_empty() {
                     root_closed = true;
@@ -362,10 +463,10 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
     if assertions != 1 {
         return Err(Rejection::AssertionCount(assertions));
     }
-    if let Some(status) = &wrapper.status {
-        if status != STATUS_SUCCESS {
-            return Err(Rejection::Status(status.clone()));
-        }
+    match &wrapper.status {
+        Some(status) if status == STATUS_SUCCESS => {}
+        Some(status) => return Err(Rejection::Status(status.clone())),
+        None => return Err(Rejection::Status("missing".into())),
     }
     // Only the Response's signature makes its Destination trustworthy, but a
     // wrong one is refused either way.
@@ -374,6 +475,7 @@ pub fn precheck(xml: &str, acs_url: &str) -> Result<Wrapper, Rejection> {
             return Err(Rejection::Destination(destination.clone()));
         }
     }
+    wrapper.padded = scan.padded;
     Ok(wrapper)
 }
 
@@ -662,6 +764,30 @@ mod tests {
 
     fn assertion(body: &str) -> String {
         format!(r#"<saml:Assertion ID="_a" Version="2.0">{body}</saml:Assertion>"#)
+    }
+
+    #[test]
+    fn values_the_parser_would_trim_are_found_on_the_raw_text() {
+        let body = |name_id: &str, value: &str| {
+            assertion(&format!(
+                r#"<saml:Subject><saml:NameID>{name_id}</saml:NameID></saml:Subject><saml:AttributeStatement><saml:Attribute Name="oid"><saml:AttributeValue>{value}</saml:AttributeValue></saml:Attribute><saml:Attribute Name="email"><saml:AttributeValue>a@b</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>"#
+            ))
+        };
+        let padded = |name_id: &str, value: &str| {
+            precheck(&response(&body(name_id, value)), ACS)
+                .expect("passes")
+                .padded
+        };
+        assert_eq!(padded("alice", "6f1c"), Padded::default());
+        assert_eq!(padded("alice\t", "6f1c").name_id, Some('\t'));
+        assert_eq!(padded("alice&#9;", "6f1c").name_id, Some('\t'));
+        assert_eq!(padded(" alice", "6f1c").name_id, Some(' '));
+        assert_eq!(padded("alice&#x0A;", "6f1c").name_id, Some('\n'));
+        // Not XML whitespace: the parser keeps it, and the identity rules refuse it.
+        assert_eq!(padded("alice\u{A0}", "6f1c").name_id, None);
+        assert_eq!(padded("al ice", "6f1c").name_id, None);
+        let attributes = padded("alice", "6f1c\n").attributes;
+        assert_eq!(attributes, BTreeMap::from([("oid".to_owned(), '\n')]));
     }
 
     #[test]

@@ -13,11 +13,13 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use samael::schema::Assertion;
 use serde_json::json;
 
+use super::checks::Padded;
 use crate::api::{
     AllowedGroup, AttributeMapping, GroupsOverage, JitOptions, Mode, MultiValuedAttribute,
     PersonName, User, UserNameClaim, UserSpec, claim_name,
 };
 use crate::directory::{ClaimError, UserNames};
+use crate::identity::{self, Refusal, same_user_name};
 use crate::policy::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
 
 /// Annotation on Users a login wrote: when (as the SCIM writer records it).
@@ -75,6 +77,11 @@ pub enum MappingError {
     TransientSubject,
     #[error("the userName attribute {0:?} is missing")]
     NoUserName(String),
+    // Escaped to ASCII, so the log shows a Kelvin sign as \u{212a}, not as K.
+    #[error("the subject \"{}\" {}", .0.escape_default(), .1)]
+    BadSubject(String, Refusal),
+    #[error("the userName \"{}\" {}", .0.escape_default(), .1)]
+    BadUserName(String, Refusal),
     #[error("the email domain of {0:?} is not allowed by the policy")]
     EmailDomain(String),
     #[error(
@@ -90,10 +97,12 @@ pub struct Login {
     pub name_id_format: Option<String>,
     /// Attribute values by attribute `Name`.
     pub attributes: BTreeMap<String, Vec<String>>,
+    /// Values the XML parser trimmed (found on the raw XML by the checks).
+    pub padded: Padded,
 }
 
 impl Login {
-    pub fn from_assertion(assertion: &Assertion) -> Self {
+    pub fn from_assertion(assertion: &Assertion, padded: &Padded) -> Self {
         let name_id = assertion.subject.as_ref().and_then(|s| s.name_id.as_ref());
         let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for attribute in assertion
@@ -105,20 +114,29 @@ impl Login {
             let Some(name) = &attribute.name else {
                 continue;
             };
+            // Values as the IdP signed them: never trimmed, so a padded
+            // look-alike of a subject or userName is refused, not matched.
             let values = attribute
                 .values
                 .iter()
                 .filter_map(|v| v.value.clone())
-                .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty());
             attributes.entry(name.clone()).or_default().extend(values);
         }
         Self {
-            name_id: name_id
-                .map(|n| n.value.trim().to_owned())
-                .filter(|v| !v.is_empty()),
+            name_id: name_id.map(|n| n.value.clone()).filter(|v| !v.is_empty()),
             name_id_format: name_id.and_then(|n| n.format.clone()),
             attributes,
+            padded: padded.clone(),
+        }
+    }
+
+    /// The whitespace the parser trimmed from the NameID (`None`) or from a
+    /// value of the attribute `name`, if any.
+    fn trimmed(&self, name: Option<&String>) -> Option<char> {
+        match name {
+            None => self.padded.name_id,
+            Some(name) => self.padded.attributes.get(name).copied(),
         }
     }
 
@@ -184,6 +202,22 @@ pub fn map(login: &Login, mapping: &AttributeMapping) -> Result<Mapped, MappingE
             .ok_or_else(|| MappingError::NoUserName(name.clone()))?,
         None => login.name_id.clone().ok_or(MappingError::NoNameId)?,
     };
+    // The subject is compared byte-exact and the userName by its fold
+    // (crate::identity); either one that could pass for another is refused.
+    login
+        .trimmed(mapping.subject.as_ref())
+        .map_or_else(
+            || identity::validate_subject(&subject),
+            |c| Err(Refusal::EdgeWhitespace(c)),
+        )
+        .map_err(|refusal| MappingError::BadSubject(subject.clone(), refusal))?;
+    login
+        .trimmed(mapping.user_name.as_ref())
+        .map_or_else(
+            || identity::validate_user_name(&user_name),
+            |c| Err(Refusal::EdgeWhitespace(c)),
+        )
+        .map_err(|refusal| MappingError::BadUserName(user_name.clone(), refusal))?;
     let groups = match &mapping.groups {
         Some(name) => login.attributes.get(name).cloned(),
         None => GROUPS
@@ -350,10 +384,10 @@ impl Users {
             field_value(subject)
         ));
         let list = self.api.list(&params).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|u| u.metadata.deletion_timestamp.is_none()))
+        // Compared again here, byte for byte: the key is exactly what the IdP sent.
+        Ok(list.items.into_iter().find(|u| {
+            u.metadata.deletion_timestamp.is_none() && u.spec.subject.as_deref() == Some(subject)
+        }))
     }
 
     /// The user holding `user_name` through its claim (case-insensitive).
@@ -369,7 +403,7 @@ impl Users {
         Ok(user.filter(|u| {
             u.spec.policy == self.policy
                 && u.metadata.deletion_timestamp.is_none()
-                && u.spec.user_name.to_lowercase() == user_name.to_lowercase()
+                && same_user_name(&u.spec.user_name, user_name)
         }))
     }
 
@@ -395,9 +429,9 @@ impl Users {
                 // The userName must be free or this user's own: checked here,
                 // before anything is written, and again by the claim itself.
                 // A known user keeping its userName holds its claim already.
-                let renamed = known.as_ref().is_none_or(|k| {
-                    k.spec.user_name.to_lowercase() != mapped.user_name.to_lowercase()
-                });
+                let renamed = known
+                    .as_ref()
+                    .is_none_or(|k| !same_user_name(&k.spec.user_name, &mapped.user_name));
                 if renamed {
                     let holder = self.by_user_name(&mapped.user_name).await?;
                     let own =
@@ -471,7 +505,7 @@ impl Users {
         if jit_fields(&current_spec) == jit_fields(&wanted) {
             return Ok((current.clone(), Written::Unchanged)); // no write
         }
-        let renamed = current.spec.user_name.to_lowercase() != mapped.user_name.to_lowercase();
+        let renamed = !same_user_name(&current.spec.user_name, &mapped.user_name);
         if renamed {
             self.claim(&mapped.user_name, &id).await?;
         }
@@ -572,6 +606,7 @@ mod tests {
         Login {
             name_id: Some(name_id.into()),
             name_id_format: None,
+            padded: Padded::default(),
             attributes: attributes
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
@@ -766,6 +801,85 @@ mod tests {
         assert_eq!(s.active, None);
         assert_eq!(s.subject.as_deref(), Some("a"));
         assert_eq!(s.emails[0].primary, Some(true));
+    }
+
+    #[test]
+    fn padded_or_invisible_subjects_and_user_names_are_refused() {
+        let default = AttributeMapping::default();
+        for name_id in [
+            "admin@corp.com\u{A0}",
+            "admin@corp.com\t",
+            "\u{2003}admin@corp.com",
+            "ad\u{200B}min@corp.com",
+        ] {
+            assert!(
+                matches!(
+                    map(&login(name_id, &[]), &default),
+                    Err(MappingError::BadSubject(..))
+                ),
+                "{name_id:?}"
+            );
+        }
+        // The NameID is the userName by default: a look-alike one is refused.
+        for name_id in ["\u{212A}evin@corp.com", "\u{FF41}dmin@corp.com"] {
+            assert!(
+                matches!(
+                    map(&login(name_id, &[]), &default),
+                    Err(MappingError::BadUserName(_, Refusal::NotNfkc))
+                ),
+                "{name_id:?}"
+            );
+        }
+        let error = map(&login("\u{212A}evin@corp.com", &[]), &default).unwrap_err();
+        assert!(error.to_string().contains(r"\u{212a}evin"), "{error}");
+        // A configured subject attribute is checked the same way.
+        let by_oid = AttributeMapping {
+            subject: Some("oid".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            map(&login("a@corp.com", &[("oid", &["6f1c \n"])]), &by_oid),
+            Err(MappingError::BadSubject(..))
+        ));
+    }
+
+    #[test]
+    fn a_value_the_xml_parser_trimmed_is_refused() {
+        let mut l = login("admin@corp.com", &[("oid", &["6f1c"])]);
+        l.padded.name_id = Some('\t');
+        assert_eq!(
+            map(&l, &AttributeMapping::default()),
+            Err(MappingError::BadSubject(
+                "admin@corp.com".into(),
+                Refusal::EdgeWhitespace('\t')
+            ))
+        );
+        // Keyed on the object id, the padded NameID is still the userName.
+        let by_oid = AttributeMapping {
+            subject: Some("oid".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            map(&l, &by_oid),
+            Err(MappingError::BadUserName(_, Refusal::EdgeWhitespace('\t')))
+        ));
+        l.padded.name_id = None;
+        l.padded.attributes.insert("oid".into(), ' ');
+        assert!(matches!(
+            map(&l, &by_oid),
+            Err(MappingError::BadSubject(_, Refusal::EdgeWhitespace(' ')))
+        ));
+    }
+
+    #[test]
+    fn values_are_kept_as_the_idp_signed_them() {
+        let m = map(
+            &login("adm\u{131}n@corp.com", &[("firstName", &[" Al "])]),
+            &AttributeMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(m.subject, "adm\u{131}n@corp.com");
+        assert_eq!(m.given_name.as_deref(), Some(" Al "));
     }
 
     #[test]

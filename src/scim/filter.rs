@@ -27,7 +27,10 @@ use serde_json::{Number, Value};
 
 use super::error::ScimError;
 use super::path::{AttrPath, PatchPath, sub_attribute_or_explain};
-use super::schema::{self, Attribute, AttributeType, Mutability, ResourceType, get_ignore_case};
+use super::schema::{
+    self, Attribute, AttributeType, Mutability, ResourceType, Uniqueness, get_ignore_case,
+};
+use crate::identity;
 
 /// How deeply parentheses, `not` and value filters may nest, and how many
 /// comparisons one filter may hold: bounds on the recursion that parsing,
@@ -631,7 +634,7 @@ fn compare(attribute: &Attribute, actual: &Value, op: CompareOp, expected: &Comp
             // value that is not a dateTime falls back to its text.
             match (schema::parse_date_time(a), schema::parse_date_time(e)) {
                 (Some(a), Some(e)) => ordering_matches(op, a.cmp(&e)),
-                _ => compare_strings(a, e, op, true),
+                _ => compare_strings(a.clone(), e.clone(), op),
             }
         }
         (
@@ -641,18 +644,26 @@ fn compare(attribute: &Attribute, actual: &Value, op: CompareOp, expected: &Comp
             | AttributeType::DateTime,
             Value::String(a),
             CompValue::String(e),
-        ) => compare_strings(a, e, op, attribute.case_exact),
+        ) => compare_strings(comparable(attribute, a), comparable(attribute, e), op),
         _ => false,
     }
 }
 
-fn compare_strings(actual: &str, expected: &str, op: CompareOp, case_exact: bool) -> bool {
-    // RFC 7643 §2.3.1: caseExact=false attributes compare ignoring case.
-    let (actual, expected) = if case_exact {
-        (actual.to_owned(), expected.to_owned())
+/// A string value in the form it compares in. RFC 7643 §2.3.1:
+/// caseExact=false attributes compare ignoring case. The unique one
+/// (userName) folds as its uniqueness does, so a filter finds exactly the
+/// user a claim would, and a look-alike such as the Kelvin sign finds nobody.
+fn comparable(attribute: &Attribute, value: &str) -> String {
+    if attribute.case_exact {
+        value.to_owned()
+    } else if attribute.uniqueness == Uniqueness::Server {
+        identity::fold_user_name(value)
     } else {
-        (actual.to_lowercase(), expected.to_lowercase())
-    };
+        value.to_lowercase()
+    }
+}
+
+fn compare_strings(actual: String, expected: String, op: CompareOp) -> bool {
     match op {
         CompareOp::Co => actual.contains(&expected),
         CompareOp::Sw => actual.starts_with(&expected),
@@ -1640,6 +1651,29 @@ mod tests {
         assert!(matches_barbara(r#"userName eq "BJENSEN@EXAMPLE.COM""#));
         assert!(matches_barbara(r#"USERNAME eq "bjensen@example.com""#));
         assert!(!matches_barbara(r#"userName eq "bjensen""#));
+    }
+
+    #[test]
+    fn user_name_look_alikes_match_nobody() {
+        let kevin = json!({"userName": "kevin@corp.com"});
+        let matches = |text: &str, user: &Value| {
+            let filter = parse(text);
+            filter.validate(ResourceType::User).unwrap();
+            filter.matches(user, ResourceType::User)
+        };
+        assert!(matches("userName eq \"KEVIN@corp.com\"", &kevin));
+        // Kelvin sign, fullwidth ｋ and Ｋ, a trailing NBSP: never folded into ASCII.
+        for text in [
+            "userName eq \"\u{212A}evin@corp.com\"",
+            "userName eq \"\u{FF4B}evin@corp.com\"",
+            "userName sw \"\u{FF2B}\"",
+            "userName eq \"kevin@corp.com\u{A0}\"",
+        ] {
+            assert!(!matches(text, &kevin), "{text}");
+        }
+        let dotless = json!({"userName": "adm\u{131}n"});
+        assert!(!matches("userName eq \"ADMIN\"", &dotless));
+        assert!(matches("userName eq \"ADM\u{131}N\"", &dotless));
     }
 
     #[test]

@@ -661,6 +661,7 @@ async fn create_user(
     let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let spec = resource::user_from_scim(&json_body(body)?, &policy)?;
+    resource::check_user_name(&spec, None)?;
     let (user, adopted) = scope
         .directory
         .create_or_adopt_user(spec)
@@ -719,6 +720,7 @@ async fn replace_user(
     let current = existing_user(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let mut spec = resource::user_from_scim(&body, &policy)?;
+    resource::check_user_name(&spec, Some(&current.spec))?;
     // Fields SCIM doesn't carry stay as they are.
     spec.subject = current.spec.subject.clone();
     let rv = conditional
@@ -759,6 +761,7 @@ async fn patch_user(
             ));
         }
         let mut spec = resource::user_from_scim(&after, &policy)?;
+        resource::check_user_name(&spec, Some(&current.spec))?;
         spec.subject = current.spec.subject.clone();
         // Always conditional: a concurrent change makes us re-read, never lose it.
         match scope

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use crate::api::{Group, GroupMember, GroupSpec, User, UserSpec};
+use crate::identity;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -194,6 +195,20 @@ pub fn user_from_scim(body: &Value, policy: &str) -> Result<UserSpec, ScimError>
     serde_json::from_value(spec).map_err(|e| ScimError::invalid_value(e.to_string()))
 }
 
+/// A new or changed userName must pass [`identity::validate_user_name`].
+/// One the user already has is left alone, so a user stored before the rule
+/// can still be deactivated or deleted.
+pub fn check_user_name(spec: &UserSpec, current: Option<&UserSpec>) -> Result<(), ScimError> {
+    if current.is_some_and(|c| c.user_name == spec.user_name) {
+        return Ok(());
+    }
+    identity::validate_user_name(&spec.user_name).map_err(|refusal| {
+        // Escaped to ASCII, so a Kelvin sign shows as \u{212a}, not as K.
+        let shown = spec.user_name.escape_default();
+        ScimError::invalid_value(format!("userName \"{shown}\" {refusal}"))
+    })
+}
+
 fn enterprise_from_scim(value: &Value) -> Result<Value, ScimError> {
     let mut value = value.clone();
     strip_nulls(&mut value);
@@ -369,6 +384,26 @@ fn coerce_booleans(value: &mut Value, keys: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_user_name_is_checked_and_an_unchanged_one_left_alone() {
+        let spec = |name: &str| UserSpec {
+            user_name: name.into(),
+            ..Default::default()
+        };
+        let kelvin = spec("\u{212A}evin");
+        let error = check_user_name(&kelvin, None).unwrap_err();
+        assert_eq!(error.status, 400);
+        assert_eq!(
+            error.scim_type,
+            Some(crate::scim::error::ScimType::InvalidValue)
+        );
+        assert!(error.detail.contains(r"\u{212a}evin"), "{error:?}");
+        assert!(check_user_name(&kelvin, Some(&spec("kevin"))).is_err());
+        // Stored before the rule: it can still be deactivated or deleted.
+        assert!(check_user_name(&kelvin, Some(&kelvin)).is_ok());
+        assert!(check_user_name(&spec("kevin"), None).is_ok());
+    }
 
     const LOCATION: Location = Location {
         base_url: "https://roster.example.com/scim/ns/crm/v2",

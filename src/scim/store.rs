@@ -22,6 +22,7 @@ use crate::api::{
     User, UserNameClaim, UserSpec, claim_name,
 };
 use crate::directory::{ClaimError, UserNames};
+use crate::identity::same_user_name;
 use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
 use crate::scim::resource::LAST_MODIFIED_ANNOTATION;
 
@@ -142,7 +143,7 @@ impl Directory {
             return Ok(None);
         };
         let user = self.user(&claim.spec.user).await?;
-        Ok(user.filter(|u| u.spec.user_name.to_lowercase() == user_name.to_lowercase()))
+        Ok(user.filter(|u| same_user_name(&u.spec.user_name, user_name)))
     }
 
     /// Creates a user with a fresh SCIM id. The userName is claimed first, so
@@ -195,7 +196,7 @@ impl Directory {
         resource_version: Option<String>,
     ) -> Result<User> {
         let id = current.name_any();
-        let renamed = current.spec.user_name.to_lowercase() != spec.user_name.to_lowercase();
+        let renamed = !same_user_name(&current.spec.user_name, &spec.user_name);
         if renamed {
             self.claim(&spec.user_name, &id).await?;
         }

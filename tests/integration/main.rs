@@ -9,6 +9,7 @@ mod crds;
 mod examples;
 mod hostile_http;
 mod hostile_saml;
+mod identity;
 mod isolation;
 mod operator;
 mod rbac;
