@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// elsewhere find no policy.
     #[arg(long, env = "ROSTER_WATCH_NAMESPACE", value_delimiter = ',')]
     pub watch_namespace: Vec<String>,
+    /// Serve SCIM and SAML only, never run the controllers (e.g. a front-end
+    /// Deployment beside the one that provisions, or a benchmark of the
+    /// service alone).
+    #[arg(long, env = "ROSTER_SERVE_ONLY")]
+    pub serve_only: bool,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -67,7 +72,15 @@ pub async fn run(
     let (stop_leading, leading_stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     let outcome = tokio::select! {
-        () = wait_for_crds(&client) => {
+        () = wait_for_crds(&client), if args.serve_only => {
+            readiness.set_ready();
+            tracing::info!("roster is ready (serving only, no controllers)");
+            tokio::select! {
+                () = &mut shutdown => Ok(()),
+                result = &mut http => return Ok(result??),
+            }
+        }
+        () = wait_for_crds(&client), if !args.serve_only => {
             readiness.set_ready();
             tracing::info!("roster is ready");
             let lead = lead(client.clone(), args, stopped(leading_stopped));

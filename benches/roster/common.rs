@@ -178,8 +178,9 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// Starts `roster run` with its controllers over `watch_namespace`.
-    pub fn start(kubeconfig: &std::path::Path, watch_namespace: &str) -> Self {
+    /// Starts `roster run` with its controllers over `watch_namespace`, or
+    /// with none (`None`: the SCIM and SAML service alone, every namespace).
+    pub fn start(kubeconfig: &std::path::Path, watch_namespace: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -189,11 +190,11 @@ impl Roster {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--public-url", &base])
-            .args([
-                "--watch-namespace",
-                watch_namespace,
-                "--leader-election=false",
-            ])
+            .args(match watch_namespace {
+                Some(namespace) => vec!["--watch-namespace", namespace],
+                None => vec!["--serve-only"],
+            })
+            .arg("--leader-election=false")
             .env("KUBECONFIG", kubeconfig)
             // Quiet, also about the 503s of /readyz while it starts.
             .env("RUST_LOG", "error,tower_http=off")

@@ -238,6 +238,10 @@ pub async fn large_groups(
     let ns = "bench-big";
     namespace(client, ns).await;
     scim_policy(client, ns, "scim", nowhere("scim")).await;
+    // Members must be Users of the group's policy: every id the PATCHes add
+    // exists, synced, before the first one.
+    let members = big_group.max(10_000) + 3 * 20 * 256;
+    crate::memory::synced_users(client, ns, "scim", members, |m| format!("m-{m:08}")).await;
     let groups_url = format!("{}/scim/{ns}/scim/v2/Groups", roster.base);
     let reply: Value = http
         .post(&groups_url)

@@ -57,8 +57,8 @@ async fn main() {
         json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}),
     );
 
-    // The SCIM service alone: its controllers watch an empty namespace.
-    let roster = Roster::start(kubeconfig, "roster-bench-idle");
+    // The SCIM and SAML service alone, without controllers.
+    let roster = Roster::start(kubeconfig, None);
     roster.ready(&http, Duration::from_secs(300)).await;
     if wanted("ingest") {
         let users = size("ROSTER_BENCH_USERS", 2_000);
@@ -87,7 +87,7 @@ async fn main() {
     if wanted("propagation") {
         let app = propagation::App::start(&http).await;
         propagation::setup(&client, &app).await;
-        let roster = Roster::start(kubeconfig, "bench-prop");
+        let roster = Roster::start(kubeconfig, Some("bench-prop"));
         roster.ready(&http, Duration::from_secs(300)).await;
         let n = size("ROSTER_BENCH_PROPAGATION", 30);
         let prop = propagation::propagation(&http, &roster, &app, n).await;

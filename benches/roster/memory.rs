@@ -37,16 +37,20 @@ fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([(SOURCE_LABEL.to_owned(), "scim".to_owned())])
 }
 
-/// Creates `users` synced Users and `groups` synced Groups of
-/// [`MEMBERS_PER_GROUP`] members each, straight through the API.
-async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
-    namespace(client, NS).await;
-    scim_policy(client, NS, "mem", nowhere("mem")).await;
-    let started = Instant::now();
-    let user_api: Api<User> = Api::namespaced(client.clone(), NS);
+/// Creates `count` Users of `policy` named by `name`, each already synced
+/// (finalizer, status), straight through the API: the controllers' first
+/// reconcile of them writes nothing.
+pub async fn synced_users(
+    client: &kube::Client,
+    ns: &str,
+    policy: &str,
+    count: usize,
+    name: fn(usize) -> String,
+) {
+    let user_api: Api<User> = Api::namespaced(client.clone(), ns);
     let user_conditions = conditions("the account matches the spec");
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    run(users, 32, |i| {
+    run(count, 32, |i| {
         let api = user_api.clone();
         let conditions = user_conditions.clone();
         let now = now.clone();
@@ -60,8 +64,8 @@ async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
                 "title": "Engineer",
                 "active": true,
             });
-            let spec = roster::scim::resource::user_from_scim(&body, "mem").unwrap();
-            let name = format!("u-{i:06}");
+            let spec = roster::scim::resource::user_from_scim(&body, policy).unwrap();
+            let name = name(i);
             let mut user = User::new(&name, spec);
             user.metadata.labels = Some(labels());
             user.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
@@ -77,6 +81,16 @@ async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
         }
     })
     .await;
+}
+
+/// Creates `users` synced Users and `groups` synced Groups of
+/// [`MEMBERS_PER_GROUP`] members each, straight through the API.
+async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
+    namespace(client, NS).await;
+    scim_policy(client, NS, "mem", nowhere("mem")).await;
+    let started = Instant::now();
+    synced_users(client, NS, "mem", users, |i| format!("u-{i:06}")).await;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let group_api: Api<Group> = Api::namespaced(client.clone(), NS);
     let slice_api: Api<GroupMemberSlice> = Api::namespaced(client.clone(), NS);
     let group_conditions = conditions("the application's group matches the spec");
@@ -171,7 +185,7 @@ pub async fn memory(
 ) -> Value {
     let filled = fill(client, users, groups).await;
     println!("memory: created {users} users and {groups} groups in {filled:.0?}");
-    let roster = Roster::start(kubeconfig, NS);
+    let roster = Roster::start(kubeconfig, Some(NS));
     let ready = roster.ready(http, Duration::from_secs(600)).await;
     let rss_ready = rss_mib(roster.pid());
     // The controllers' caches fill beside readiness; wait for every object's

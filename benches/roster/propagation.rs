@@ -373,7 +373,7 @@ pub async fn resync(
     println!("resync: {total} users provisioned in {initial:.0?}; restarting roster");
     drop(roster);
     let started = Instant::now();
-    let roster = Roster::start(kubeconfig, NS);
+    let roster = Roster::start(kubeconfig, Some(NS));
     roster.ready(http, Duration::from_secs(120)).await;
     let reconciles = loop {
         let count = roster

@@ -164,6 +164,7 @@ async fn works_with_only_the_chart_rules(scope: Scope) {
         // Also with the cluster-wide rules: controllers over every namespace
         // would reconcile the other tests' objects.
         watch_namespace: vec![env.namespace.clone()],
+        serve_only: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(async move {
