@@ -100,16 +100,16 @@ impl SamlState {
     /// audience taken from the Host header would let an assertion issued to
     /// another SP that trusts the same IdP key (staging, another realm) be
     /// accepted here. Without one, SAML is not served.
-    fn origin(&self, namespace: &str, policy: &str) -> Result<&str, Response> {
-        self.public_url.as_deref().ok_or_else(|| {
+    fn origin(&self, namespace: &str, policy: &str) -> Option<&str> {
+        if self.public_url.is_none() {
             tracing::warn!(
                 %namespace,
                 %policy,
                 reason = NO_PUBLIC_URL,
                 "SAML request refused: sign-in is not served"
             );
-            not_configured()
-        })
+        }
+        self.public_url.as_deref()
     }
 
     async fn policy(
@@ -145,7 +145,7 @@ impl SamlState {
 
     /// The policy's resolved trust, or the page saying it serves no login.
     pub(crate) async fn trust(&self, namespace: &str, policy: &str) -> Result<Trust, Response> {
-        let origin = self.origin(namespace, policy)?;
+        let origin = self.origin(namespace, policy).ok_or_else(not_configured)?;
         let found = self.policy(namespace, policy).await?;
         Trust::resolve(&found, origin).map_err(|error| {
             tracing::warn!(%namespace, %policy, reason = %error, "SAML login refused: the policy serves no login");
@@ -170,9 +170,8 @@ async fn serve_metadata(
     State(state): State<SamlState>,
     Path((namespace, policy)): Path<(String, String)>,
 ) -> Response {
-    let origin = match state.origin(&namespace, &policy) {
-        Ok(origin) => origin,
-        Err(response) => return response,
+    let Some(origin) = state.origin(&namespace, &policy) else {
+        return not_configured();
     };
     let found = match state.policy(&namespace, &policy).await {
         Ok(found) => found,
