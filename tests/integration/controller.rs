@@ -655,7 +655,11 @@ async fn policy_status_publishes_urls_counts_and_what_is_wrong() {
     .await;
     assert_eq!(
         status.scim_base_url,
-        Some(format!("/scim/{}/crm/v2", env.namespace))
+        Some(format!(
+            "{}/scim/{}/crm/v2",
+            crate::support::saml::PUBLIC_URL,
+            env.namespace
+        ))
     );
     let condition = |status: &roster::api::ProvisioningPolicyStatus, type_: &str| {
         status

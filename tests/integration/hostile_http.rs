@@ -274,7 +274,7 @@ fn hostile_round(known: &str, rounds: usize) -> (Vec<Probe>, Vec<String>) {
 #[tokio::test]
 async fn random_unauthenticated_paths_and_methods_add_no_series_and_no_memory() {
     let env = env().await;
-    create_policy(&env, scim_policy("wiki"), "secret-token").await;
+    create_policy(&env, scim_policy("wiki"), "hostile-http-secret-token").await;
     let origin = start_watching(env.client.clone()).await;
     let known = format!("{}/wiki", env.namespace);
 
@@ -404,7 +404,7 @@ async fn apiserver_not_found_gets(client: &kube::Client) -> u64 {
 #[tokio::test]
 async fn requests_for_what_does_not_exist_cost_no_api_call() {
     let env = env().await;
-    let token = "wiki-token";
+    let token = "wiki-token-0123456789abcdef";
     let mut policy = scim_policy("wiki");
     // The authenticated probes below come faster than an IdP's budget.
     if let Some(scim) = policy.spec.scim.as_mut() {

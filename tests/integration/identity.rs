@@ -67,7 +67,7 @@ fn scim(idp: &Idp) -> ProvisioningPolicy {
     policy
 }
 
-/// The SCIM endpoint of the policy `serve` created (its token is "t").
+/// The SCIM endpoint of the policy `serve` created (its token is `SCIM_TOKEN`).
 struct Scim<'a> {
     server: &'a SamlServer,
     http: reqwest::Client,
@@ -89,7 +89,7 @@ impl<'a> Scim<'a> {
         let mut request = self
             .http
             .request(method, url)
-            .bearer_auth("t")
+            .bearer_auth(crate::support::saml::SCIM_TOKEN)
             .header("Content-Type", "application/scim+json");
         if let Some(body) = body {
             request = request.body(body.to_string());
@@ -120,7 +120,7 @@ impl<'a> Scim<'a> {
             .http
             .get(url)
             .query(&[("filter", filter.as_str())])
-            .bearer_auth("t")
+            .bearer_auth(crate::support::saml::SCIM_TOKEN)
             .send()
             .await
             .unwrap();

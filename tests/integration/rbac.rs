@@ -115,7 +115,7 @@ async fn works_with_only_the_chart_rules(scope: Scope) {
     let key = b"rbac-webhook-key";
     let receiver = crate::support::webhook::Receiver::start(key).await;
     webhook_policy(&env, "crm", &receiver.url, key).await;
-    let token = "rbac-scim-token";
+    let token = "rbac-scim-token-0123456789";
     secret(&env, "crm-scim-tokens", "token-1", token).await;
     let idp = Idp::okta();
     let mut wiki = jit_policy("wiki");

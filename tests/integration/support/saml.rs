@@ -19,6 +19,9 @@ use roster::server::{self, Readiness, ServerArgs};
 
 use super::TestEnv;
 
+/// The bearer token of the Scim policies [`serve`] creates.
+pub const SCIM_TOKEN: &str = "saml-test-scim-token-0123456789";
+
 /// The origin every test replica advertises, as behind one load balancer.
 pub const PUBLIC_URL: &str = "https://roster.test";
 
@@ -449,7 +452,7 @@ pub async fn serve(env: &TestEnv, policy: ProvisioningPolicy) -> SamlServer {
     if let Some(scim) = &policy.spec.scim {
         let mut secret = Secret::default();
         secret.metadata.name = Some(scim.token_secret_ref.name.clone());
-        secret.string_data = Some([("token-1".to_owned(), "t".to_owned())].into());
+        secret.string_data = Some([("token-1".to_owned(), SCIM_TOKEN.to_owned())].into());
         env.api::<Secret>()
             .create(&Default::default(), &secret)
             .await

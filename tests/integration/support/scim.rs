@@ -62,7 +62,7 @@ pub async fn create_policy(env: &TestEnv, policy: ProvisioningPolicy, token: &st
 pub async fn start(client: kube::Client) -> String {
     let readiness = Readiness::default();
     readiness.set_ready();
-    start_with(client, readiness).await
+    start_with(client, readiness, &ServerArgs::default()).await
 }
 
 /// Serves Roster's router as the operator does: policies from a watch-fed
@@ -73,7 +73,12 @@ pub async fn start_watching(client: kube::Client) -> String {
     tokio::spawn(policies.clone().run(client.clone()));
     let readiness = Readiness::default().with_policies(policies);
     readiness.set_ready();
-    let origin = start_with(client, readiness).await;
+    // With a public URL, as deployed: SAML answers (404 for an unknown policy).
+    let args = ServerArgs {
+        public_url: Some(super::saml::PUBLIC_URL.to_owned()),
+        ..ServerArgs::default()
+    };
+    let origin = start_with(client, readiness, &args).await;
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -89,12 +94,12 @@ pub async fn start_watching(client: kube::Client) -> String {
     }
 }
 
-async fn start_with(client: kube::Client, readiness: Readiness) -> String {
+async fn start_with(client: kube::Client, readiness: Readiness, args: &ServerArgs) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let index = roster::scim::membership::MembershipIndex::default();
     tokio::spawn(index.clone().run(client.clone(), Vec::new()));
-    let router = server::router(client, index, &ServerArgs::default(), readiness);
+    let router = server::router(client, index, args, readiness);
     tokio::spawn(server::serve(
         router,
         listener,
