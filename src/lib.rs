@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod names;
 pub mod operator;
 pub mod policy;
+#[cfg(test)]
+mod property;
 pub mod saml;
 pub mod scim;
 pub mod server;

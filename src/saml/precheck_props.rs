@@ -15,8 +15,9 @@ use libxml::parser::{Parser, ParserOptions};
 use libxml::readonly::RoNode;
 use libxml::tree::NodeType;
 use proptest::prelude::*;
+
+use crate::property::cases;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::RngSeed;
 use quick_xml::escape::escape;
 
 use super::checks::{MAX_DEPTH, MAX_ELEMENTS, decode, precheck};
@@ -847,23 +848,6 @@ fn open_disagreements() -> Vec<(&'static str, String)> {
             response(utf8, "alice").replace(" ID=\"_a1\"", " ID=\"_a1\" a=\"<\""),
         ),
     ]
-}
-
-/// A property's run: `cases` inputs (counted so that all property tests
-/// together stay within seconds), from a fixed seed so that `make test` is
-/// repeatable; `PROPTEST_RNG_SEED=<n>` explores other inputs. Failures print
-/// the input, and no regression files are written into the tree.
-fn cases(cases: u32) -> ProptestConfig {
-    let config = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: match config.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(0x5c1a_2026),
-            chosen => chosen,
-        },
-        ..config
-    }
 }
 
 proptest! {

@@ -8,7 +8,8 @@
 //! panics.
 
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+use crate::property::cases;
 use serde_json::{Number, Value, json};
 
 use super::filter::{CompValue, CompareOp, Filter};
@@ -481,23 +482,6 @@ fn barbara() -> Value {
     })
 }
 
-/// A property's run: `cases` inputs (counted so that all property tests
-/// together stay within seconds), from a fixed seed so that `make test` is
-/// repeatable; `PROPTEST_RNG_SEED=<n>` explores other inputs. Failures print
-/// the input, and no regression files are written into the tree.
-fn cases(cases: u32) -> ProptestConfig {
-    let config = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: match config.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(0x5c1a_2026),
-            chosen => chosen,
-        },
-        ..config
-    }
-}
-
 proptest! {
     #![proptest_config(cases(1000))]
 
@@ -528,6 +512,12 @@ proptest! {
 
 proptest! {
     #![proptest_config(cases(250))]
+
+    #[test]
+    fn display_parses_back_to_the_same_filter(filter in filter()) {
+        let text = filter.to_string();
+        prop_assert_eq!(Filter::parse(&text).map_err(|e| e.detail), Ok(filter), "{}", text);
+    }
 
     #[test]
     fn a_filter_written_with_noise_parses_to_the_same_filter((filter, text) in noisy_filter()) {

@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+use crate::property::cases;
 use serde_json::{Map, Value, json};
 
 use super::membership::{GroupSlices, SlicePlan, plan};
@@ -472,23 +473,6 @@ fn plan_change(slices: &GroupSlices, change: &MembersChange) -> SlicePlan {
 
 // ---------------------------------------------------------------------------
 // The properties
-
-/// A property's run: `cases` inputs (counted so that all property tests
-/// together stay within seconds), from a fixed seed so that `make test` is
-/// repeatable; `PROPTEST_RNG_SEED=<n>` explores other inputs. Failures print
-/// the input, and no regression files are written into the tree.
-fn cases(cases: u32) -> ProptestConfig {
-    let config = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: match config.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(0x5c1a_2026),
-            chosen => chosen,
-        },
-        ..config
-    }
-}
 
 proptest! {
     #![proptest_config(cases(500))]

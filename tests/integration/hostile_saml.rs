@@ -19,11 +19,7 @@ const SCIM_TOKEN: &str = "hostile-saml-test-token-0123456789";
 
 fn jit(idp: &Idp) -> ProvisioningPolicy {
     let mut policy = jit_policy("crm");
-    let mut trust = crate::support::fixtures::saml_trust();
-    trust.idp_entity_id = Some(idp.entity_id.clone());
-    trust.idp_certificates = vec![idp.cert_pem.clone()];
-    trust.idp_metadata = None;
-    policy.spec.saml = Some(trust);
+    policy.spec.saml = Some(idp.trust());
     policy
 }
 

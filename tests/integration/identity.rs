@@ -37,33 +37,18 @@ const REFUSED: &[(&str, &str)] = &[
 /// A distinct, valid name: `ı` (dotless i) is its own letter.
 const DOTLESS: &str = "kev\u{131}n@corp.com";
 
-fn trust(idp: &Idp) -> SamlTrust {
-    SamlTrust {
-        idp_metadata: None,
-        idp_entity_id: Some(idp.entity_id.clone()),
-        idp_sso_url: Some("https://idp.example.com/sso/saml".into()),
-        idp_certificates: vec![idp.cert_pem.clone()],
-        sp_entity_id: None,
-        attribute_mapping: AttributeMapping::default(),
-        clock_skew_seconds: 60,
-        allow_idp_initiated: false,
-        allowed_redirect_urls: Vec::new(),
-        session_lifetime_seconds: 900,
-    }
-}
-
 /// A Jit policy whose only rules are the identity ones (no email domain
 /// allowlist that would refuse these logins for another reason).
 fn jit(idp: &Idp) -> ProvisioningPolicy {
     let mut policy = jit_policy("crm");
-    policy.spec.saml = Some(trust(idp));
+    policy.spec.saml = Some(idp.trust());
     policy.spec.jit.as_mut().unwrap().allowed_email_domains = Vec::new();
     policy
 }
 
 fn scim(idp: &Idp) -> ProvisioningPolicy {
     let mut policy = scim_policy("crm");
-    policy.spec.saml = Some(trust(idp));
+    policy.spec.saml = Some(idp.trust());
     policy
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, PostParams};
-use roster::api::{DeprovisionAction, Group, GroupMember, GroupMemberSlice, ProvisioningPolicy};
+use roster::api::{DeprovisionAction, Group, GroupMember, ProvisioningPolicy};
 use serde_json::{Value, json};
 
 use crate::controller::{event, eventually, policy_for, start_controllers, synced};
@@ -41,20 +41,7 @@ fn assert_refused_naming(reply: &Reply, value: &str) {
 /// The group's and its slices' resourceVersions: what any write would change.
 async fn versions(env: &TestEnv, gid: &str) -> (String, BTreeMap<String, String>) {
     let group = env.api::<Group>().get(gid).await.unwrap();
-    let slices = env
-        .api::<GroupMemberSlice>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|s| {
-            (
-                s.metadata.name.unwrap(),
-                s.metadata.resource_version.unwrap(),
-            )
-        })
-        .collect();
+    let slices = crate::scim::versions(&env.api()).await;
     (group.metadata.resource_version.unwrap(), slices)
 }
 

@@ -20,16 +20,8 @@ const APP: &str = "https://app.example.com/";
 
 fn trust(idp: &Idp) -> SamlTrust {
     SamlTrust {
-        idp_metadata: None,
-        idp_entity_id: Some(idp.entity_id.clone()),
-        idp_sso_url: Some("https://idp.example.com/sso/saml".into()),
-        idp_certificates: vec![idp.cert_pem.clone()],
-        sp_entity_id: None,
-        attribute_mapping: AttributeMapping::default(),
-        clock_skew_seconds: 60,
-        allow_idp_initiated: false,
         allowed_redirect_urls: vec![APP.into()],
-        session_lifetime_seconds: 900,
+        ..idp.trust()
     }
 }
 

@@ -908,7 +908,9 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
     assert_eq!(reply.body["members"].as_array().unwrap().len(), total);
 }
 
-async fn versions(slices: &Api<GroupMemberSlice>) -> std::collections::BTreeMap<String, String> {
+pub(crate) async fn versions(
+    slices: &Api<GroupMemberSlice>,
+) -> std::collections::BTreeMap<String, String> {
     slices
         .list(&Default::default())
         .await

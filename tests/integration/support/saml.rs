@@ -65,6 +65,24 @@ impl Idp {
         }
     }
 
+    /// A policy's SAML trust in this IdP: its entity ID and certificate,
+    /// the default attribute mapping, 60 s of skew, SP-initiated logins only,
+    /// no redirect target.
+    pub fn trust(&self) -> roster::api::SamlTrust {
+        roster::api::SamlTrust {
+            idp_metadata: None,
+            idp_entity_id: Some(self.entity_id.clone()),
+            idp_sso_url: Some("https://idp.example.com/sso/saml".into()),
+            idp_certificates: vec![self.cert_pem.clone()],
+            sp_entity_id: None,
+            attribute_mapping: Default::default(),
+            clock_skew_seconds: 60,
+            allow_idp_initiated: false,
+            allowed_redirect_urls: Vec::new(),
+            session_lifetime_seconds: 900,
+        }
+    }
+
     /// An Okta-like IdP.
     pub fn okta() -> Self {
         Self::new("http://www.okta.com/exk1roster")
