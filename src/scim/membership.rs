@@ -162,6 +162,9 @@ struct Inner {
     relists: HashMap<Option<String>, HashMap<GroupKey, GroupSlices>>,
     /// The watches whose first full list is still to come.
     listing: BTreeSet<Option<String>>,
+    /// The User watches whose first full list is still to come: until then
+    /// a member check would read each unknown id from the API.
+    users_listing: BTreeSet<Option<String>>,
     /// Namespace -> User id -> its policy, for Users not being deleted.
     user_policies: HashMap<String, HashMap<String, String>>,
     /// Per watch: the Users seen during its relist, swapped in when it completes.
@@ -348,7 +351,7 @@ impl MembershipIndex {
                     inner.groups.extend(relist);
                 }
                 inner.listing.remove(scope);
-                inner.synced = inner.listing.is_empty();
+                inner.synced = inner.listing.is_empty() && inner.users_listing.is_empty();
             }
         }
     }
@@ -374,6 +377,8 @@ impl MembershipIndex {
                 // A user's policy never changes, and one missing from the
                 // list is read from the API when asked for: the list wins,
                 // for the namespaces this watch covers.
+                inner.users_listing.remove(scope);
+                inner.synced = inner.listing.is_empty() && inner.users_listing.is_empty();
                 if let Some(relist) = inner.users_relists.remove(scope) {
                     match scope {
                         None => inner.user_policies = relist,
@@ -396,53 +401,65 @@ impl MembershipIndex {
         if scopes.is_empty() {
             scopes.push(None);
         }
-        self.inner.lock().expect("index lock").listing = scopes.iter().cloned().collect();
-        let scopes_for_users = scopes.clone();
-        let watches = scopes.into_iter().map(|scope| {
-            let api: kube::Api<GroupMemberSlice> = match &scope {
-                Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
-                None => kube::Api::all(client.clone()),
-            };
-            let index = self.clone();
-            async move {
-                // Back off between failed watch attempts: a tight retry loop
-                // would flood the logs and never yield (e.g. while the API
-                // server is down).
-                let mut events = watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .boxed();
-                while let Some(event) = events.next().await {
-                    match event {
-                        Ok(event) => index.apply(&scope, event),
-                        Err(error) => tracing::warn!(%error, "watching group member slices"),
-                    }
-                }
-            }
-        });
-        let user_watches = scopes_for_users.into_iter().map(|scope| {
-            let api: kube::Api<User> = match &scope {
-                Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
-                None => kube::Api::all(client.clone()),
-            };
-            let index = self.clone();
-            async move {
-                let mut events = watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .boxed();
-                while let Some(event) = events.next().await {
-                    match event {
-                        Ok(event) => index.apply_user(&scope, event),
-                        Err(error) => tracing::warn!(%error, "watching users"),
-                    }
-                }
-            }
-        });
+        {
+            let mut inner = self.inner.lock().expect("index lock");
+            inner.listing = scopes.iter().cloned().collect();
+            inner.users_listing = scopes.iter().cloned().collect();
+        }
+        let slices = self.clone();
+        let users = self.clone();
         // One task for all, so aborting it stops every watch.
         futures::join!(
-            futures::future::join_all(watches),
-            futures::future::join_all(user_watches)
+            watch_scopes::<GroupMemberSlice>(
+                &client,
+                &scopes,
+                "group member slices",
+                |scope, event| { slices.apply(scope, event) }
+            ),
+            watch_scopes::<User>(&client, &scopes, "users", |scope, event| {
+                users.apply_user(scope, event)
+            }),
         );
     }
+}
+
+/// One watch of `K` per scope (a namespace, or `None` for all), each event
+/// handed to `apply` with its scope; forever.
+async fn watch_scopes<K>(
+    client: &kube::Client,
+    scopes: &[Option<String>],
+    what: &'static str,
+    apply: impl Fn(&Option<String>, watcher::Event<K>),
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let apply = &apply;
+    let watches = scopes.iter().map(|scope| {
+        let api: kube::Api<K> = match scope {
+            Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+            None => kube::Api::all(client.clone()),
+        };
+        async move {
+            // Back off between failed watch attempts: a tight retry loop
+            // would flood the logs and never yield (e.g. while the API
+            // server is down).
+            let mut events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => apply(scope, event),
+                    Err(error) => tracing::warn!(%error, "watching {what}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(watches).await;
 }
 
 #[cfg(test)]

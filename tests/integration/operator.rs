@@ -25,6 +25,11 @@ fn replica(name: &str, namespace: &str) -> Replica {
 }
 
 pub(crate) fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Replica {
+    replica_logging(name, namespace, extra, "warn")
+}
+
+/// A replica whose log (`Replica::log`) is filtered by `rust_log`.
+fn replica_logging(name: &str, namespace: &str, extra: &[&str], rust_log: &str) -> Replica {
     let log = tempfile::NamedTempFile::new().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -45,7 +50,7 @@ pub(crate) fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Repli
         ])
         .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stderr(log.reopen().unwrap())
         .kill_on_drop(true)
         .spawn()
@@ -395,7 +400,9 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
     // Members must be Users of the policy: 3,000, shared by the groups.
     let ids: Vec<String> = (0..3000).map(|m| format!("member-{m}")).collect();
     crate::support::fixtures::create_users(&env, "wiki", &ids).await;
-    let mut replica = replica("replica-d", &env.namespace);
+    // tower_http logs each request as its handling starts: what tells that
+    // all of them are in flight.
+    let mut replica = replica_logging("replica-d", &env.namespace, &[], "warn,tower_http=debug");
     let base = format!("http://127.0.0.1:{}", replica.port);
     let http = reqwest::Client::new();
     ready(&http, &base).await;
@@ -420,7 +427,18 @@ async fn in_flight_scim_requests_complete_after_sigterm() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // SIGTERM once the server has read every request's head: a connection
+    // still waiting to be accepted when the listener closes is refused by
+    // the kernel, which is not what this test is about.
+    eventually("every group POST to be in flight", || async {
+        let log = std::fs::read_to_string(replica.log.path()).ok()?;
+        let started = log
+            .lines()
+            .filter(|l| l.contains("started processing request") && l.contains("/Groups"))
+            .count();
+        (started >= 8).then_some(())
+    })
+    .await;
     let pid = nix::unistd::Pid::from_raw(replica.child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let terminated = Instant::now();
