@@ -12,16 +12,16 @@ pub mod controller;
 pub mod controlplane;
 pub mod dev;
 pub mod directory;
-pub mod events;
 pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod operator;
-pub mod policy;
 #[cfg(test)]
 mod property;
+pub mod public_url;
 pub mod saml;
 pub mod scim;
 pub mod server;
 pub mod telemetry;
+pub mod urns;

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::watch;
 
+use crate::directory::membership::MembershipIndex;
+use crate::directory::policies::PolicyCache;
 use crate::leader::{self, LeaderArgs};
-use crate::scim::membership::MembershipIndex;
-use crate::scim::policies::PolicyCache;
 use crate::server::{self, Readiness, ServerArgs};
 use crate::{api, cluster, controller};
 

@@ -10,7 +10,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
 
-use crate::scim;
+use crate::directory::audit::{Audit, Writer as AuditWriter};
+use crate::directory::membership::MembershipIndex;
+use crate::directory::policies::PolicyCache;
+use crate::public_url::PublicUrl;
+use crate::{saml, scim};
 
 /// Options of the HTTP server.
 #[derive(Args, Debug, Clone)]
@@ -65,19 +69,19 @@ impl Default for ServerArgs {
 pub struct Readiness {
     crds: Arc<AtomicBool>,
     api: Arc<AtomicBool>,
-    index: Option<scim::membership::MembershipIndex>,
-    policies: Option<scim::policies::PolicyCache>,
+    index: Option<MembershipIndex>,
+    policies: Option<PolicyCache>,
 }
 
 impl Readiness {
-    pub fn new(index: scim::membership::MembershipIndex) -> Self {
+    pub fn new(index: MembershipIndex) -> Self {
         Self {
             index: Some(index),
             ..Self::default()
         }
     }
     /// Also waits for `policies`, which the SCIM service then reads from.
-    pub fn with_policies(mut self, policies: scim::policies::PolicyCache) -> Self {
+    pub fn with_policies(mut self, policies: PolicyCache) -> Self {
         self.policies = Some(policies);
         self
     }
@@ -104,49 +108,42 @@ impl Readiness {
     }
 }
 
-/// The scheme and host clients reach this server at: `--public-url` when
-/// set, else the request's Host (and X-Forwarded-Proto from a proxy).
-pub fn origin(public_url: Option<&str>, headers: &axum::http::HeaderMap) -> String {
-    match public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
-            let host = header("host").unwrap_or("localhost");
-            let scheme = header("x-forwarded-proto").unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
-    }
-}
-
 /// The whole HTTP surface. The SCIM service reads policies from the cache
 /// `readiness` waits for; without one, from the API on every request.
 pub fn router(
     client: kube::Client,
-    index: scim::membership::MembershipIndex,
+    index: MembershipIndex,
     args: &ServerArgs,
     readiness: Readiness,
 ) -> Router {
     let policies = readiness.policies.clone().unwrap_or_default();
+    let public_url = PublicUrl::new(args.public_url.as_deref());
+    let saml = saml::SamlState {
+        client: client.clone(),
+        public_url: public_url.clone(),
+        key: saml::session::SessionKey::process(),
+        index: index.clone(),
+        audit: Audit::of(AuditWriter::Jit, client.clone(), args.pod_name.clone()),
+        policies: policies.clone(),
+        limits: saml::limits::VerifyLimits::new(
+            args.saml_verify_concurrency
+                .unwrap_or_else(saml::limits::VerifyLimits::default_concurrency),
+        ),
+    };
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::saml::router(
-            client.clone(),
-            index.clone(),
-            policies.clone(),
-            args,
-        ))
+        .merge(saml::routes(saml))
         .with_state(readiness);
-    let audit = scim::audit::Audit::new(client.clone(), args.pod_name.clone());
     scim::http::router(scim::http::ScimState {
+        audit: Audit::of(AuditWriter::Scim, client.clone(), args.pod_name.clone()),
         client,
         index,
-        audit,
         rate_limits: Default::default(),
         policies,
         tokens: Default::default(),
-        public_url: args.public_url.clone(),
+        public_url,
     })
     .merge(health)
     .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())

@@ -13,7 +13,7 @@ use roster::api::{
 };
 use roster::controller::FINALIZER;
 use roster::controller::conditions::{Decided, SYNCED, merge, summary};
-use roster::policy::SOURCE_LABEL;
+use roster::directory::writers::SOURCE_LABEL;
 use serde_json::{Value, json};
 
 use crate::common::{Roster, namespace, nowhere, round, rss_mib, run, scim_policy};

@@ -39,6 +39,13 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "roster.dev";
 /// The one served (and stored) version.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every Roster object.
+pub const API_VERSION: &str = "roster.dev/v1alpha1";
+
+/// Annotation holding when the SCIM or JIT writer last changed the spec, for
+/// SCIM's `meta.lastModified` (the object's own timestamps don't record spec
+/// changes).
+pub const LAST_MODIFIED_ANNOTATION: &str = "roster.dev/last-modified";
 
 /// Every CRD Roster installs, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -64,4 +71,16 @@ pub fn crds_yaml() -> String {
 /// File name under `crds/` for one CRD, e.g. `users.roster.dev.yaml`.
 pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::Resource;
+
+    #[test]
+    fn the_api_version_is_the_group_and_the_version() {
+        assert_eq!(API_VERSION, format!("{GROUP}/{VERSION}"));
+        assert_eq!(User::api_version(&()), API_VERSION);
+    }
 }

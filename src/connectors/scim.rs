@@ -21,9 +21,7 @@ use super::{
 };
 use crate::identity;
 
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub use crate::urns::{GROUP_SCHEMA, PATCH_OP_SCHEMA, USER_SCHEMA};
 
 /// The most members one membership PATCH carries. Applications cap request
 /// sizes (Entra and Okta send membership in pages of a few hundred); 256 keeps

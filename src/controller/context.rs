@@ -19,8 +19,8 @@ use crate::api::{
 use crate::connectors::scim::ScimConnector;
 use crate::connectors::webhook::WebhookConnector;
 use crate::connectors::{AnyConnector, ConnectorError};
-use crate::events::{Note, Publisher};
-use crate::policy::CONTROLLER_MANAGER;
+use crate::directory::events::{Note, Publisher};
+use crate::directory::writers::CONTROLLER_MANAGER;
 
 /// Downstream calls in flight per application, so one sync of many objects
 /// does not flood it. One of them is kept for urgent calls.

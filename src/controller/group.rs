@@ -17,7 +17,7 @@ use super::plan::{self, MemberDiff, MemberState, Skipped};
 use super::{Context, Error, FINALIZER};
 use crate::api::{Group, GroupMemberSlice, Source};
 use crate::connectors::{AnyConnector, Connector, DesiredGroup};
-use crate::policy::SOURCE_LABEL;
+use crate::directory::writers::SOURCE_LABEL;
 
 /// How soon to look again at members whose users have no account yet.
 const WAITING_FOR_MEMBERS: Duration = Duration::from_secs(3);

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::conditions::{self, Decided};
 use super::{Context, Error};
 use crate::api::{ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, SamlTrust};
-use crate::scim::tokens::{self, Refusal};
+use crate::directory::tokens::{self, Refusal};
 
 pub async fn reconcile(
     policy: Arc<ProvisioningPolicy>,

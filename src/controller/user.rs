@@ -14,10 +14,11 @@ use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
 use super::plan::{self, Inactivity, UserAction};
 use super::{Context, Error, FINALIZER};
+use crate::api::API_VERSION;
 use crate::api::{Account, AccountState, Mode, Source, User};
 use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
+use crate::directory::writers::{JIT_INACTIVITY_MANAGER, SOURCE_LABEL};
 use crate::directory::{ClaimError, UserNames};
-use crate::policy::{JIT_INACTIVITY_MANAGER, SOURCE_LABEL};
 use crate::scim::resource::{Location, user_to_scim};
 
 pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -89,7 +90,7 @@ async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Dur
         Inactivity::Expired => {
             let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = json!({
-                "apiVersion": "roster.dev/v1alpha1",
+                "apiVersion": API_VERSION,
                 "kind": "User",
                 "metadata": {"name": user.name_any(), "uid": user.uid()},
                 "spec": {"active": false},

@@ -13,14 +13,14 @@ use super::checks::{self, Rejection};
 use super::groups::{self, Applied, GroupChanges, JitGroups};
 use super::jit::{self, Decision, Login, LoginError, Users, Written};
 use super::limits::Busy;
-use super::replay::{Consumed, ReplayError};
 use super::session::{
     self, PendingRequest, REQUEST_COOKIE, SESSION_COOKIE, SESSION_TYPE, SameSite, Session,
 };
 use super::trust::{MAX_ISSUE_AGE, Trust};
 use super::{SamlState, page, redirect, verify};
 use crate::api::{ConsumedKind, User};
-use crate::scim::audit::Change;
+use crate::directory::audit::Change;
+use crate::directory::consumed::{Consumed, ReplayError};
 
 #[derive(Debug, Deserialize)]
 pub struct AcsForm {

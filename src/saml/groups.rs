@@ -14,12 +14,13 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::jit::{GroupClaim, granted_groups};
+use crate::api::API_VERSION;
 use crate::api::{Group, GroupMember, JitOptions, MemberKind, User};
+use crate::directory::audit::{Audit, Change};
 use crate::directory::jit_group_name;
-use crate::policy::{JIT_MANAGER, SOURCE_LABEL};
-use crate::scim::audit::{Audit, Change};
-use crate::scim::membership::MembershipIndex;
-use crate::scim::store::{Directory, StoreError};
+use crate::directory::membership::MembershipIndex;
+use crate::directory::store::{Directory, StoreError};
+use crate::directory::writers::{JIT_MANAGER, SOURCE_LABEL};
 
 /// The Group display names a login joins and leaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -162,7 +163,7 @@ impl JitGroups {
     async fn create(&self, display_name: &str) -> Result<Group, kube::Error> {
         let name = jit_group_name(&self.policy, display_name);
         let object = json!({
-            "apiVersion": "roster.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "Group",
             "metadata": {
                 "name": name,

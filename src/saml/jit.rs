@@ -14,16 +14,16 @@ use samael::schema::Assertion;
 use serde_json::json;
 
 use super::checks::Padded;
+use crate::api::API_VERSION;
 use crate::api::{
     AllowedGroup, AttributeMapping, GroupsOverage, JitOptions, Mode, MultiValuedAttribute,
     PersonName, User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::directory::writers::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::{self, Refusal, same_user_name};
-use crate::policy::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
 
-/// Annotation on Users a login wrote: when (as the SCIM writer records it).
-pub const LAST_MODIFIED_ANNOTATION: &str = "roster.dev/last-modified";
+pub use crate::api::LAST_MODIFIED_ANNOTATION;
 /// Annotation on Users a login wrote: the ID of the assertion that wrote them.
 pub const ASSERTION_ANNOTATION: &str = "roster.dev/saml-assertion";
 
@@ -423,7 +423,7 @@ impl Users {
         if let Some(user) = known.as_ref().filter(|u| !u.spec.is_active()) {
             return Err(LoginError::Inactive(user.name_any()));
         }
-        match policy::may_write(mode, Writer::Jit) {
+        match writers::may_write(mode, Writer::Jit) {
             Ok(()) => {
                 admit(mapped, options)?;
                 // The userName must be free or this user's own: checked here,
@@ -543,7 +543,7 @@ impl Users {
         assertion_id: &str,
     ) -> Result<User, kube::Error> {
         let object = json!({
-            "apiVersion": "roster.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "User",
             "metadata": {
                 "name": id,

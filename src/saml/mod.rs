@@ -18,7 +18,6 @@ pub mod page;
 #[cfg(test)]
 mod precheck_props;
 pub mod redirect;
-pub mod replay;
 pub mod session;
 pub mod trust;
 pub mod verify;
@@ -32,10 +31,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::api::ProvisioningPolicy;
-use crate::scim::audit::{Audit, Writer as AuditWriter};
-use crate::scim::membership::MembershipIndex;
-use crate::scim::policies::PolicyCache;
-use crate::server::ServerArgs;
+use crate::directory::audit::Audit;
+use crate::directory::membership::MembershipIndex;
+use crate::directory::policies::PolicyCache;
+use crate::public_url::PublicUrl;
 use session::SessionKey;
 use trust::{SpUrls, Trust};
 
@@ -43,8 +42,8 @@ use trust::{SpUrls, Trust};
 #[derive(Clone)]
 pub struct SamlState {
     pub client: kube::Client,
-    /// Externally visible URL of this server; unset: from the Host header.
-    pub public_url: Option<String>,
+    /// Where this server is reached; SAML is served only when configured.
+    pub public_url: PublicUrl,
     /// Signs the request and session cookies.
     pub key: SessionKey,
     /// Where group members live, shared with the SCIM service.
@@ -57,32 +56,8 @@ pub struct SamlState {
     pub limits: limits::VerifyLimits,
 }
 
-/// The SAML routes, with the process's session key (see [`SessionKey`]).
-/// Generic over the state of the router it is merged into.
-pub fn router<S>(
-    client: kube::Client,
-    index: MembershipIndex,
-    policies: PolicyCache,
-    args: &ServerArgs,
-) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    routes(SamlState {
-        audit: Audit::of(AuditWriter::Jit, client.clone(), args.pod_name.clone()),
-        client,
-        public_url: args.public_url.clone(),
-        key: SessionKey::process(),
-        index,
-        policies,
-        limits: limits::VerifyLimits::new(
-            args.saml_verify_concurrency
-                .unwrap_or_else(limits::VerifyLimits::default_concurrency),
-        ),
-    })
-}
-
-/// The SAML routes over `state`.
+/// The SAML routes over `state`. Generic over the state of the router they
+/// are merged into.
 pub fn routes<S>(state: SamlState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -101,7 +76,8 @@ impl SamlState {
     /// another SP that trusts the same IdP key (staging, another realm) be
     /// accepted here. Without one, SAML is not served.
     fn origin(&self, namespace: &str, policy: &str) -> Option<&str> {
-        if self.public_url.is_none() {
+        let configured = self.public_url.configured();
+        if configured.is_none() {
             tracing::warn!(
                 %namespace,
                 %policy,
@@ -109,7 +85,7 @@ impl SamlState {
                 "SAML request refused: sign-in is not served"
             );
         }
-        self.public_url.as_deref()
+        configured
     }
 
     async fn policy(

@@ -4,12 +4,11 @@
 use serde_json::{Value, json};
 
 use super::list::MAX_COUNT;
-use super::resource::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 use super::schema;
-
-const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
-const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
-const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+use crate::urns::{
+    ENTERPRISE_USER_SCHEMA as ENTERPRISE_SCHEMA, GROUP_SCHEMA, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA,
+    SERVICE_PROVIDER_CONFIG_SCHEMA as SPC_SCHEMA, USER_SCHEMA,
+};
 
 /// What Roster supports, advertised honestly: PATCH, filters, ETags; no
 /// bulk, no sorting, no password changes (passwords are never stored).

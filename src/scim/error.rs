@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub use crate::urns::ERROR_SCHEMA;
 
 /// The `scimType` values of RFC 7644 section 3.12.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,8 +25,8 @@ use std::str::FromStr;
 
 use serde_json::{Number, Value};
 
+use super::attr_path::{AttrPath, sub_attribute_or_explain};
 use super::error::ScimError;
-use super::path::{AttrPath, PatchPath, sub_attribute_or_explain};
 use super::schema::{
     self, Attribute, AttributeType, Mutability, ResourceType, Uniqueness, get_ignore_case,
 };
@@ -752,7 +752,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A whole PATCH path: `attrPath [ "[" valFilter "]" ] [ "." subAttr ]`.
-    pub(crate) fn patch_path(mut self) -> Parsed<PatchPath> {
+    pub(crate) fn patch_path(mut self) -> Parsed<(AttrPath, Option<Filter>)> {
         self.skip_whitespace();
         let mut attribute = self.attr_path()?;
         let mut filter = None;
@@ -795,7 +795,7 @@ impl<'a> Parser<'a> {
             let found = self.describe(self.pos);
             return Err(self.error_at(self.pos, format!("unexpected {found} after the path")));
         }
-        Ok(PatchPath { attribute, filter })
+        Ok((attribute, filter))
     }
 
     fn or_expression(&mut self, in_brackets: bool) -> Parsed<Filter> {

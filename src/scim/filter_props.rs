@@ -12,8 +12,9 @@ use proptest::prelude::*;
 use crate::property::cases;
 use serde_json::{Number, Value, json};
 
+use super::attr_path::AttrPath;
 use super::filter::{CompValue, CompareOp, Filter};
-use super::path::{AttrPath, PatchPath};
+use super::path::PatchPath;
 use super::schema::{ENTERPRISE_USER_SCHEMA, ResourceType, USER_SCHEMA};
 
 const OPS: [CompareOp; 9] = [

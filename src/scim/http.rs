@@ -15,20 +15,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::Value;
 
-use super::audit::{Audit, Change};
 use super::error::ScimError;
 use super::filter::{Filter, IndexLookup, IndexedAttribute};
 use super::list::{ListQuery, Projection, page, project};
-use super::membership::MembershipIndex;
-use super::policies::{PolicyCache, is_policy_ref};
 use super::ratelimit::RateLimits;
 use super::resource::{self, Location, etag};
 use super::schema::ResourceType;
-use super::store::{Directory, StoreError};
-use super::tokens::TokenCache;
 use super::{discovery, patch};
 use crate::api::{Group, GroupMember, MemberKind, Mode, ProvisioningPolicy, User};
-use crate::policy::{self, Writer};
+use crate::directory::audit::{Audit, Change};
+use crate::directory::membership::MembershipIndex;
+use crate::directory::policies::{PolicyCache, is_policy_ref};
+use crate::directory::store::{Directory, StoreError};
+use crate::directory::tokens::TokenCache;
+use crate::directory::writers::{self, Writer};
+use crate::public_url::PublicUrl;
 
 /// The largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -50,9 +51,8 @@ pub struct ScimState {
     pub policies: PolicyCache,
     /// The token Secrets' hashes, read at most every few seconds.
     pub tokens: TokenCache,
-    /// The externally visible base URL of Roster (e.g. `https://roster.example.com`),
-    /// for `meta.location`. Unset: derived from the request's Host header.
-    pub public_url: Option<String>,
+    /// Where clients reach Roster, for `meta.location`.
+    pub public_url: PublicUrl,
 }
 
 /// The SCIM routes, to be merged into the server's router.
@@ -219,7 +219,10 @@ fn resource_response(status: StatusCode, body: Value) -> Response {
 impl From<StoreError> for ScimError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Scim(error) => error,
+            StoreError::UserNameTaken(_) => ScimError::uniqueness(error.to_string()),
+            StoreError::NotAMember(_) | StoreError::Invalid(_) => {
+                ScimError::invalid_value(error.to_string())
+            }
             StoreError::Conflict => ScimError::new(
                 412,
                 None,
@@ -289,7 +292,7 @@ fn user_change(before: &User, after: &User) -> Change {
 }
 
 /// Checks the bearer token against the policy's token Secret (every value
-/// counts, compared in constant time; see [`super::tokens`] for how long a
+/// counts, compared in constant time; see [`crate::directory::tokens`] for how long a
 /// revoked token lingers) and that the policy is in Scim mode.
 async fn authorize(
     state: &ScimState,
@@ -360,7 +363,7 @@ async fn authorize(
         None if policy.spec.mode == Mode::Jit => {}
         None => return Err(unauthorized()),
     }
-    policy::may_write(policy.spec.mode, Writer::Scim)
+    writers::may_write(policy.spec.mode, Writer::Scim)
         .map_err(|refusal| ScimError::new(403, None, refusal.to_string()))?;
     Ok(Scope {
         directory,
@@ -384,7 +387,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn base_url(state: &ScimState, policy: &ProvisioningPolicy, headers: &HeaderMap) -> String {
-    let origin = crate::server::origin(state.public_url.as_deref(), headers);
+    let origin = state.public_url.origin(headers);
     format!(
         "{origin}/scim/{}/{}/v2",
         policy.metadata.namespace.as_deref().unwrap_or_default(),

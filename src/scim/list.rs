@@ -5,12 +5,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
+use super::attr_path::AttrPath;
 use super::error::ScimError;
-use super::path::AttrPath;
 use super::schema::{self, ResourceType, Returned};
 
-pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+pub use crate::urns::{LIST_RESPONSE_SCHEMA, SEARCH_REQUEST_SCHEMA};
 
 /// Results a page holds when the client doesn't say.
 pub const DEFAULT_COUNT: usize = 100;

@@ -4,7 +4,7 @@
 //! evaluator), `patch` (the PATCH engine), `error`. The HTTP edge and the
 //! mapping to User/Group resources build on them.
 
-pub mod audit;
+pub mod attr_path;
 pub mod discovery;
 pub mod error;
 pub mod filter;
@@ -12,16 +12,12 @@ pub mod filter;
 mod filter_props;
 pub mod http;
 pub mod list;
-pub mod membership;
 pub mod patch;
 #[cfg(test)]
 mod patch_props;
 pub mod path;
-pub mod policies;
 pub mod ratelimit;
 pub mod resource;
 pub mod schema;
-pub mod store;
-pub mod tokens;
 
 pub use error::{ScimError, ScimType};

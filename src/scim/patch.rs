@@ -27,7 +27,7 @@ use super::schema::{
 };
 
 /// The schema every PATCH request body must list (RFC 7644 §3.5.2).
-pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub use crate::urns::PATCH_OP_SCHEMA;
 
 /// Applies a whole PatchOp request body to a resource and returns the
 /// patched resource. Nothing is changed unless every operation succeeds.

@@ -14,10 +14,10 @@ use proptest::prelude::*;
 use crate::property::cases;
 use serde_json::{Map, Value, json};
 
-use super::membership::{GroupSlices, SlicePlan, plan};
 use super::patch::{Member, MembersChange, PATCH_OP_SCHEMA, apply, apply_group};
 use super::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceType, USER_SCHEMA};
 use crate::api::{GroupMember, MemberKind, SLICE_CAPACITY, SliceMember};
+use crate::directory::membership::{GroupSlices, SlicePlan, plan};
 
 fn request(operations: Vec<Value>) -> Value {
     json!({"schemas": [PATCH_OP_SCHEMA], "Operations": operations})

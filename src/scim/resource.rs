@@ -13,13 +13,8 @@ use super::error::ScimError;
 use crate::api::{Group, GroupMember, GroupSpec, User, UserSpec};
 use crate::identity;
 
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-/// Annotation holding when the SCIM or JIT writer last changed the spec, for
-/// `meta.lastModified` (the object's own timestamps don't record spec changes).
-pub const LAST_MODIFIED_ANNOTATION: &str = "roster.dev/last-modified";
+pub use crate::api::LAST_MODIFIED_ANNOTATION;
+use crate::urns::{ENTERPRISE_USER_SCHEMA as ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 
 /// Core User attributes stored in typed spec fields, by their SCIM names.
 const USER_TYPED: &[&str] = &[

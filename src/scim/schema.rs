@@ -8,12 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const ENTERPRISE_USER_SCHEMA: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-/// The schema of a schema representation (RFC 7643 §7).
-pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+pub use crate::urns::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SCHEMA_SCHEMA, USER_SCHEMA};
 
 /// RFC 7643 §2.3 data types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -868,7 +863,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::path::AttrPath;
+    use crate::scim::attr_path::AttrPath;
 
     fn user(path: &str) -> Option<AttributeRef> {
         lookup(ResourceType::User, path)

@@ -682,7 +682,8 @@ async fn the_sp_metadata_names_the_entity_and_the_acs() {
 #[tokio::test]
 async fn expired_ids_are_swept_and_live_ones_kept() {
     let env = env().await;
-    let consumed = roster::saml::replay::Consumed::new(env.client.clone(), &env.namespace, "crm");
+    let consumed =
+        roster::directory::consumed::Consumed::new(env.client.clone(), &env.namespace, "crm");
     let now = chrono::Utc::now();
     for (id, offset) in [("_gone", -120), ("_live", 600)] {
         consumed
@@ -696,7 +697,7 @@ async fn expired_ids_are_swept_and_live_ones_kept() {
             .unwrap();
     }
     let api: Api<ConsumedAssertion> = env.api();
-    let swept = roster::saml::replay::sweep_expired(&api, now).await;
+    let swept = roster::directory::consumed::sweep_expired(&api, now).await;
     assert_eq!(swept, 1);
     let left: Vec<String> = api
         .list(&Default::default())

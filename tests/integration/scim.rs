@@ -852,10 +852,10 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
     // Written through the directory, as a PATCH writes them after its member
     // check: 50,000 member Users would take minutes to create, and the check
     // (every member a User of the policy) is tested in isolation.rs.
-    let index = roster::scim::membership::MembershipIndex::default();
+    let index = roster::directory::membership::MembershipIndex::default();
     tokio::spawn(index.clone().run(env.client.clone(), Vec::new()));
     let directory =
-        roster::scim::store::Directory::new(env.client.clone(), index, &env.namespace, "crm");
+        roster::directory::store::Directory::new(env.client.clone(), index, &env.namespace, "crm");
     let total = 50_000;
     let batch = 256;
     let slices: Api<GroupMemberSlice> = env.api();
@@ -945,7 +945,7 @@ async fn a_group_created_by_jit_logins_is_adopted_when_the_idp_pushes_it() {
         .create(&Default::default(), &group)
         .await
         .unwrap();
-    let directory = roster::scim::store::Directory::new(
+    let directory = roster::directory::store::Directory::new(
         env.client.clone(),
         Default::default(),
         &env.namespace,
@@ -1082,8 +1082,8 @@ async fn an_added_token_works_at_once_and_a_removed_one_stops_within_the_cache_t
         .await
         .unwrap();
     let deadline = std::time::Instant::now()
-        + roster::scim::tokens::TTL
-        + roster::scim::tokens::RECHECK
+        + roster::directory::tokens::TTL
+        + roster::directory::tokens::RECHECK
         + std::time::Duration::from_secs(1);
     loop {
         let reply = server

@@ -450,7 +450,7 @@ pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let readiness = Readiness::default();
     readiness.set_ready();
-    let index = roster::scim::membership::MembershipIndex::default();
+    let index = roster::directory::membership::MembershipIndex::default();
     let args = ServerArgs {
         public_url: Some(PUBLIC_URL.to_owned()),
         ..ServerArgs::default()

@@ -69,7 +69,7 @@ pub async fn start(client: kube::Client) -> String {
 /// cache, and only once that cache has synced. `client` is what the server
 /// talks to the API with (a test may count its calls).
 pub async fn start_watching(client: kube::Client) -> String {
-    let policies = roster::scim::policies::PolicyCache::default();
+    let policies = roster::directory::policies::PolicyCache::default();
     tokio::spawn(policies.clone().run(client.clone()));
     let readiness = Readiness::default().with_policies(policies);
     readiness.set_ready();
@@ -97,7 +97,7 @@ pub async fn start_watching(client: kube::Client) -> String {
 async fn start_with(client: kube::Client, readiness: Readiness, args: &ServerArgs) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let index = roster::scim::membership::MembershipIndex::default();
+    let index = roster::directory::membership::MembershipIndex::default();
     tokio::spawn(index.clone().run(client.clone(), Vec::new()));
     let router = server::router(client, index, args, readiness);
     tokio::spawn(server::serve(

@@ -6,7 +6,7 @@
 
 use kube::Resource;
 
-use crate::events::{Note, Publisher};
+use crate::directory::events::{Note, Publisher};
 
 /// Publishes audit Events for one writer.
 #[derive(Clone)]
@@ -70,8 +70,8 @@ impl Audit {
 
     pub fn of(writer: Writer, client: kube::Client, instance: Option<String>) -> Self {
         let controller = match writer {
-            Writer::Scim => crate::policy::SCIM_MANAGER,
-            Writer::Jit => crate::policy::JIT_MANAGER,
+            Writer::Scim => crate::directory::writers::SCIM_MANAGER,
+            Writer::Jit => crate::directory::writers::JIT_MANAGER,
         };
         Self {
             events: Publisher::new(client, controller, instance),

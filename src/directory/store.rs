@@ -14,26 +14,33 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::error::{ScimError, ScimType};
 use super::membership::{self, GroupSlices, MembershipIndex};
 use super::tokens;
+use crate::api::{API_VERSION, LAST_MODIFIED_ANNOTATION};
 use crate::api::{
     GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, MemberKind,
     User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::directory::writers::{SCIM_MANAGER, SOURCE_LABEL};
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::same_user_name;
-use crate::policy::{SCIM_MANAGER, SOURCE_LABEL};
-use crate::scim::resource::LAST_MODIFIED_ANNOTATION;
 
-/// Failures talking to the API server, as SCIM sees them.
+/// Why a directory read or write failed. No protocol status: SCIM maps
+/// these to its errors, SAML to its pages.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A precondition failed: the object changed since it was read.
     #[error("the resource changed concurrently")]
     Conflict,
-    #[error(transparent)]
-    Scim(#[from] ScimError),
+    /// The userName is held by another live User of the policy.
+    #[error("userName \"{0}\" is already taken")]
+    UserNameTaken(String),
+    /// A member to add is not a User or Group of the policy.
+    #[error("member value \"{0}\" is not a User or Group of this policy")]
+    NotAMember(String),
+    /// What the caller asked to write is not a valid object.
+    #[error("{0}")]
+    Invalid(String),
     #[error("the Kubernetes API is unavailable: {0}")]
     Unavailable(kube::Error),
     #[error("the Kubernetes API refused the write: {0}")]
@@ -170,7 +177,7 @@ impl Directory {
     /// no lookup, and only a taken one is looked at for a JIT holder.
     pub async fn create_or_adopt_user(&self, spec: UserSpec) -> Result<(User, bool)> {
         let taken = match self.create_user(spec.clone()).await {
-            Err(StoreError::Scim(error)) if error.scim_type == Some(ScimType::Uniqueness) => error,
+            Err(error @ StoreError::UserNameTaken(_)) => error,
             created => return created.map(|user| (user, false)),
         };
         match self.user_by_name(&spec.user_name).await? {
@@ -184,7 +191,7 @@ impl Directory {
                 let user = self.replace_user(&existing, spec, rv).await?;
                 Ok((user, true))
             }
-            _ => Err(taken.into()),
+            _ => Err(taken),
         }
     }
 
@@ -236,7 +243,7 @@ impl Directory {
         resource_version: Option<String>,
     ) -> Result<User> {
         let mut object = json!({
-            "apiVersion": "roster.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "User",
             "metadata": {
                 "name": id,
@@ -265,7 +272,7 @@ impl Directory {
             .claim(user_name, id)
             .await
             .map_err(|error| match error {
-                ClaimError::Taken(_) => ScimError::uniqueness(error.to_string()).into(),
+                ClaimError::Taken(name) => StoreError::UserNameTaken(name),
                 ClaimError::Conflict => StoreError::Conflict,
                 ClaimError::Api(error) => error.into(),
             })
@@ -404,7 +411,7 @@ impl Directory {
         resource_version: Option<String>,
     ) -> Result<Group> {
         let mut object = json!({
-            "apiVersion": "roster.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "Group",
             "metadata": {
                 "name": id,
@@ -528,7 +535,7 @@ impl Directory {
                     GroupMemberSliceSpec {
                         group: group.to_owned(),
                         members: serde_json::from_value(serde_json::Value::Object(members.clone()))
-                            .map_err(|e| ScimError::invalid_value(e.to_string()))?,
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
                     },
                 );
                 slice.metadata.labels =
@@ -572,10 +579,7 @@ impl Directory {
 pub const MEMBER_READS: usize = 8;
 
 fn not_a_member(value: &str) -> StoreError {
-    ScimError::invalid_value(format!(
-        "member value \"{value}\" is not a User or Group of this policy"
-    ))
-    .into()
+    StoreError::NotAMember(value.to_owned())
 }
 
 /// Whether `value` could name a User or Group: ids are Kubernetes object
