@@ -12,6 +12,11 @@ VENV := $(CACHE_DIR)/venv
 PYTHON ?= python3
 APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl
 CARGO ?= cargo
+# The local control plane and `roster dev` are behind this feature: every
+# target here builds with it, the container image (Dockerfile) without.
+FEATURES := --features dev
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(CACHE_DIR)/tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
 
 .PHONY: help
 help: ## List the targets.
@@ -43,12 +48,22 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules (cached 
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types.
-	$(CARGO) run --quiet -- crds > crds/roster.dev.yaml
+	$(CARGO) run --quiet $(FEATURES) -- crds > crds/roster.dev.yaml
 
 .PHONY: lint
-lint: ## rustfmt check and clippy with warnings as errors.
+lint: $(CARGO_DENY) ## rustfmt, clippy with warnings as errors, and cargo-deny (licenses, bans, sources).
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) clippy --locked --bin roster -- -D warnings
+	$(CARGO_DENY) --log-level error check licenses bans sources
+
+# Built once per machine and version, outside the repository.
+$(CARGO_DENY):
+	$(CARGO) install --locked --quiet cargo-deny --version $(CARGO_DENY_VERSION) --root $(CACHE_DIR)/tools/cargo-deny-$(CARGO_DENY_VERSION)
+
+.PHONY: deny
+deny: $(CARGO_DENY) ## cargo-deny with the RustSec advisories too (fetches the advisory database from github.com).
+	$(CARGO_DENY) check
 
 .PHONY: chart
 chart: ## Build helm from Go modules (cached per version), lint and render the Helm chart.
@@ -59,14 +74,14 @@ test: deps ## Everything CI runs: lint, unit tests, integration tests against a 
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory chart
 	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets $(FEATURES)
 
 .PHONY: bench
 bench: deps ## Benchmarks against the local control plane; writes BENCHMARKS.md and bench-results.json.
 	assets=$$(tools/controlplane/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets $(CARGO) bench --locked --bench roster
+	  KUBEBUILDER_ASSETS=$$assets $(CARGO) bench --locked $(FEATURES) --bench roster
 
 .PHONY: run
 run: deps ## Run Roster: against the current cluster, or a local control plane it starts.
 	assets=$$(tools/controlplane/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets $(CARGO) run --locked -- dev
+	  KUBEBUILDER_ASSETS=$$assets $(CARGO) run --locked $(FEATURES) -- dev

@@ -9,6 +9,7 @@ use std::time::Duration;
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Caps malloc at two arenas; call before any thread starts.
+#[allow(unsafe_code)]
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before
@@ -19,6 +20,7 @@ pub fn limit_arenas() {
 }
 
 /// Returns freed heap pages to the OS every [`TRIM_EVERY`], forever.
+#[allow(unsafe_code)]
 pub async fn trim_periodically() {
     loop {
         tokio::time::sleep(TRIM_EVERY).await;

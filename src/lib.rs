@@ -9,7 +9,9 @@ pub mod api;
 pub mod cluster;
 pub mod connectors;
 pub mod controller;
+#[cfg(feature = "dev")]
 pub mod controlplane;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod directory;
 pub mod identity;

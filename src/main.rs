@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
-use roster::{allocator, api, dev, operator, telemetry};
+#[cfg(feature = "dev")]
+use roster::dev;
+use roster::{allocator, api, operator, telemetry};
 
 /// Roster: identity as Kubernetes resources, provisioned by SCIM or SAML JIT.
 #[derive(Parser, Debug)]
@@ -14,10 +16,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator against the current kubeconfig or in-cluster config.
-    Run(operator::RunArgs),
+    Run(Box<operator::RunArgs>),
     /// What `make run` runs: the operator against the current cluster, or a
     /// local control plane when none is reachable, with the examples applied.
-    Dev(dev::DevArgs),
+    #[cfg(feature = "dev")]
+    Dev(Box<dev::DevArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -44,6 +47,7 @@ async fn run() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await?;
             operator::run(client, &args, shutdown_signal()).await?;
         }
+        #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(&args, shutdown_signal()).await?,
     }
     Ok(())

@@ -38,6 +38,7 @@ impl Process {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        #[allow(unsafe_code)]
         // SAFETY: prctl is async-signal-safe and touches only the child's own state.
         unsafe {
             command.pre_exec(|| {

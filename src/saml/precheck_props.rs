@@ -113,6 +113,7 @@ fn libxml_view(bytes: &[u8]) -> Result<LibxmlView, String> {
 /// Sends libxml's error reports of this thread to /dev/null: `no_error`
 /// silences the parser, not the encoding and xml:id reports, which would
 /// otherwise fill the test output.
+#[allow(unsafe_code)]
 fn quiet_libxml() {
     static DEV_NULL: OnceLock<usize> = OnceLock::new();
     let file = *DEV_NULL.get_or_init(|| {

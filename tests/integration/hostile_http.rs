@@ -147,6 +147,7 @@ fn status_counts(answers: &[Answer]) -> BTreeMap<u16, usize> {
 /// Resident memory of this process (where the server runs), in KiB, after
 /// handing freed heap back (as the operator does every few seconds), so
 /// what other tests here allocated and freed doesn't count.
+#[allow(unsafe_code)]
 fn resident_kib() -> u64 {
     // SAFETY: malloc_trim is thread-safe; it takes the arenas' locks.
     unsafe {

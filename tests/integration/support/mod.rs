@@ -115,8 +115,11 @@ async fn start_control_plane() -> anyhow::Result<(kube::Config, PathBuf)> {
         let config = plane.config().await?;
         let kubeconfig = plane.kubeconfig_path().to_owned();
         *RUNNING.lock().unwrap() = Some(plane);
+        #[allow(unsafe_code)]
         // SAFETY: registering a plain extern "C" function with atexit.
-        unsafe { libc::atexit(stop_control_plane) };
+        unsafe {
+            libc::atexit(stop_control_plane)
+        };
         (config, kubeconfig)
     };
     let client = kube::Client::try_from(config.clone())?;
