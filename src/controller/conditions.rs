@@ -6,6 +6,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::directory::views::{ConditionDigest, condition_digest};
+
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
@@ -73,6 +75,22 @@ pub fn merge(
 }
 
 /// `Ready` summarising the others: True when all are, else the first False one's reason.
+/// Whether writing `decided` at `generation` would leave conditions whose
+/// digests are `existing` unchanged (what [`merge`] would keep).
+pub fn unchanged(
+    existing: &[ConditionDigest],
+    decided: &[Decided],
+    generation: Option<i64>,
+) -> bool {
+    decided.iter().all(|d| {
+        existing.iter().any(|c| {
+            c.type_ == d.type_
+                && c.digest
+                    == condition_digest(status_str(d.status), &d.reason, &d.message, generation)
+        })
+    })
+}
+
 pub fn summary(decided: &[Decided]) -> Decided {
     match decided.iter().find(|d| !d.status) {
         Some(failing) => Decided::new(
@@ -135,6 +153,32 @@ mod tests {
             &at(2),
         );
         assert_eq!(merged.len(), 2);
+    }
+
+    #[test]
+    fn unchanged_compares_the_written_fields_by_digest() {
+        let decided = [Decided::new(SYNCED, true, "Synced", "ok")];
+        let written = merge(&[], &decided, Some(2), &at(1));
+        let digests: Vec<ConditionDigest> = written
+            .iter()
+            .map(|c| ConditionDigest {
+                type_: c.type_.clone(),
+                digest: condition_digest(&c.status, &c.reason, &c.message, c.observed_generation),
+            })
+            .collect();
+        assert!(unchanged(&digests, &decided, Some(2)));
+        assert!(!unchanged(&digests, &decided, Some(3)));
+        assert!(!unchanged(
+            &digests,
+            &[Decided::new(SYNCED, true, "Synced", "changed")],
+            Some(2)
+        ));
+        assert!(!unchanged(
+            &digests,
+            &[Decided::new(SYNCED, false, "Synced", "ok")],
+            Some(2)
+        ));
+        assert!(!unchanged(&[], &decided, Some(2)));
     }
 
     #[test]

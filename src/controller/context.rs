@@ -14,13 +14,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Error;
 use super::plan::MemberState;
 use crate::api::{
-    ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
+    Account, ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
 };
 use crate::connectors::scim::ScimConnector;
 use crate::connectors::webhook::WebhookConnector;
 use crate::connectors::{AnyConnector, ConnectorError};
 use crate::directory::events::{Note, Publisher};
+use crate::directory::views::UserView;
 use crate::directory::writers::CONTROLLER_MANAGER;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Downstream calls in flight per application, so one sync of many objects
 /// does not flood it. One of them is kept for urgent calls.
@@ -72,7 +74,8 @@ impl Throttle {
 
 pub struct Context {
     pub client: kube::Client,
-    pub users: Store<User>,
+    /// Users as projected views: a reconcile that acts reads the whole User.
+    pub users: Store<UserView>,
     pub groups: Store<Group>,
     pub policies: Store<ProvisioningPolicy>,
     pub slices: Store<GroupMemberSlice>,
@@ -89,7 +92,7 @@ impl Context {
     pub fn new(
         client: kube::Client,
         stores: (
-            Store<User>,
+            Store<UserView>,
             Store<Group>,
             Store<ProvisioningPolicy>,
             Store<GroupMemberSlice>,
@@ -124,7 +127,7 @@ impl Context {
         self.policies.get(&key)
     }
 
-    pub fn user(&self, namespace: &str, name: &str) -> Option<Arc<User>> {
+    pub fn user(&self, namespace: &str, name: &str) -> Option<Arc<UserView>> {
         self.users.get(&ObjectRef::new(name).within(namespace))
     }
 
@@ -135,7 +138,12 @@ impl Context {
     /// Where member `id` of a group of `policy` stands, from the cache.
     pub fn member_state(&self, namespace: &str, policy: &str, id: &str) -> MemberState {
         match self.user(namespace, id) {
-            Some(user) => user_member_state(&user, policy),
+            Some(user) => member_state_of(
+                &user.spec.policy,
+                &user.metadata,
+                user.status.as_ref().and_then(|s| s.account.as_ref()),
+                policy,
+            ),
             None => MemberState::Unknown,
         }
     }
@@ -155,7 +163,12 @@ impl Context {
             let mut state = self.member_state(namespace, policy, id);
             if state == MemberState::Unknown {
                 if let Some(user) = users.get_opt(id).await.map_err(Error::Kube)? {
-                    state = user_member_state(&user, policy);
+                    state = member_state_of(
+                        &user.spec.policy,
+                        &user.metadata,
+                        user.status.as_ref().and_then(|s| s.account.as_ref()),
+                        policy,
+                    );
                 }
             }
             states.insert(id.clone(), state);
@@ -352,21 +365,22 @@ impl Context {
     }
 }
 
-fn user_member_state(user: &User, policy: &str) -> MemberState {
-    if user.spec.policy != policy {
+/// Where a member stands, from its User's policy, metadata and account.
+fn member_state_of(
+    user_policy: &str,
+    metadata: &ObjectMeta,
+    account: Option<&Account>,
+    policy: &str,
+) -> MemberState {
+    if user_policy != policy {
         return MemberState::Foreign {
-            policy: user.spec.policy.clone(),
+            policy: user_policy.to_owned(),
         };
     }
-    if user.metadata.deletion_timestamp.is_some() {
+    if metadata.deletion_timestamp.is_some() {
         return MemberState::Waiting;
     }
-    match user
-        .status
-        .as_ref()
-        .and_then(|s| s.account.as_ref())
-        .and_then(|a| a.remote_id.clone())
-    {
+    match account.and_then(|a| a.remote_id.clone()) {
         Some(remote) => MemberState::Ready(remote),
         None => MemberState::Waiting,
     }

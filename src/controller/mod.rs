@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{ConsumedAssertion, Group, GroupMemberSlice, ProvisioningPolicy, User};
+use crate::api::{ConsumedAssertion, Group, GroupMemberSlice, ProvisioningPolicy};
 use crate::connectors::ConnectorError;
+use crate::directory::views::UserView;
 pub use context::Context;
 
 /// On every User and Group: deprovision in the application before deletion.
@@ -101,13 +102,21 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(wait)
 }
 
-/// A shared cache for `K` with managedFields and annotations stripped: the
-/// store, `n` subscriptions to its changes (one per controller reading it),
-/// and the future that keeps it fed.
+/// Never read by the controllers, and the bulk of a small object (kubectl's
+/// last-applied copy, audit annotations): not cached.
+fn strip<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().clear();
+}
+
+/// A shared cache for `K`, each object trimmed by `trim`: the store, `n`
+/// subscriptions to its changes (one per controller reading it), and the
+/// future that keeps it fed.
 fn cached<K>(
     client: &kube::Client,
     namespace: Option<&str>,
     n: usize,
+    trim: fn(&mut K),
 ) -> (
     reflector::Store<K>,
     Vec<reflector::ReflectHandle<K>>,
@@ -132,12 +141,7 @@ where
     };
     let feed = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|object: &mut K| {
-            // Never read by the controllers, and the bulk of a small object
-            // (kubectl's last-applied copy, audit annotations): not cached.
-            object.managed_fields_mut().clear();
-            object.annotations_mut().clear();
-        })
+        .modify(trim)
         .reflect_shared(writer)
         .applied_objects()
         .for_each(|event| async move {
@@ -159,12 +163,14 @@ pub async fn run(
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
-    let (users, mut user_events, users_feed) = cached::<User>(&client, namespace.as_deref(), 2);
-    let (groups, mut group_events, groups_feed) = cached::<Group>(&client, namespace.as_deref(), 3);
+    let (users, mut user_events, users_feed) =
+        cached::<UserView>(&client, namespace.as_deref(), 2, |_| {});
+    let (groups, mut group_events, groups_feed) =
+        cached::<Group>(&client, namespace.as_deref(), 3, strip);
     let (policies, mut policy_events, policies_feed) =
-        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2);
+        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip);
     let (slices, mut slice_events, slices_feed) =
-        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2);
+        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2, strip);
     let ctx = Arc::new(Context::new(
         client.clone(),
         (
@@ -244,12 +250,16 @@ pub async fn run(
     };
     let policy_controller =
         Controller::for_shared_stream(policy_events.remove(0), policies.clone())
-            .watches_shared_stream(user_events.remove(0), move |u: Arc<User>| {
+            .watches_shared_stream(user_events.remove(0), move |u: Arc<UserView>| {
                 policy_of(u.namespace(), &u.spec.policy)
             })
             .watches_shared_stream(group_events.remove(0), move |g: Arc<Group>| {
                 policy_of(g.namespace(), &g.spec.policy)
             })
+            // Every User and Group change asks for its policy's counts: one
+            // reconcile per quiet second instead of one per change (100,000
+            // at start, each scanning every user and reading a Secret).
+            .with_config(controller::Config::default().debounce(POLICY_DEBOUNCE))
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 |o, c| measured("ProvisioningPolicy", policy::reconcile(o, c)),
@@ -270,6 +280,10 @@ pub async fn run(
         _ = slices_feed => {}
     }
 }
+
+/// How long a policy's reconcile waits for its Users and Groups to stop
+/// changing (its counts are all it reads of them).
+const POLICY_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// How often the leader deletes expired SAML ids.
 const SWEEP_EVERY: Duration = Duration::from_secs(300);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::conditions::{self, Decided, SYNCED};
@@ -17,11 +17,73 @@ use super::{Context, Error, FINALIZER};
 use crate::api::API_VERSION;
 use crate::api::{Account, AccountState, Mode, Source, User};
 use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
-use crate::directory::writers::{JIT_INACTIVITY_MANAGER, SOURCE_LABEL};
+use crate::directory::views::{UserView, source_of};
+use crate::directory::writers::JIT_INACTIVITY_MANAGER;
 use crate::directory::{ClaimError, UserNames};
 use crate::scim::resource::{Location, user_to_scim};
 
-pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles a User from its cached view. A resync of a settled User (the
+/// common case, e.g. every User at start) decides from the view alone and
+/// makes no API call; anything else reads the whole User first.
+pub async fn reconcile(view: Arc<UserView>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(action) = settled(&view, &ctx).await {
+        return Ok(action);
+    }
+    let namespace = view.namespace().unwrap_or_default();
+    let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.get_opt(&view.name_any()).await.map_err(Error::Kube)? {
+        Some(user) => reconcile_user(Arc::new(user), ctx).await,
+        // Gone (its finalizer already removed): nothing left to do.
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// What to do without reading the whole User, when its view says it needs
+/// nothing: not being deleted, finalizer set, not due for JIT inactivity,
+/// its account synced at this generation, and its status as the
+/// controller would write it.
+async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
+    let has_finalizer = view.finalizers().iter().any(|f| f == FINALIZER);
+    if view.metadata.deletion_timestamp.is_some() {
+        return (!has_finalizer).then(Action::await_change);
+    }
+    if !has_finalizer {
+        return None;
+    }
+    let status = view.status.as_ref()?;
+    let generation = view.metadata.generation.unwrap_or_default();
+    let action = plan::plan_sync(
+        generation,
+        view.spec.is_active(),
+        status.account.as_ref(),
+        None,
+    );
+    if action != UserAction::Nothing || status.source != Some(view.source()) {
+        return None;
+    }
+    let synced = Decided::new(SYNCED, true, "Synced", SYNCED_MESSAGE);
+    let decided = [conditions::summary(std::slice::from_ref(&synced)), synced];
+    if !conditions::unchanged(&status.conditions, &decided, view.metadata.generation) {
+        return None;
+    }
+    match inactivity_check(
+        view,
+        status.last_login.as_ref(),
+        &view.spec.policy,
+        view.spec.is_active(),
+        ctx,
+    )
+    .await
+    {
+        None => Some(Action::await_change()),
+        Some(Inactivity::CheckIn(wait)) => {
+            Some(Action::requeue(wait.min(Duration::from_secs(86_400))))
+        }
+        Some(Inactivity::Expired) => None,
+    }
+}
+
+async fn reconcile_user(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = format!(
         "{}",
         kube::runtime::reflector::ObjectRef::from_obj(user.as_ref())
@@ -58,36 +120,57 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     }
 }
 
-/// JIT's missing deprovisioning: a Jit user of a Jit policy with
-/// `deprovisionAfterDays`, not seen for that long, is deactivated. Returns `None` when
-/// it deactivated the user, else when to look again (if ever).
-async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Duration>>, Error> {
-    if !user.spec.is_active() || source(user) != Source::Jit {
-        return Ok(Some(None));
+/// The Synced condition's message when the account matches.
+const SYNCED_MESSAGE: &str = "the account matches the spec";
+
+/// Where a user stands with JIT inactivity (`None`: it doesn't apply: not
+/// a JIT user, inactive already, or no `deprovisionAfterDays`).
+async fn inactivity_check<K: Resource>(
+    user: &K,
+    last_login: Option<&Time>,
+    policy_name: &str,
+    active: bool,
+    ctx: &Context,
+) -> Option<Inactivity> {
+    if !active || source_of(user.meta()) != Source::Jit {
+        return None;
     }
-    let namespace = user.namespace().unwrap_or_default();
-    let Some(policy) = ctx.policy(&namespace, &user.spec.policy).await else {
-        return Ok(Some(None));
-    };
+    let namespace = user.meta().namespace.clone().unwrap_or_default();
+    let policy = ctx.policy(&namespace, policy_name).await?;
     let days = policy
         .spec
         .jit
         .as_ref()
         .and_then(|j| j.deprovision_after_days);
     let (Mode::Jit, Some(days)) = (policy.spec.mode, days) else {
-        return Ok(Some(None));
+        return None;
     };
-    let last_seen = user
-        .status
-        .as_ref()
-        .and_then(|s| s.last_login.clone())
-        .or_else(|| user.metadata.creation_timestamp.clone());
-    let Some(last_seen) = last_seen else {
-        return Ok(Some(None));
-    };
-    match plan::inactivity(now().0.as_second(), last_seen.0.as_second(), days) {
-        Inactivity::CheckIn(wait) => Ok(Some(Some(wait))),
-        Inactivity::Expired => {
+    let last_seen = last_login.or(user.meta().creation_timestamp.as_ref())?;
+    Some(plan::inactivity(
+        now().0.as_second(),
+        last_seen.0.as_second(),
+        days,
+    ))
+}
+
+/// JIT's missing deprovisioning: a Jit user of a Jit policy with
+/// `deprovisionAfterDays`, not seen for that long, is deactivated. Returns `None` when
+/// it deactivated the user, else when to look again (if ever).
+async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Duration>>, Error> {
+    let last_login = user.status.as_ref().and_then(|s| s.last_login.as_ref());
+    let check = inactivity_check(
+        user,
+        last_login,
+        &user.spec.policy,
+        user.spec.is_active(),
+        ctx,
+    )
+    .await;
+    match check {
+        None => Ok(Some(None)),
+        Some(Inactivity::CheckIn(wait)) => Ok(Some(Some(wait))),
+        Some(Inactivity::Expired) => {
+            let namespace = user.namespace().unwrap_or_default();
             let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = json!({
                 "apiVersion": API_VERSION,
@@ -102,11 +185,22 @@ async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Dur
             )
             .await
             .map_err(Error::Kube)?;
+            let days = match ctx.policy(&namespace, &user.spec.policy).await {
+                Some(policy) => policy
+                    .spec
+                    .jit
+                    .as_ref()
+                    .and_then(|j| j.deprovision_after_days),
+                None => None,
+            };
             ctx.event(
                 user,
                 false,
                 "InactiveDeactivated",
-                format!("no login for {days} days: deactivated (policy deprovisionAfterDays)"),
+                format!(
+                    "no login for {} days: deactivated (policy deprovisionAfterDays)",
+                    days.unwrap_or_default()
+                ),
             )
             .await;
             Ok(None)
@@ -132,11 +226,7 @@ fn desired(user: &User) -> DesiredUser {
 }
 
 fn source(user: &User) -> Source {
-    match user.labels().get(SOURCE_LABEL).map(String::as_str) {
-        Some("scim") => Source::Scim,
-        Some("jit") => Source::Jit,
-        _ => Source::Manual,
-    }
+    source_of(&user.metadata)
 }
 
 async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
@@ -315,7 +405,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let current = user.status.clone().unwrap_or_default();
     let synced = match outcome {
-        Ok(()) => Decided::new(SYNCED, true, "Synced", "the account matches the spec"),
+        Ok(()) => Decided::new(SYNCED, true, "Synced", SYNCED_MESSAGE),
         Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
     };
     let decided = vec![conditions::summary(std::slice::from_ref(&synced)), synced];

@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Map, Value};
 
 use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
+use crate::directory::views::UserView;
 
 /// (namespace, group name).
 pub type GroupKey = (String, String);
@@ -173,14 +174,19 @@ struct Inner {
 
 /// Records `user` in `map`, or forgets it once it is being deleted (a
 /// deleted user is gone for SCIM).
-fn observe_user(map: &mut HashMap<String, HashMap<String, String>>, user: &User) {
-    let namespace = user.namespace().unwrap_or_default();
-    if user.metadata.deletion_timestamp.is_some() {
-        forget_user(map, &namespace, &user.name_any());
+fn observe_user<K: kube::Resource>(
+    map: &mut HashMap<String, HashMap<String, String>>,
+    user: &K,
+    policy: &str,
+) {
+    let namespace = user.meta().namespace.clone().unwrap_or_default();
+    let id = user.meta().name.clone().unwrap_or_default();
+    if user.meta().deletion_timestamp.is_some() {
+        forget_user(map, &namespace, &id);
     } else {
         map.entry(namespace)
             .or_default()
-            .insert(user.name_any(), user.spec.policy.clone());
+            .insert(id, policy.to_owned());
     }
 }
 
@@ -288,6 +294,7 @@ impl MembershipIndex {
         observe_user(
             &mut self.inner.lock().expect("index lock").user_policies,
             user,
+            &user.spec.policy,
         );
     }
 
@@ -356,10 +363,12 @@ impl MembershipIndex {
         }
     }
 
-    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<User>) {
+    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<UserView>) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
-            watcher::Event::Apply(user) => observe_user(&mut inner.user_policies, &user),
+            watcher::Event::Apply(user) => {
+                observe_user(&mut inner.user_policies, &user, &user.spec.policy)
+            }
             watcher::Event::Delete(user) => forget_user(
                 &mut inner.user_policies,
                 &user.namespace().unwrap_or_default(),
@@ -370,7 +379,7 @@ impl MembershipIndex {
             }
             watcher::Event::InitApply(user) => {
                 if let Some(relist) = inner.users_relists.get_mut(scope) {
-                    observe_user(relist, &user);
+                    observe_user(relist, &user, &user.spec.policy);
                 }
             }
             watcher::Event::InitDone => {
@@ -416,7 +425,8 @@ impl MembershipIndex {
                 "group member slices",
                 |scope, event| { slices.apply(scope, event) }
             ),
-            watch_scopes::<User>(&client, &scopes, "users", |scope, event| {
+            // Projected: of each User only its id and policy are kept.
+            watch_scopes::<UserView>(&client, &scopes, "users", |scope, event| {
                 users.apply_user(scope, event)
             }),
         );

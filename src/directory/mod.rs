@@ -21,6 +21,7 @@ pub mod membership;
 pub mod policies;
 pub mod store;
 pub mod tokens;
+pub mod views;
 pub mod writers;
 
 pub use claims::{ClaimError, UserNames, jit_group_name};
