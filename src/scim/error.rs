@@ -2,6 +2,7 @@
 //! and a human-readable detail, rendered with the Error schema and `status`
 //! as a string.
 
+use http::StatusCode;
 use serde_json::{Value, json};
 
 pub use crate::urns::ERROR_SCHEMA;
@@ -40,9 +41,9 @@ impl ScimType {
 
 /// A SCIM error response.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{status} {}: {detail}", scim_type.map_or("", ScimType::as_str))]
+#[error("{} {}: {detail}", status.as_u16(), scim_type.map_or("", ScimType::as_str))]
 pub struct ScimError {
-    pub status: u16,
+    pub status: StatusCode,
     pub scim_type: Option<ScimType>,
     pub detail: String,
     /// Seconds for a `Retry-After` header (429, 503).
@@ -50,7 +51,7 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn new(status: u16, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
         Self {
             status,
             scim_type,
@@ -61,7 +62,7 @@ impl ScimError {
 
     /// 400 with a `scimType`.
     pub fn bad_request(scim_type: ScimType, detail: impl Into<String>) -> Self {
-        Self::new(400, Some(scim_type), detail)
+        Self::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
     }
 
     pub fn invalid_filter(detail: impl Into<String>) -> Self {
@@ -89,18 +90,18 @@ impl ScimError {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(404, None, detail)
+        Self::new(StatusCode::NOT_FOUND, None, detail)
     }
 
     pub fn uniqueness(detail: impl Into<String>) -> Self {
-        Self::new(409, Some(ScimType::Uniqueness), detail)
+        Self::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), detail)
     }
 
     /// The body, with the Error schema and `status` as a string.
     pub fn to_json(&self) -> Value {
         let mut body = json!({
             "schemas": [ERROR_SCHEMA],
-            "status": self.status.to_string(),
+            "status": self.status.as_u16().to_string(),
             "detail": self.detail,
         });
         if let Some(scim_type) = self.scim_type {

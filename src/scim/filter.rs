@@ -1184,7 +1184,7 @@ mod tests {
         let error = Filter::parse(text)
             .and_then(|filter| filter.validate(ResourceType::User))
             .expect_err(text);
-        assert_eq!(error.status, 400, "{text}");
+        assert_eq!(error.status.as_u16(), 400, "{text}");
         assert_eq!(error.scim_type, Some(ScimType::InvalidFilter), "{text}");
         error
     }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -173,11 +174,11 @@ fn resource_label(path: &str) -> &'static str {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.status;
         let mut response = (status, scim_json(&self.to_json())).into_response();
         let retry_after = match (self.retry_after, self.status) {
             (Some(seconds), _) => Some(seconds),
-            (None, 503) => Some(5),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(5),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -224,14 +225,14 @@ impl From<StoreError> for ScimError {
                 ScimError::invalid_value(error.to_string())
             }
             StoreError::Conflict => ScimError::new(
-                412,
+                StatusCode::PRECONDITION_FAILED,
                 None,
                 "the resource changed since it was read; read it again and retry",
             ),
             StoreError::Unavailable(error) => {
                 tracing::warn!(%error, "Kubernetes API unavailable");
                 ScimError::new(
-                    503,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     None,
                     "the directory is temporarily unavailable; retry later",
                 )
@@ -241,7 +242,11 @@ impl From<StoreError> for ScimError {
             }
             StoreError::Refused(error) => {
                 tracing::error!(%error, "Kubernetes API refused a SCIM write");
-                ScimError::new(500, None, "the directory refused the change")
+                ScimError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "the directory refused the change",
+                )
             }
         }
     }
@@ -252,17 +257,60 @@ async fn not_found() -> ScimError {
 }
 
 async fn method_not_allowed() -> ScimError {
-    ScimError::new(405, None, "method not allowed on this endpoint")
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method not allowed on this endpoint",
+    )
 }
 
 // ----- authentication and mode ------------------------------------------------
 
 /// One request's view: the directory and where it is served.
 struct Scope {
+    namespace: String,
+    policy: String,
     directory: Directory,
     base_url: String,
     audit: Audit,
     request_id: String,
+}
+
+/// Every SCIM route's preamble as an extractor: the policy named by the
+/// path, the bearer token, the rate limit and the mode, before the body is
+/// read.
+impl FromRequestParts<ScimState> for Scope {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ScimState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(PolicyPath { namespace, policy }) =
+            Path::<PolicyPath>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ScimError::not_found("no such SCIM endpoint"))?;
+        authorize(state, &namespace, &policy, &parts.headers).await
+    }
+}
+
+/// The `{namespace}/{policy}` every SCIM route starts with.
+#[derive(serde::Deserialize)]
+struct PolicyPath {
+    namespace: String,
+    policy: String,
+}
+
+/// The `{id}` of a resource or schema route.
+#[derive(serde::Deserialize)]
+struct Id {
+    id: String,
+}
+
+/// The `{name}` of a resource type route.
+#[derive(serde::Deserialize)]
+struct Name {
+    name: String,
 }
 
 impl Scope {
@@ -306,7 +354,13 @@ async fn authorize(
         namespace,
         policy_name,
     );
-    let unauthorized = || ScimError::new(401, None, "a valid bearer token is required");
+    let unauthorized = || {
+        ScimError::new(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "a valid bearer token is required",
+        )
+    };
     // Segments that can't name a policy: no such endpoint, and no lookup.
     if !is_policy_ref(namespace, policy_name) {
         return Err(ScimError::not_found("no such SCIM endpoint"));
@@ -352,8 +406,11 @@ async fn authorize(
                 .rate_limits
                 .check(namespace, policy_name, &scim.rate_limit)
             {
-                let mut error =
-                    ScimError::new(429, None, "too many requests for this policy; retry later");
+                let mut error = ScimError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    "too many requests for this policy; retry later",
+                );
                 error.retry_after = Some(wait.as_secs().max(1));
                 return Err(error);
             }
@@ -364,8 +421,10 @@ async fn authorize(
         None => return Err(unauthorized()),
     }
     writers::may_write(policy.spec.mode, Writer::Scim)
-        .map_err(|refusal| ScimError::new(403, None, refusal.to_string()))?;
+        .map_err(|refusal| ScimError::new(StatusCode::FORBIDDEN, None, refusal.to_string()))?;
     Ok(Scope {
+        namespace: namespace.to_owned(),
+        policy: policy_name.to_owned(),
         directory,
         base_url: base_url(state, &policy, headers),
         audit: state.audit.clone(),
@@ -397,36 +456,25 @@ fn base_url(state: &ScimState, policy: &ProvisioningPolicy, headers: &HeaderMap)
 
 // ----- discovery ---------------------------------------------------------------
 
-async fn service_provider_config(
-    State(state): State<ScimState>,
-    method: Method,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ScimError> {
-    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+async fn service_provider_config(method: Method, scope: Scope) -> Result<Response, ScimError> {
+    let scope = discovery_scope(scope, &method)?;
     Ok(resource_response(
         StatusCode::OK,
         discovery::service_provider_config(&scope.base_url),
     ))
 }
 
-async fn resource_types(
-    State(state): State<ScimState>,
-    method: Method,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ScimError> {
-    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+async fn resource_types(method: Method, scope: Scope) -> Result<Response, ScimError> {
+    let scope = discovery_scope(scope, &method)?;
     Ok(whole_list(discovery::resource_types(&scope.base_url)))
 }
 
 async fn resource_type(
-    State(state): State<ScimState>,
     method: Method,
-    Path((namespace, policy, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    scope: Scope,
+    Path(Name { name }): Path<Name>,
 ) -> Result<Response, ScimError> {
-    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    let scope = discovery_scope(scope, &method)?;
     by_id(
         discovery::resource_types(&scope.base_url),
         &name,
@@ -434,23 +482,17 @@ async fn resource_type(
     )
 }
 
-async fn schemas(
-    State(state): State<ScimState>,
-    method: Method,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ScimError> {
-    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+async fn schemas(method: Method, scope: Scope) -> Result<Response, ScimError> {
+    let scope = discovery_scope(scope, &method)?;
     Ok(whole_list(discovery::schemas(&scope.base_url)))
 }
 
 async fn schema(
-    State(state): State<ScimState>,
     method: Method,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
 ) -> Result<Response, ScimError> {
-    let scope = discovery_scope(&state, &method, &namespace, &policy, &headers).await?;
+    let scope = discovery_scope(scope, &method)?;
     by_id(discovery::schemas(&scope.base_url), &id, "schema")
 }
 
@@ -484,17 +526,10 @@ fn sort_for_paging(resources: &mut [Value]) {
 }
 
 /// Discovery endpoints answer GET only (RFC 7644 section 4), after auth.
-async fn discovery_scope(
-    state: &ScimState,
-    method: &Method,
-    namespace: &str,
-    policy: &str,
-    headers: &HeaderMap,
-) -> Result<Scope, ScimError> {
-    let scope = authorize(state, namespace, policy, headers).await?;
+fn discovery_scope(scope: Scope, method: &Method) -> Result<Scope, ScimError> {
     if method != Method::GET {
         return Err(ScimError::new(
-            405,
+            StatusCode::METHOD_NOT_ALLOWED,
             None,
             "discovery endpoints answer GET only",
         ));
@@ -508,7 +543,7 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ScimError::new(
-                413,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 None,
                 format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
             )
@@ -534,7 +569,7 @@ fn check_if_match(headers: &HeaderMap, current: &str) -> Result<bool, ScimError>
         Ok(true)
     } else {
         Err(ScimError::new(
-            412,
+            StatusCode::PRECONDITION_FAILED,
             None,
             format!("If-Match {value} does not match the current version {current}"),
         ))
@@ -556,12 +591,9 @@ fn parse_filter(
 // ----- Users ----------------------------------------------------------------------
 
 async fn list_users(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
+    scope: Scope,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let query = ListQuery::from_params(&params)?;
     Ok(resource_response(
         StatusCode::OK,
@@ -570,12 +602,9 @@ async fn list_users(
 }
 
 async fn search_users(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
+    scope: Scope,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let query = ListQuery::from_search_body(&json_body(body)?)?;
     Ok(resource_response(
         StatusCode::OK,
@@ -631,12 +660,10 @@ async fn query_users(scope: &Scope, query: &ListQuery) -> Result<Value, ScimErro
 }
 
 async fn get_user(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let user = existing_user(&scope, &id).await?;
     let body = resource::user_to_scim(&user, &scope.location());
@@ -655,15 +682,14 @@ async fn existing_user(scope: &Scope, id: &str) -> Result<User, ScimError> {
 }
 
 async fn create_user(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
+    scope: Scope,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
+
     let projection = Projection::from_params(&params)?;
-    let spec = resource::user_from_scim(&json_body(body)?, &policy)?;
+    let spec = resource::user_from_scim(&json_body(body)?, policy)?;
     resource::check_user_name(&spec, None)?;
     let (user, adopted) = scope
         .directory
@@ -711,18 +737,19 @@ fn uniqueness_or(error: StoreError) -> ScimError {
 }
 
 async fn replace_user(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let policy = scope.policy.as_str();
+
     let projection = Projection::from_params(&params)?;
     let body = json_body(body)?;
     let current = existing_user(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
-    let mut spec = resource::user_from_scim(&body, &policy)?;
+    let mut spec = resource::user_from_scim(&body, policy)?;
     resource::check_user_name(&spec, Some(&current.spec))?;
     // Fields SCIM doesn't carry stay as they are.
     spec.subject = current.spec.subject.clone();
@@ -743,13 +770,14 @@ async fn replace_user(
 }
 
 async fn patch_user(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let policy = scope.policy.as_str();
+
     let projection = Projection::from_params(&params)?;
     let request = json_body(body)?;
     for _ in 0..WRITE_ATTEMPTS {
@@ -763,7 +791,7 @@ async fn patch_user(
                 project(before, ResourceType::User, &projection),
             ));
         }
-        let mut spec = resource::user_from_scim(&after, &policy)?;
+        let mut spec = resource::user_from_scim(&after, policy)?;
         resource::check_user_name(&spec, Some(&current.spec))?;
         spec.subject = current.spec.subject.clone();
         // Always conditional: a concurrent change makes us re-read, never lose it.
@@ -789,18 +817,19 @@ async fn patch_user(
         }
     }
     Err(ScimError::new(
-        409,
+        StatusCode::CONFLICT,
         None,
         "the user kept changing concurrently; retry",
     ))
 }
 
 async fn delete_user(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
+
     let current = existing_user(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let rv = conditional
@@ -825,12 +854,9 @@ async fn delete_user(
 // ----- Groups ---------------------------------------------------------------------
 
 async fn list_groups(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
+    scope: Scope,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let query = ListQuery::from_params(&params)?;
     Ok(resource_response(
         StatusCode::OK,
@@ -839,12 +865,9 @@ async fn list_groups(
 }
 
 async fn search_groups(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
+    scope: Scope,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let query = ListQuery::from_search_body(&json_body(body)?)?;
     Ok(resource_response(
         StatusCode::OK,
@@ -923,12 +946,10 @@ async fn existing_group(scope: &Scope, id: &str) -> Result<Group, ScimError> {
 }
 
 async fn get_group(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let projection = Projection::from_params(&params)?;
     let group = existing_group(&scope, &id).await?;
     let body = group_to_scim(&scope, &group, &projection).await?;
@@ -939,15 +960,14 @@ async fn get_group(
 }
 
 async fn create_group(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
+    scope: Scope,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
+
     let projection = Projection::from_params(&params)?;
-    let (spec, members) = resource::group_from_scim(&json_body(body)?, &policy)?;
+    let (spec, members) = resource::group_from_scim(&json_body(body)?, policy)?;
     let members = members.unwrap_or_default();
     scope.directory.check_new_members(None, &members).await?;
     let (group, adopted) = scope.directory.create_or_adopt_group(spec, members).await?;
@@ -977,18 +997,19 @@ async fn create_group(
 }
 
 async fn replace_group(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let policy = scope.policy.as_str();
+
     let projection = Projection::from_params(&params)?;
     let body = json_body(body)?;
     let current = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
-    let (spec, members) = resource::group_from_scim(&body, &policy)?;
+    let (spec, members) = resource::group_from_scim(&body, policy)?;
     // PUT replaces: no members listed means none.
     let members = members.unwrap_or_default();
     // Before any write, so a refused member leaves the group as it was.
@@ -1014,13 +1035,14 @@ async fn replace_group(
 }
 
 async fn patch_group(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let policy = scope.policy.as_str();
+
     let request = json_body(body)?;
     let mut group = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(group.metadata.generation))?;
@@ -1031,7 +1053,7 @@ async fn patch_group(
     let added = group_members(change.replace_all.as_ref().unwrap_or(&change.add));
     scope.directory.check_new_members(Some(&id), &added).await?;
     if after != before {
-        let (spec, _) = resource::group_from_scim(&after, &policy)?;
+        let (spec, _) = resource::group_from_scim(&after, policy)?;
         let rv = conditional
             .then(|| group.metadata.resource_version.clone())
             .flatten();
@@ -1096,11 +1118,12 @@ fn group_members(members: &[patch::Member]) -> Vec<GroupMember> {
 }
 
 async fn delete_group(
-    State(state): State<ScimState>,
-    Path((namespace, policy, id)): Path<(String, String, String)>,
+    scope: Scope,
+    Path(Id { id }): Path<Id>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
+    let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
+
     let current = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let rv = conditional
@@ -1124,12 +1147,9 @@ async fn delete_group(
 
 /// `POST /.search` at the root: Users and Groups together (RFC 7644 section 3.4.3).
 async fn search_all(
-    State(state): State<ScimState>,
-    Path((namespace, policy)): Path<(String, String)>,
-    headers: HeaderMap,
+    scope: Scope,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
-    let scope = authorize(&state, &namespace, &policy, &headers).await?;
     let query = ListQuery::from_search_body(&json_body(body)?)?;
     let mut resources: Vec<Value> = matching_users(&scope, &query)
         .await?

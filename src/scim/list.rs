@@ -358,7 +358,7 @@ mod tests {
     #[test]
     fn a_non_numeric_count_is_invalid_value() {
         let err = ListQuery::from_params(&params(&[("count", "ten")])).unwrap_err();
-        assert_eq!(err.status, 400);
+        assert_eq!(err.status.as_u16(), 400);
     }
 
     #[test]

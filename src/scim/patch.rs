@@ -297,7 +297,7 @@ impl Engine<'_> {
         let mut patched = resource.clone();
         let Some(document) = patched.as_object_mut() else {
             return Err(ScimError::new(
-                500,
+                http::StatusCode::INTERNAL_SERVER_ERROR,
                 None,
                 "the resource to patch is not a JSON object",
             ));
@@ -1338,7 +1338,7 @@ mod tests {
     }
 
     fn assert_error(error: &ScimError, scim_type: ScimType, detail: &str) {
-        assert_eq!(error.status, 400, "{error}");
+        assert_eq!(error.status.as_u16(), 400, "{error}");
         assert_eq!(error.scim_type, Some(scim_type), "{error}");
         assert!(
             error.detail.contains(detail),

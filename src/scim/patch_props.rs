@@ -485,7 +485,7 @@ proptest! {
             apply_group(&group_without_members(), &body).map(|_| ()),
         ] {
             if let Err(error) = result {
-                prop_assert_eq!(error.status, 400, "{}", error);
+                prop_assert_eq!(error.status.as_u16(), 400, "{}", error);
                 prop_assert!(error.scim_type.is_some(), "{}", error);
             }
         }
@@ -512,11 +512,11 @@ proptest! {
                 // What the engine produced is a resource it can patch again.
                 let again = apply(&patched, &request(operations), ResourceType::User);
                 if let Err(error) = again {
-                    prop_assert_eq!(error.status, 400, "{}", error);
+                    prop_assert_eq!(error.status.as_u16(), 400, "{}", error);
                 }
             }
             Err(error) => {
-                prop_assert_eq!(error.status, 400, "{}", error);
+                prop_assert_eq!(error.status.as_u16(), 400, "{}", error);
                 prop_assert!(error.scim_type.is_some(), "{}", error);
             }
         }
@@ -544,7 +544,7 @@ proptest! {
             apply_group(&group_without_members(), &body).map(|_| ()),
         ] {
             if let Err(error) = result {
-                prop_assert_eq!(error.status, 400, "{}", error);
+                prop_assert_eq!(error.status.as_u16(), 400, "{}", error);
                 prop_assert!(error.scim_type.is_some(), "{}", error);
             }
         }
@@ -568,7 +568,7 @@ proptest! {
         let error = apply(&user, &request(operations.clone()), ResourceType::User);
         prop_assert!(error.is_err(), "{:?}", operations);
         let error = error.unwrap_err();
-        prop_assert_eq!(error.status, 400);
+        prop_assert_eq!(error.status.as_u16(), 400);
         // The error names the failing operation or one before it.
         if let Some(number) = error
             .detail

@@ -388,7 +388,7 @@ mod tests {
         };
         let kelvin = spec("\u{212A}evin");
         let error = check_user_name(&kelvin, None).unwrap_err();
-        assert_eq!(error.status, 400);
+        assert_eq!(error.status.as_u16(), 400);
         assert_eq!(
             error.scim_type,
             Some(crate::scim::error::ScimType::InvalidValue)
@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn a_wrongly_typed_attribute_is_invalid_value() {
         let err = user_from_scim(&json!({"userName": "x", "emails": "x@y"}), "crm").unwrap_err();
-        assert_eq!(err.status, 400);
+        assert_eq!(err.status.as_u16(), 400);
         assert_eq!(err.scim_type, Some(super::super::ScimType::InvalidValue));
     }
 
@@ -523,6 +523,6 @@ mod tests {
     #[test]
     fn a_group_needs_a_display_name() {
         let err = group_from_scim(&json!({"members": []}), "crm").unwrap_err();
-        assert_eq!(err.status, 400);
+        assert_eq!(err.status.as_u16(), 400);
     }
 }
