@@ -14,7 +14,7 @@ use serde_json::{Number, Value, json};
 
 use super::attr_path::AttrPath;
 use super::filter::{CompValue, CompareOp, Filter};
-use super::path::PatchPath;
+use super::patch::path::PatchPath;
 use super::schema::{ENTERPRISE_USER_SCHEMA, ResourceType, USER_SCHEMA};
 
 const OPS: [CompareOp; 9] = [

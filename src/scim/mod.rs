@@ -15,7 +15,7 @@ pub mod list;
 pub mod patch;
 #[cfg(test)]
 mod patch_props;
-pub mod path;
+
 pub mod ratelimit;
 pub mod resource;
 pub mod schema;

@@ -12,10 +12,10 @@
 
 use std::fmt;
 
-use super::attr_path::AttrPath;
-use super::error::ScimError;
-use super::filter::{Filter, Parser};
-use super::schema::{AttributeRef, Mutability, ResourceType};
+use crate::scim::attr_path::AttrPath;
+use crate::scim::error::ScimError;
+use crate::scim::filter::{Filter, Parser};
+use crate::scim::schema::{AttributeRef, Mutability, ResourceType};
 
 /// A PATCH operation's `path` (RFC 7644 §3.5.2): an attribute, optionally a
 /// value filter selecting some of its values, and optionally a sub-attribute.
