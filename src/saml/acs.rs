@@ -298,7 +298,7 @@ fn record(state: &SamlState, user: &User, written: Written, applied: &Applied, a
     if !parts.is_empty() {
         state
             .audit
-            .record(user, change, assertion, parts.join("; "));
+            .record(user, &user.spec.policy, change, assertion, parts.join("; "));
     }
 }
 

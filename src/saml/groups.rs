@@ -122,7 +122,13 @@ impl JitGroups {
                 .change_members(&group.name_any(), std::slice::from_ref(&member), &[])
                 .await?;
             let note = format!("{} joined {}", user.spec.user_name, group.spec.display_name);
-            audit.record(&group, Change::MembersChanged, assertion_id, note);
+            audit.record(
+                &group,
+                &group.spec.policy,
+                Change::MembersChanged,
+                assertion_id,
+                note,
+            );
             applied.joined.push(group.spec.display_name.clone());
         }
         for name in &changes.leave {
@@ -136,7 +142,13 @@ impl JitGroups {
                 .change_members(&group.name_any(), &[], std::slice::from_ref(&id))
                 .await?;
             let note = format!("{} left {}", user.spec.user_name, group.spec.display_name);
-            audit.record(group, Change::MembersChanged, assertion_id, note);
+            audit.record(
+                group,
+                &group.spec.policy,
+                Change::MembersChanged,
+                assertion_id,
+                note,
+            );
             applied.left.push(group.spec.display_name.clone());
         }
         Ok(applied)

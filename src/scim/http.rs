@@ -326,7 +326,8 @@ impl Scope {
         change: Change,
         note: String,
     ) {
-        self.audit.record(object, change, &self.request_id, note);
+        self.audit
+            .record(object, &self.policy, change, &self.request_id, note);
     }
 }
 

@@ -811,6 +811,49 @@ async fn requests_over_the_rate_limit_get_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_burst_of_changes_gets_events_up_to_the_limit_then_one_summary_on_the_policy() {
+    let env = env().await;
+    let server = serve(&env, "crm", Mode::Scim).await;
+    let burst = roster::directory::audit::BURST;
+    let mut ids = Vec::new();
+    for i in 0..burst + 5 {
+        let created = server
+            .send(
+                Method::POST,
+                "/Users",
+                Some(&okta_user(&format!("burst{i}@example.com"))),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+        ids.push(id_of(&created));
+    }
+    // The window's summary names the policy and counts the rest.
+    let summary = crate::controller::event(&env, Some("ScimCreated"), Some("crm")).await;
+    let note = summary.note.unwrap_or_default();
+    assert!(note.starts_with("5 more ScimCreated changes"), "{note}");
+    assert_eq!(
+        summary.regarding.and_then(|r| r.kind).as_deref(),
+        Some("ProvisioningPolicy")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let per_user = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ScimCreated"))
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .and_then(|r| r.name.as_deref())
+                .is_some_and(|name| ids.iter().any(|id| id == name))
+        })
+        .count();
+    assert_eq!(per_user, burst, "one Event per change up to the limit");
+}
+
+#[tokio::test]
 async fn every_scim_change_is_an_event_naming_the_request() {
     let env = env().await;
     let server = serve(&env, "crm", Mode::Scim).await;
