@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Error;
 use super::plan::MemberState;
+use super::slices::SliceIndex;
 use crate::api::{
     Account, ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
 };
@@ -79,6 +80,8 @@ pub struct Context {
     pub groups: Store<Group>,
     pub policies: Store<ProvisioningPolicy>,
     pub slices: Store<GroupMemberSlice>,
+    /// The slices' names by group, fed with the slice cache.
+    pub slice_index: SliceIndex,
     events: Publisher,
     throttles: Mutex<HashMap<(String, String), Arc<Throttle>>>,
     /// Built connectors by policy: (policy resourceVersion, when, connector).
@@ -108,11 +111,27 @@ impl Context {
             groups,
             policies,
             slices,
+            slice_index: SliceIndex::default(),
             throttles: Mutex::default(),
             connectors: Mutex::default(),
             failures: Mutex::default(),
             public_url,
         }
+    }
+
+    /// With the slice index that feeds on the slice cache's watch.
+    pub fn with_slice_index(mut self, index: SliceIndex) -> Self {
+        self.slice_index = index;
+        self
+    }
+
+    /// The slices of `group` in `namespace`, from the cache.
+    pub fn slices_of(&self, namespace: &str, group: &str) -> Vec<Arc<GroupMemberSlice>> {
+        self.slice_index
+            .of(namespace, group)
+            .into_iter()
+            .filter_map(|name| self.slices.get(&ObjectRef::new(&name).within(namespace)))
+            .collect()
     }
 
     /// The policy, once the policy cache has been filled: right after a

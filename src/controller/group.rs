@@ -14,7 +14,7 @@ use serde_json::json;
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
 use super::plan::{self, MemberDiff, MemberState, Skipped};
-use super::{Context, Error, FINALIZER};
+use super::{Context, Error, holds_finalizer};
 use crate::api::{Group, GroupMemberSlice, Source};
 use crate::connectors::{AnyConnector, Connector, DesiredGroup};
 use crate::directory::writers::SOURCE_LABEL;
@@ -41,7 +41,7 @@ fn desired(group: &Group) -> DesiredGroup {
 
 pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = format!("{}", ObjectRef::from_obj(group.as_ref()));
-    let has_finalizer = group.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = holds_finalizer(group.as_ref());
     let result = if group.metadata.deletion_timestamp.is_some() {
         if !has_finalizer {
             return Ok(Action::await_change());
@@ -299,14 +299,12 @@ async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
 }
 
 fn member_count(group: &Group, ctx: &Context) -> i64 {
-    let namespace = group.namespace();
+    let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
     let mut members: BTreeSet<String> =
         group.spec.members.iter().map(|m| m.value.clone()).collect();
-    for slice in ctx.slices.state() {
-        if slice.namespace() == namespace && slice.spec.group == name {
-            members.extend(slice.spec.members.keys().cloned());
-        }
+    for slice in ctx.slices_of(&namespace, &name) {
+        members.extend(slice.spec.members.keys().cloned());
     }
     members.len() as i64
 }

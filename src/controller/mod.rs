@@ -8,6 +8,7 @@ pub mod context;
 mod group;
 pub mod plan;
 mod policy;
+pub mod slices;
 mod user;
 
 use std::sync::Arc;
@@ -27,6 +28,16 @@ pub use context::Context;
 
 /// On every User and Group: deprovision in the application before deletion.
 pub const FINALIZER: &str = "roster.dev/deprovision";
+
+/// Whether `object` carries [`FINALIZER`].
+fn holds_finalizer(object: &impl Resource) -> bool {
+    object
+        .meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+}
 
 /// Errors of a reconcile; each names its Event reason.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +128,7 @@ fn cached<K>(
     namespace: Option<&str>,
     n: usize,
     trim: fn(&mut K),
+    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     Vec<reflector::ReflectHandle<K>>,
@@ -142,6 +154,11 @@ where
     let feed = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(trim)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
         .reflect_shared(writer)
         .applied_objects()
         .for_each(|event| async move {
@@ -164,24 +181,32 @@ pub async fn run(
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
     let (users, mut user_events, users_feed) =
-        cached::<UserView>(&client, namespace.as_deref(), 2, |_| {});
+        cached::<UserView>(&client, namespace.as_deref(), 2, |_| {}, |_| {});
     let (groups, mut group_events, groups_feed) =
-        cached::<Group>(&client, namespace.as_deref(), 3, strip);
+        cached::<Group>(&client, namespace.as_deref(), 3, strip, |_| {});
     let (policies, mut policy_events, policies_feed) =
-        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip);
-    let (slices, mut slice_events, slices_feed) =
-        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2, strip);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        (
-            users.clone(),
-            groups.clone(),
-            policies.clone(),
-            slices.clone(),
-        ),
-        instance,
-        public_url,
-    ));
+        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip, |_| {});
+    let slice_index = slices::SliceIndex::default();
+    let (slices, mut slice_events, slices_feed) = {
+        let index = slice_index.clone();
+        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2, strip, move |event| {
+            index.observe(event)
+        })
+    };
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            (
+                users.clone(),
+                groups.clone(),
+                policies.clone(),
+                slices.clone(),
+            ),
+            instance,
+            public_url,
+        )
+        .with_slice_index(slice_index.clone()),
+    );
 
     let users_of_policy = {
         let users = users.clone();
@@ -223,15 +248,13 @@ pub async fn run(
         .for_each(|_| async {});
 
     let slices_of_group = {
-        let slices = slices.clone();
+        let index = slice_index.clone();
         move |group: Arc<Group>| {
-            let namespace = group.namespace();
-            let name = group.name_any();
-            slices
-                .state()
+            let namespace = group.namespace().unwrap_or_default();
+            index
+                .of(&namespace, &group.name_any())
                 .into_iter()
-                .filter(|s| s.namespace() == namespace && s.spec.group == name)
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .map(|name| ObjectRef::new(&name).within(&namespace))
                 .collect::<Vec<_>>()
         }
     };

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
 use super::plan::{self, Inactivity, UserAction};
-use super::{Context, Error, FINALIZER};
+use super::{Context, Error, holds_finalizer};
 use crate::api::API_VERSION;
 use crate::api::{Account, AccountState, Mode, Source, User};
 use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
@@ -43,7 +43,7 @@ pub async fn reconcile(view: Arc<UserView>, ctx: Arc<Context>) -> Result<Action,
 /// its account synced at this generation, and its status as the
 /// controller would write it.
 async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
-    let has_finalizer = view.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = holds_finalizer(view);
     if view.metadata.deletion_timestamp.is_some() {
         return (!has_finalizer).then(Action::await_change);
     }
@@ -89,7 +89,7 @@ async fn reconcile_user(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Er
         kube::runtime::reflector::ObjectRef::from_obj(user.as_ref())
     );
     let deleting = user.metadata.deletion_timestamp.is_some();
-    let has_finalizer = user.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = holds_finalizer(user.as_ref());
     let result = if deleting {
         if !has_finalizer {
             return Ok(Action::await_change());
