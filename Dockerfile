@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Roster image: the `roster` binary on a small Debian runtime, run as a non-root user.
+# The Roster image: the `roster` binary on a small Debian runtime, run as a non-root user. Built
+# without the `dev` feature: no `roster dev`, no local control plane.
 #
 #   docker build -t roster:0.1.0 .
 #

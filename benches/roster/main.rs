@@ -11,7 +11,9 @@
 //! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
 //! (1000). ROSTER_BENCH_ONLY=memory,ingest,large,saml,propagation runs
-//! just those sections (propagation includes the resync).
+//! just those sections (propagation includes the resync);
+//! ROSTER_BENCH_PREVIOUS=bench-results.json keeps the other sections'
+//! figures from that earlier run.
 
 mod common;
 mod ingest;
@@ -51,7 +53,18 @@ async fn main() {
         .unwrap();
     let kubeconfig = plane.kubeconfig_path();
     let http = http();
-    let mut report = Map::new();
+    // Sections not run keep their figures from an earlier run's JSON, so a
+    // section can be measured again alone and the report stays whole.
+    let mut report = match std::env::var("ROSTER_BENCH_PREVIOUS") {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path).expect("ROSTER_BENCH_PREVIOUS is readable");
+            match serde_json::from_str(&text).expect("ROSTER_BENCH_PREVIOUS holds JSON") {
+                Value::Object(previous) => previous,
+                _ => panic!("ROSTER_BENCH_PREVIOUS holds a JSON object"),
+            }
+        }
+        Err(_) => Map::new(),
+    };
     report.insert(
         "machine".into(),
         json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)}),
