@@ -560,6 +560,17 @@ impl Directory {
         Ok(())
     }
 
+    /// Writes a change of `group`'s members, however it is kept (slices
+    /// patched member by member, or replaced as a whole).
+    pub async fn write_members(&self, group: &Group, write: MemberWrite<'_>) -> Result<()> {
+        match write {
+            MemberWrite::Replace(members) => self.replace_members(group, members).await,
+            MemberWrite::Change { add, remove } => {
+                self.change_members(&group.name_any(), add, remove).await
+            }
+        }
+    }
+
     /// Makes the group's slice members exactly `members`.
     pub async fn replace_members(&self, group: &Group, members: &[GroupMember]) -> Result<()> {
         let current = self.group_slices(&group.name_any()).await?;
@@ -573,6 +584,18 @@ impl Directory {
         self.change_members(&group.name_any(), members, &remove)
             .await
     }
+}
+
+/// A change of a group's members, as a writer asks for it.
+#[derive(Clone, Copy, Debug)]
+pub enum MemberWrite<'a> {
+    /// The members become exactly these.
+    Replace(&'a [GroupMember]),
+    /// These are added (or updated) and those ids removed.
+    Change {
+        add: &'a [GroupMember],
+        remove: &'a [String],
+    },
 }
 
 /// Reads in flight when checking members the index doesn't know.

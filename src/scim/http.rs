@@ -27,7 +27,7 @@ use crate::api::{Group, GroupMember, MemberKind, Mode, ProvisioningPolicy, User}
 use crate::directory::audit::{Audit, Change};
 use crate::directory::membership::MembershipIndex;
 use crate::directory::policies::{PolicyCache, is_policy_ref};
-use crate::directory::store::{Directory, StoreError};
+use crate::directory::store::{Directory, MemberWrite, StoreError};
 use crate::directory::tokens::TokenCache;
 use crate::directory::writers::{self, Writer};
 use crate::public_url::PublicUrl;
@@ -688,7 +688,6 @@ async fn create_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
-
     let projection = Projection::from_params(&params)?;
     let spec = resource::user_from_scim(&json_body(body)?, policy)?;
     resource::check_user_name(&spec, None)?;
@@ -745,7 +744,6 @@ async fn replace_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let policy = scope.policy.as_str();
-
     let projection = Projection::from_params(&params)?;
     let body = json_body(body)?;
     let current = existing_user(&scope, &id).await?;
@@ -778,7 +776,6 @@ async fn patch_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let policy = scope.policy.as_str();
-
     let projection = Projection::from_params(&params)?;
     let request = json_body(body)?;
     for _ in 0..WRITE_ATTEMPTS {
@@ -830,7 +827,6 @@ async fn delete_user(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
-
     let current = existing_user(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let rv = conditional
@@ -966,7 +962,6 @@ async fn create_group(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
-
     let projection = Projection::from_params(&params)?;
     let (spec, members) = resource::group_from_scim(&json_body(body)?, policy)?;
     let members = members.unwrap_or_default();
@@ -1005,7 +1000,6 @@ async fn replace_group(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let policy = scope.policy.as_str();
-
     let projection = Projection::from_params(&params)?;
     let body = json_body(body)?;
     let current = existing_group(&scope, &id).await?;
@@ -1022,12 +1016,15 @@ async fn replace_group(
         .then(|| current.metadata.resource_version.clone())
         .flatten();
     let group = scope.directory.apply_group(&id, &spec, rv).await?;
+    scope
+        .directory
+        .write_members(&group, MemberWrite::Replace(&members))
+        .await?;
     scope.record(
         &group,
         Change::Updated,
         format!("replaced group {}", group.spec.display_name),
     );
-    scope.directory.replace_members(&group, &members).await?;
     let body = group_to_scim(&scope, &group, &projection).await?;
     Ok(resource_response(
         StatusCode::OK,
@@ -1043,7 +1040,6 @@ async fn patch_group(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let policy = scope.policy.as_str();
-
     let request = json_body(body)?;
     let mut group = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(group.metadata.generation))?;
@@ -1065,6 +1061,15 @@ async fn patch_group(
             format!("patched group {}", group.spec.display_name),
         );
     }
+    let write = if change.replace_all.is_some() || change.remove_all {
+        MemberWrite::Replace(&added)
+    } else {
+        MemberWrite::Change {
+            add: &added,
+            remove: &change.remove,
+        }
+    };
+    scope.directory.write_members(&group, write).await?;
     if !change.is_empty() {
         let note = match &change.replace_all {
             Some(all) => format!("replaced the members with {} members", all.len()),
@@ -1080,14 +1085,6 @@ async fn patch_group(
             ),
         };
         scope.record(&group, Change::MembersChanged, note);
-    }
-    if change.replace_all.is_some() || change.remove_all {
-        scope.directory.replace_members(&group, &added).await?;
-    } else {
-        scope
-            .directory
-            .change_members(&id, &added, &change.remove)
-            .await?;
     }
     let params_given = params.keys().any(|k| {
         k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes")
@@ -1124,7 +1121,6 @@ async fn delete_group(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let (namespace, policy) = (scope.namespace.as_str(), scope.policy.as_str());
-
     let current = existing_group(&scope, &id).await?;
     let conditional = check_if_match(&headers, &etag(current.metadata.generation))?;
     let rv = conditional
