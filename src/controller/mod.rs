@@ -321,7 +321,9 @@ async fn sweep_consumed_ids(client: kube::Client, namespace: Option<String>) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         every.tick().await;
-        let deleted = crate::directory::consumed::sweep_expired(&api, chrono::Utc::now()).await;
+        let deleted =
+            crate::directory::consumed::sweep_expired(&api, k8s_openapi::jiff::Timestamp::now())
+                .await;
         if deleted > 0 {
             tracing::info!(deleted, "swept expired SAML assertion and request ids");
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use k8s_openapi::jiff::{Timestamp, Unit};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
@@ -50,7 +50,7 @@ impl Consumed {
         issuer: &str,
         kind: ConsumedKind,
         id: &str,
-        expires_at: DateTime<Utc>,
+        expires_at: Timestamp,
     ) -> Result<(), ReplayError> {
         let name = consumed_name(&self.policy, issuer, kind, id);
         let mut object = ConsumedAssertion::new(
@@ -58,7 +58,10 @@ impl Consumed {
             ConsumedAssertionSpec {
                 policy: self.policy.clone(),
                 kind,
-                expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                expires_at: expires_at
+                    .round(Unit::Second)
+                    .unwrap_or(expires_at)
+                    .to_string(),
             },
         );
         object.metadata.labels = Some(
@@ -80,7 +83,7 @@ impl Consumed {
 
     /// Deletes this namespace's expired ids, at most once a minute per
     /// process. Best effort: a failure only leaves objects for the next sweep.
-    pub async fn sweep(&self, now: DateTime<Utc>) {
+    pub async fn sweep(&self, now: Timestamp) {
         static LAST: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
         {
             let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -99,7 +102,7 @@ impl Consumed {
 
 /// Deletes the expired ids `api` sees (one namespace, or all); returns how
 /// many went. Best effort: a failure only leaves objects for the next sweep.
-pub async fn sweep_expired(api: &Api<ConsumedAssertion>, now: DateTime<Utc>) -> usize {
+pub async fn sweep_expired(api: &Api<ConsumedAssertion>, now: Timestamp) -> usize {
     let params = ListParams::default().labels("app.kubernetes.io/managed-by=roster");
     let list = match api.list(&params).await {
         Ok(list) => list,
@@ -131,9 +134,12 @@ pub async fn sweep_expired(api: &Api<ConsumedAssertion>, now: DateTime<Utc>) -> 
 }
 
 /// Whether an id can be forgotten: it would be refused as expired anyway.
-pub fn is_expired(object: &ConsumedAssertion, now: DateTime<Utc>) -> bool {
-    DateTime::parse_from_rfc3339(&object.spec.expires_at)
-        .map(|at| at.with_timezone(&Utc) < now)
+pub fn is_expired(object: &ConsumedAssertion, now: Timestamp) -> bool {
+    object
+        .spec
+        .expires_at
+        .parse::<Timestamp>()
+        .map(|at| at < now)
         .unwrap_or(true)
 }
 
@@ -151,7 +157,7 @@ mod tests {
                 expires_at: "2026-01-01T00:10:00Z".into(),
             },
         );
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
         assert!(!is_expired(&object, at("2026-01-01T00:09:59Z")));
         assert!(is_expired(&object, at("2026-01-01T00:10:01Z")));
     }

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use super::checks::{self, Rejection};
@@ -141,7 +142,7 @@ pub async fn consume(
                 token,
                 &namespace,
                 &policy,
-                Utc::now().timestamp(),
+                Timestamp::now().as_second(),
             )
         })
         // The RelayState must be the opaque token sent with this browser's request.
@@ -152,12 +153,18 @@ pub async fn consume(
     }
 }
 
+/// samael's instants are chrono's; Roster's own are jiff's (k8s-openapi's).
+fn from_samael(instant: chrono::DateTime<Utc>) -> Timestamp {
+    Timestamp::from_second(instant.timestamp()).unwrap_or(Timestamp::MAX)
+}
+
 async fn accept(
     state: &SamlState,
     trust: &Trust,
     form: &AcsForm,
     pending: Option<&PendingRequest>,
 ) -> Result<Response, Failure> {
+    // samael's clock: it compares chrono instants.
     let now = Utc::now();
     let xml = checks::decode(&form.saml_response)?;
     let wrapper = checks::precheck(&xml, &trust.acs_url)?;
@@ -180,7 +187,7 @@ async fn accept(
     let consumed = Consumed::new(state.client.clone(), &trust.namespace, &trust.policy);
     // The request first: a second answer to it writes nothing at all.
     if let (Some(request), Some(pending)) = (&checked.in_response_to, pending) {
-        let expires = chrono::DateTime::from_timestamp(pending.exp, 0).unwrap_or(now);
+        let expires = Timestamp::from_second(pending.exp).unwrap_or_else(|_| Timestamp::now());
         consumed
             .consume(&trust.sp_entity_id, ConsumedKind::Request, request, expires)
             .await?;
@@ -190,10 +197,10 @@ async fn accept(
             &checked.issuer,
             ConsumedKind::Assertion,
             &checked.id,
-            checked.expires_at,
+            from_samael(checked.expires_at),
         )
         .await?;
-    tokio::spawn(async move { consumed.sweep(Utc::now()).await });
+    tokio::spawn(async move { consumed.sweep(Timestamp::now()).await });
 
     let group_changes = match &decision {
         Decision::Touch(_) => GroupChanges::default(),

@@ -76,7 +76,7 @@ pub async fn start(
         id,
         relay,
         redirect: query.redirect,
-        exp: chrono::Utc::now().timestamp() + REQUEST_LIFETIME_SECS,
+        exp: k8s_openapi::jiff::Timestamp::now().as_second() + REQUEST_LIFETIME_SECS,
     };
     let cookie = session::set_cookie(
         REQUEST_COOKIE,

@@ -4,7 +4,10 @@
 //! (SP-initiated, HTTP-Redirect binding) and `/acs` (HTTP-POST binding).
 //! Pure pieces: `checks` (strict XML and assertion checks), `redirect`,
 //! `metadata`, the mapping in `jit`, `trust`. I/O: `acs`, `login`, the writer
-//! in `jit`, `replay`. samael verifies signatures (`verify`, blocking).
+//! in `jit`. samael verifies signatures (`verify`, blocking).
+//!
+//! Time: Roster's one time library is jiff (k8s-openapi's); chrono appears
+//! only here, where samael's assertions and builder speak it.
 
 pub mod acs;
 pub mod checks;

@@ -684,14 +684,14 @@ async fn expired_ids_are_swept_and_live_ones_kept() {
     let env = env().await;
     let consumed =
         roster::directory::consumed::Consumed::new(env.client.clone(), &env.namespace, "crm");
-    let now = chrono::Utc::now();
+    let now = k8s_openapi::jiff::Timestamp::now();
     for (id, offset) in [("_gone", -120), ("_live", 600)] {
         consumed
             .consume(
                 "https://idp.example.com",
                 ConsumedKind::Assertion,
                 id,
-                now + chrono::Duration::seconds(offset),
+                now + k8s_openapi::jiff::SignedDuration::from_secs(offset),
             )
             .await
             .unwrap();
