@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -12,24 +12,78 @@ use serde_json::json;
 
 use super::conditions::{self, Decided};
 use super::{Context, Error};
-use crate::api::{ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, SamlTrust};
+use crate::api::{
+    ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicyStatus, SamlTrust,
+};
 use crate::directory::tokens::{self, Refusal};
 
+/// Reconciles a policy: gather the facts, plan its status (pure), apply.
 pub async fn reconcile(
     policy: Arc<ProvisioningPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let name = policy.name_any();
-    let mut decided = Vec::new();
+    let facts = gather(&policy, &ctx).await?;
+    let current = policy.status.clone().unwrap_or_default();
+    let status = plan(&policy, &facts, &current, &now());
+    if status != current {
+        if let Some(ready) = newly_failing(&current, &status) {
+            ctx.event(policy.as_ref(), true, &ready.reason, ready.message.clone())
+                .await;
+        }
+        ctx.apply_status(policy.as_ref(), json!(status)).await?;
+    }
+    Ok(Action::await_change())
+}
 
-    decided.push(match (&policy.spec.mode, &policy.spec.scim) {
+/// What a policy's status is decided from, read from the API and caches.
+struct Facts {
+    /// The token Secret's name and what it holds (Scim mode only).
+    tokens: Option<(String, tokens::Screened)>,
+    /// Whether the connector can be built, or why not (reason, message).
+    connector: Result<(), (&'static str, String)>,
+    /// Other policies provisioning the same application.
+    claimants: Vec<String>,
+    counts: PolicyCounts,
+    public_url: Option<String>,
+}
+
+async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let tokens = match (&policy.spec.mode, &policy.spec.scim) {
         (Mode::Scim, Some(scim)) => {
             let name = &scim.token_secret_ref.name;
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
             let secret = secrets.get_opt(name).await.map_err(Error::Kube)?;
-            scim_tokens(name, &tokens::screen(secret.as_ref()))
+            Some((name.clone(), tokens::screen(secret.as_ref())))
         }
+        _ => None,
+    };
+    let connector = match ctx.connector(policy).await {
+        Ok(_) => Ok(()),
+        Err(error) => Err((error.reason(), error.to_string())),
+    };
+    Ok(Facts {
+        tokens,
+        connector,
+        claimants: claimants(ctx, policy),
+        counts: counts(ctx, &namespace, &policy.name_any()),
+        public_url: ctx.public_url.clone(),
+    })
+}
+
+/// The status `facts` call for. Pure.
+fn plan(
+    policy: &ProvisioningPolicy,
+    facts: &Facts,
+    current: &ProvisioningPolicyStatus,
+    now: &Time,
+) -> ProvisioningPolicyStatus {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let mut decided = Vec::new();
+
+    decided.push(match (&policy.spec.mode, &facts.tokens) {
+        (Mode::Scim, Some((secret, screened))) => scim_tokens(secret, screened),
         (Mode::Scim, None) => {
             Decided::new("ScimTokens", false, "TokensMissing", "spec.scim is missing")
         }
@@ -42,7 +96,7 @@ pub async fn reconcile(
     });
 
     decided.push(match &policy.spec.saml {
-        Some(_) if ctx.public_url.is_none() => Decided::new(
+        Some(_) if facts.public_url.is_none() => Decided::new(
             "SamlTrust",
             false,
             "PublicUrlMissing",
@@ -63,18 +117,17 @@ pub async fn reconcile(
         ),
     });
 
-    decided.push(match ctx.connector(&policy).await {
-        Ok(_) => Decided::new(
+    decided.push(match &facts.connector {
+        Ok(()) => Decided::new(
             "Application",
             true,
             "Configured",
             "the connector's settings and credentials are complete",
         ),
-        Err(error) => Decided::new("Application", false, error.reason(), error.to_string()),
+        Err((reason, message)) => Decided::new("Application", false, *reason, message.clone()),
     });
 
-    let others = claimants(&ctx, &policy);
-    decided.push(if others.is_empty() {
+    decided.push(if facts.claimants.is_empty() {
         Decided::new(
             "Exclusive",
             true,
@@ -88,45 +141,46 @@ pub async fn reconcile(
             "ApplicationClaimedTwice",
             format!(
                 "policies {} provision the same application; keep one",
-                others.join(", ")
+                facts.claimants.join(", ")
             ),
         )
     });
 
     let summary = conditions::summary(&decided);
     decided.insert(0, summary);
-    let current = policy.status.clone().unwrap_or_default();
     let merged = conditions::merge(
         &current.conditions,
         &decided,
         policy.metadata.generation,
-        &now(),
+        now,
     );
-    let origin = ctx.public_url.clone().unwrap_or_default();
-    let status = crate::api::ProvisioningPolicyStatus {
+    let origin = facts.public_url.clone().unwrap_or_default();
+    ProvisioningPolicyStatus {
         observed_generation: policy.metadata.generation,
         conditions: merged,
         scim_base_url: (policy.spec.mode == Mode::Scim)
             .then(|| format!("{origin}/scim/{namespace}/{name}/v2")),
-        saml_metadata_url: (policy.spec.saml.is_some() && ctx.public_url.is_some())
+        saml_metadata_url: (policy.spec.saml.is_some() && facts.public_url.is_some())
             .then(|| format!("{origin}/saml/{namespace}/{name}/metadata")),
-        counts: Some(counts(&ctx, &namespace, &name)),
-    };
-    if status != current {
-        let was_ready = current
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-        if let Some(ready) =
-            ready.filter(|r| r.status == "False" && (was_ready || current.conditions.is_empty()))
-        {
-            ctx.event(policy.as_ref(), true, &ready.reason, ready.message.clone())
-                .await;
-        }
-        ctx.apply_status(policy.as_ref(), json!(status)).await?;
+        counts: Some(facts.counts.clone()),
     }
-    Ok(Action::await_change())
+}
+
+/// The Ready condition, when it just turned False: a Warning Event says so
+/// once, not at every reconcile.
+fn newly_failing<'s>(
+    current: &ProvisioningPolicyStatus,
+    status: &'s ProvisioningPolicyStatus,
+) -> Option<&'s Condition> {
+    let was_ready = current
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .filter(|r| r.status == "False" && (was_ready || current.conditions.is_empty()))
 }
 
 /// The ScimTokens condition for token Secret `name`, as screened. Keys that
@@ -293,6 +347,73 @@ mod tests {
             too_short: too_short.iter().map(|k| (*k).to_owned()).collect(),
             refusal,
         }
+    }
+
+    fn jit_policy_without_saml() -> ProvisioningPolicy {
+        let mut policy = ProvisioningPolicy::new(
+            "wiki",
+            crate::api::ProvisioningPolicySpec {
+                mode: Mode::Jit,
+                application: crate::api::ApplicationSpec {
+                    kind: ApplicationKind::Webhook,
+                    scim: None,
+                    webhook: None,
+                    deprovision: crate::api::DeprovisionAction::Disable,
+                },
+                scim: None,
+                saml: None,
+                jit: None,
+            },
+        );
+        policy.metadata.namespace = Some("team".into());
+        policy.metadata.generation = Some(2);
+        policy
+    }
+
+    fn facts(claimants: Vec<String>) -> Facts {
+        Facts {
+            tokens: None,
+            connector: Ok(()),
+            claimants,
+            counts: PolicyCounts {
+                users: 3,
+                active_users: 2,
+                groups: 1,
+            },
+            public_url: Some("https://roster.example.com".into()),
+        }
+    }
+
+    fn condition<'s>(status: &'s ProvisioningPolicyStatus, type_: &str) -> &'s Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn the_plan_says_what_is_wrong_and_ready_summarises_it() {
+        let policy = jit_policy_without_saml();
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap());
+        let status = plan(
+            &policy,
+            &facts(vec!["team/other".into()]),
+            &ProvisioningPolicyStatus::default(),
+            &now,
+        );
+        assert_eq!(condition(&status, "SamlTrust").reason, "TrustMissing");
+        assert_eq!(condition(&status, "ScimTokens").reason, "NotApplicable");
+        let exclusive = condition(&status, "Exclusive");
+        assert_eq!(exclusive.reason, "ApplicationClaimedTwice");
+        assert!(exclusive.message.contains("team/other"));
+        let ready = condition(&status, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "TrustMissing")
+        );
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.scim_base_url, None);
+        assert_eq!(status.counts.as_ref().map(|c| c.users), Some(3));
+        // A first status that fails warns once; the same again does not.
+        assert!(newly_failing(&ProvisioningPolicyStatus::default(), &status).is_some());
+        assert!(newly_failing(&status, &status).is_none());
     }
 
     #[test]
