@@ -174,17 +174,21 @@ async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
     started.elapsed()
 }
 
-/// Fills the cluster, starts Roster over it, and reads its RSS once ready
-/// and again once the controllers have reconciled everything.
-pub async fn memory(
+/// Fills the cluster (when `fill_first`), starts Roster over it, and reads
+/// its RSS once ready and again once the controllers have reconciled
+/// everything.
+pub async fn measure(
     client: &kube::Client,
     kubeconfig: &std::path::Path,
     http: &reqwest::Client,
     users: usize,
     groups: usize,
+    fill_first: bool,
 ) -> Value {
-    let filled = fill(client, users, groups).await;
-    println!("memory: created {users} users and {groups} groups in {filled:.0?}");
+    if fill_first {
+        let filled = fill(client, users, groups).await;
+        println!("memory: created {users} users and {groups} groups in {filled:.0?}");
+    }
     let roster = Roster::start(kubeconfig, Some(NS));
     let ready = roster.ready(http, Duration::from_secs(600)).await;
     let rss_ready = rss_mib(roster.pid());

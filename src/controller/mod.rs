@@ -151,7 +151,11 @@ where
         Some(namespace) => Api::<K>::namespaced(client.clone(), namespace),
         None => Api::<K>::all(client.clone()),
     };
-    let feed = watcher(api, watcher::Config::default().any_semantic())
+    // Paginated lists (500 a page), never `resourceVersion=0`: the API
+    // server ignores the limit for those and answers 100,000 Users in one
+    // response, which times out (504) under load, is retried, and leaves
+    // Roster's heap at the size of the biggest answer.
+    let feed = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(trim)
         .inspect(move |event| {
