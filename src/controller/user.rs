@@ -76,10 +76,10 @@ async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
     .await
     {
         None => Some(Action::await_change()),
-        Some(Inactivity::CheckIn(wait)) => {
+        Some((Inactivity::CheckIn(wait), _)) => {
             Some(Action::requeue(wait.min(Duration::from_secs(86_400))))
         }
-        Some(Inactivity::Expired) => None,
+        Some((Inactivity::Expired, _)) => None,
     }
 }
 
@@ -123,15 +123,16 @@ async fn reconcile_user(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Er
 /// The Synced condition's message when the account matches.
 const SYNCED_MESSAGE: &str = "the account matches the spec";
 
-/// Where a user stands with JIT inactivity (`None`: it doesn't apply: not
-/// a JIT user, inactive already, or no `deprovisionAfterDays`).
+/// Where a user stands with JIT inactivity, and the policy's
+/// `deprovisionAfterDays` (`None`: it doesn't apply: not a JIT user,
+/// inactive already, or no `deprovisionAfterDays`).
 async fn inactivity_check<K: Resource>(
     user: &K,
     last_login: Option<&Time>,
     policy_name: &str,
     active: bool,
     ctx: &Context,
-) -> Option<Inactivity> {
+) -> Option<(Inactivity, i32)> {
     if !active || source_of(user.meta()) != Source::Jit {
         return None;
     }
@@ -146,11 +147,8 @@ async fn inactivity_check<K: Resource>(
         return None;
     };
     let last_seen = last_login.or(user.meta().creation_timestamp.as_ref())?;
-    Some(plan::inactivity(
-        now().0.as_second(),
-        last_seen.0.as_second(),
-        days,
-    ))
+    let inactivity = plan::inactivity(now().0.as_second(), last_seen.0.as_second(), days);
+    Some((inactivity, days))
 }
 
 /// JIT's missing deprovisioning: a Jit user of a Jit policy with
@@ -168,8 +166,8 @@ async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Dur
     .await;
     match check {
         None => Ok(Some(None)),
-        Some(Inactivity::CheckIn(wait)) => Ok(Some(Some(wait))),
-        Some(Inactivity::Expired) => {
+        Some((Inactivity::CheckIn(wait), _)) => Ok(Some(Some(wait))),
+        Some((Inactivity::Expired, days)) => {
             let namespace = user.namespace().unwrap_or_default();
             let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = json!({
@@ -185,22 +183,11 @@ async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Dur
             )
             .await
             .map_err(Error::Kube)?;
-            let days = match ctx.policy(&namespace, &user.spec.policy).await {
-                Some(policy) => policy
-                    .spec
-                    .jit
-                    .as_ref()
-                    .and_then(|j| j.deprovision_after_days),
-                None => None,
-            };
             ctx.event(
                 user,
                 false,
                 "InactiveDeactivated",
-                format!(
-                    "no login for {} days: deactivated (policy deprovisionAfterDays)",
-                    days.unwrap_or_default()
-                ),
+                format!("no login for {days} days: deactivated (policy deprovisionAfterDays)"),
             )
             .await;
             Ok(None)

@@ -154,11 +154,6 @@ impl Change {
 }
 
 impl Audit {
-    /// The SCIM service's audit trail.
-    pub fn new(client: kube::Client, instance: Option<String>) -> Self {
-        Self::of(Writer::Scim, client, instance)
-    }
-
     pub fn of(writer: Writer, client: kube::Client, instance: Option<String>) -> Self {
         let controller = match writer {
             Writer::Scim => crate::directory::writers::SCIM_MANAGER,
