@@ -163,6 +163,7 @@ pub async fn scim_policy(
             }),
             saml: None,
             jit: None,
+            access: None,
         },
     );
     Api::<ProvisioningPolicy>::namespaced(client.clone(), ns)

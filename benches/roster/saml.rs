@@ -150,6 +150,7 @@ async fn jit_policy(client: &kube::Client, cert: &Path) {
                 session_lifetime_seconds: 3600,
             }),
             jit: Some(JitOptions::default()),
+            access: None,
         },
     );
     Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)

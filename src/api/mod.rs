@@ -19,8 +19,8 @@ pub use common::{ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
-    AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction,
-    GroupsOverage, JitOptions, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec,
+    AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, DeprovisionAction,
+    GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicySpec,
     ProvisioningPolicyStatus, RateLimit, SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
 pub use slice::{
@@ -46,6 +46,11 @@ pub const API_VERSION: &str = "roster.dev/v1alpha1";
 /// SCIM's `meta.lastModified` (the object's own timestamps don't record spec
 /// changes).
 pub const LAST_MODIFIED_ANNOTATION: &str = "roster.dev/last-modified";
+
+/// Annotation on a User ending its sessions issued before an RFC 3339 time,
+/// e.g. `kubectl annotate user <id> roster.dev/sessions-not-before=$(date -u +%FT%TZ) --overwrite`:
+/// the SSO gate refuses them at the next check.
+pub const SESSIONS_NOT_BEFORE_ANNOTATION: &str = "roster.dev/sessions-not-before";
 
 /// Every CRD Roster installs, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -68,6 +68,111 @@ pub struct ProvisioningPolicySpec {
     /// Options for just-in-time provisioning. Used only in `Jit` mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jit: Option<JitOptions>,
+    /// Who may pass the SSO gate in front of the application, and what the
+    /// application learns about them. Unset: any active user of the policy,
+    /// with oauth2-proxy's header names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
+}
+
+/// The SSO gate's rules for one application (`/gate/{namespace}/{policy}/...`).
+/// Every check evaluates them against the directory as it is now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSpec {
+    /// Display names of this policy's Groups whose members may pass. Empty:
+    /// every active user of the policy may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub allowed_groups: Vec<String>,
+    /// Domain of the session cookie, e.g. `example.com`, so the browser sends
+    /// it to applications on hosts under that domain as well as to Roster.
+    /// Unset: the cookie is Roster's host's only, which serves applications
+    /// reached on Roster's host (path routing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$')").message("cookieDomain must be a lower-case DNS domain without a leading dot"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub cookie_domain: Option<String>,
+    /// Names of the identity headers an allowed check answers with.
+    #[serde(default)]
+    pub headers: IdentityHeaders,
+}
+
+/// Header names of the identity a check passes to the application. The
+/// defaults are oauth2-proxy's `X-Auth-Request-*`, so applications written
+/// for it work unchanged. Every one is sent on each allowed check, empty when
+/// the user has no value, so a proxy that copies them overwrites any header
+/// of the same name the client sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityHeaders {
+    /// The userName. Default `X-Auth-Request-User`.
+    #[serde(default = "default_user_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+$')").message("a header name is letters, digits and dashes"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub user: String,
+    /// The primary (or first) email address. Default `X-Auth-Request-Email`.
+    #[serde(default = "default_email_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+$')").message("a header name is letters, digits and dashes"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub email: String,
+    /// The display name. Default `X-Auth-Request-Name` (oauth2-proxy has none).
+    #[serde(default = "default_display_name_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+$')").message("a header name is letters, digits and dashes"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: String,
+    /// The display names of the policy's Groups the user belongs to,
+    /// comma-separated. Default `X-Auth-Request-Groups`.
+    #[serde(default = "default_groups_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+$')").message("a header name is letters, digits and dashes"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub groups: String,
+    /// The User's id (its object name, the SCIM id). Default `X-Auth-Request-User-Id`.
+    #[serde(default = "default_id_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+$')").message("a header name is letters, digits and dashes"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+}
+
+fn default_user_header() -> String {
+    "X-Auth-Request-User".to_owned()
+}
+fn default_email_header() -> String {
+    "X-Auth-Request-Email".to_owned()
+}
+fn default_display_name_header() -> String {
+    "X-Auth-Request-Name".to_owned()
+}
+fn default_groups_header() -> String {
+    "X-Auth-Request-Groups".to_owned()
+}
+fn default_id_header() -> String {
+    "X-Auth-Request-User-Id".to_owned()
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user: default_user_header(),
+            email: default_email_header(),
+            display_name: default_display_name_header(),
+            groups: default_groups_header(),
+            id: default_id_header(),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// Every name, in a fixed order.
+    pub fn names(&self) -> [&str; 5] {
+        [
+            &self.user,
+            &self.email,
+            &self.display_name,
+            &self.groups,
+            &self.id,
+        ]
+    }
 }
 
 /// The provisioning model of a policy.

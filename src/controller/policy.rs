@@ -363,6 +363,7 @@ mod tests {
                 scim: None,
                 saml: None,
                 jit: None,
+                access: None,
             },
         );
         policy.metadata.namespace = Some("team".into());

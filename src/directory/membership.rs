@@ -6,9 +6,12 @@
 //! watched namespaces (each its own watch) and by the service's own writes (so a replica reads its own writes at once).
 //! `plan` decides, purely, which slice each change goes to.
 //!
-//! It also knows which policy each User belongs to (id -> policy, nothing
-//! else), so a membership change can check that its new members are Users of
-//! the group's own policy without a read per member.
+//! It also keeps, per User, the few fields the SSO gate checks (policy, uid,
+//! names, active, sessions-not-before) and, per Group, its display name, with
+//! a reverse index member -> groups: a membership change checks that its new
+//! members are Users of the group's own policy, and a gate check answers who
+//! someone is and which groups they are in, without an API read. One watch
+//! of each kind per process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,8 +21,8 @@ use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Map, Value};
 
-use crate::api::{GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
-use crate::directory::views::UserView;
+use crate::api::{Group, GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
+use crate::directory::views::{GroupNameView, Person, PersonView};
 
 /// (namespace, group name).
 pub type GroupKey = (String, String);
@@ -153,44 +156,59 @@ pub struct MembershipIndex {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// Namespace -> User id -> what the gate reads of it.
+type People = HashMap<String, HashMap<String, Arc<Person>>>;
+/// Namespace -> member id -> the groups (names) holding it.
+type MemberGroups = HashMap<String, HashMap<String, Vec<Arc<str>>>>;
+
 #[derive(Default)]
 struct Inner {
     groups: HashMap<GroupKey, GroupSlices>,
-    /// False until the first full list: until then callers read the API.
+    /// False until the first full lists: until then callers read the API.
     synced: bool,
     /// Per watch (one namespace, or `None` for all): the slices seen during
     /// its relist, swapped in for that watch's namespaces when it completes.
     relists: HashMap<Option<String>, HashMap<GroupKey, GroupSlices>>,
-    /// The watches whose first full list is still to come.
-    listing: BTreeSet<Option<String>>,
-    /// The User watches whose first full list is still to come: until then
-    /// a member check would read each unknown id from the API.
-    users_listing: BTreeSet<Option<String>>,
-    /// Namespace -> User id -> its policy, for Users not being deleted.
-    user_policies: HashMap<String, HashMap<String, String>>,
+    /// The watches of each kind whose first full list is still to come.
+    listing: BTreeSet<(Kind, Option<String>)>,
+    /// Users not being deleted.
+    people: People,
     /// Per watch: the Users seen during its relist, swapped in when it completes.
-    users_relists: HashMap<Option<String>, HashMap<String, HashMap<String, String>>>,
+    people_relists: HashMap<Option<String>, People>,
+    /// Reverse of `groups`: which groups each member is in.
+    member_groups: MemberGroups,
+    /// Group -> (its policy, its display name).
+    group_names: HashMap<GroupKey, (String, Arc<str>)>,
+    group_name_relists: HashMap<Option<String>, HashMap<GroupKey, (String, Arc<str>)>>,
 }
 
-/// Records `user` in `map`, or forgets it once it is being deleted (a
-/// deleted user is gone for SCIM).
-fn observe_user<K: kube::Resource>(
-    map: &mut HashMap<String, HashMap<String, String>>,
-    user: &K,
-    policy: &str,
+/// The kinds the index watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Slices,
+    Users,
+    Groups,
+}
+
+/// Records `person` (User `id` in `namespace`) in `map`, or forgets it once
+/// it is being deleted (a deleted user is gone for SCIM and the gate).
+fn observe_person(
+    map: &mut People,
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    person: Person,
 ) {
-    let namespace = user.meta().namespace.clone().unwrap_or_default();
-    let id = user.meta().name.clone().unwrap_or_default();
-    if user.meta().deletion_timestamp.is_some() {
-        forget_user(map, &namespace, &id);
+    let namespace = metadata.namespace.clone().unwrap_or_default();
+    let id = metadata.name.clone().unwrap_or_default();
+    if metadata.deletion_timestamp.is_some() {
+        forget_person(map, &namespace, &id);
     } else {
         map.entry(namespace)
             .or_default()
-            .insert(id, policy.to_owned());
+            .insert(id, Arc::new(person));
     }
 }
 
-fn forget_user(map: &mut HashMap<String, HashMap<String, String>>, namespace: &str, id: &str) {
+fn forget_person(map: &mut People, namespace: &str, id: &str) {
     if let Some(users) = map.get_mut(namespace) {
         users.remove(id);
         if users.is_empty() {
@@ -213,6 +231,92 @@ fn key(slice: &GroupMemberSlice) -> GroupKey {
         slice.namespace().unwrap_or_default(),
         slice.spec.group.clone(),
     )
+}
+
+fn in_scope(scope: &Option<String>, namespace: &str) -> bool {
+    scope.as_ref().is_none_or(|s| s == namespace)
+}
+
+/// The ids in exactly one of `a` and `b`: the members a slice write changed.
+fn changed_ids<V>(a: Option<&BTreeMap<String, V>>, b: &BTreeMap<String, V>) -> Vec<String> {
+    let empty = BTreeMap::new();
+    let a = a.unwrap_or(&empty);
+    a.keys()
+        .filter(|id| !b.contains_key(*id))
+        .chain(b.keys().filter(|id| !a.contains_key(*id)))
+        .cloned()
+        .collect()
+}
+
+impl Inner {
+    fn set_synced(&mut self) {
+        self.synced = self.listing.is_empty();
+    }
+
+    /// Records one slice of a group, keeping the reverse index in step.
+    fn observe_slice(
+        &mut self,
+        key: GroupKey,
+        name: &str,
+        version: u64,
+        members: BTreeMap<String, SliceMember>,
+    ) {
+        let group = self.groups.entry(key.clone()).or_default();
+        let changed = changed_ids(group.slices.get(name).map(|(_, m)| m), &members);
+        group.observe(name, version, members);
+        self.reindex(&key, changed);
+    }
+
+    fn forget_slice(&mut self, key: &GroupKey, name: &str) {
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        let changed = group
+            .slices
+            .get(name)
+            .map(|(_, m)| m.keys().cloned().collect())
+            .unwrap_or_default();
+        group.forget(name);
+        self.reindex(key, changed);
+    }
+
+    /// Sets, for each of `ids`, whether it is in group `key` now.
+    fn reindex(&mut self, key: &GroupKey, ids: Vec<String>) {
+        let (namespace, group) = key;
+        let group_slices = self.groups.get(key);
+        for id in ids {
+            let present = group_slices.is_some_and(|g| g.member_slice.contains_key(&id));
+            let members = self.member_groups.entry(namespace.clone()).or_default();
+            let groups = members.entry(id.clone()).or_default();
+            let at = groups.iter().position(|g| **g == **group);
+            match (present, at) {
+                (true, None) => groups.push(Arc::from(group.as_str())),
+                (false, Some(at)) => {
+                    groups.swap_remove(at);
+                    if groups.is_empty() {
+                        members.remove(&id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Rebuilds the reverse index of the namespaces `scope` covers.
+    fn reindex_scope(&mut self, scope: &Option<String>) {
+        self.member_groups
+            .retain(|namespace, _| !in_scope(scope, namespace));
+        for ((namespace, group), slices) in &self.groups {
+            if !in_scope(scope, namespace) {
+                continue;
+            }
+            let group: Arc<str> = Arc::from(group.as_str());
+            let members = self.member_groups.entry(namespace.clone()).or_default();
+            for id in slices.member_slice.keys() {
+                members.entry(id.clone()).or_default().push(group.clone());
+            }
+        }
+    }
 }
 
 impl MembershipIndex {
@@ -275,7 +379,8 @@ impl MembershipIndex {
     /// Records a slice the service just wrote or read.
     pub fn observe(&self, slice: &GroupMemberSlice) {
         let mut inner = self.inner.lock().expect("index lock");
-        inner.groups.entry(key(slice)).or_default().observe(
+        inner.observe_slice(
+            key(slice),
             &slice.name_any(),
             version(slice),
             slice.spec.members.clone(),
@@ -285,24 +390,68 @@ impl MembershipIndex {
     /// The policy of User `id`, if the index knows it. Unknown does not mean
     /// absent: it may have been created a moment ago (on another replica).
     pub fn user_policy(&self, namespace: &str, id: &str) -> Option<String> {
+        self.person(namespace, id).map(|p| p.policy.clone())
+    }
+
+    /// What the gate reads of User `id`, if the index knows it (and it is
+    /// not being deleted).
+    pub fn person(&self, namespace: &str, id: &str) -> Option<Arc<Person>> {
         let inner = self.inner.lock().expect("index lock");
-        inner.user_policies.get(namespace)?.get(id).cloned()
+        inner.people.get(namespace)?.get(id).cloned()
+    }
+
+    /// The display names of the groups of `policy` that member `id` is in,
+    /// sorted.
+    pub fn group_names_of(&self, namespace: &str, policy: &str, id: &str) -> Vec<Arc<str>> {
+        let inner = self.inner.lock().expect("index lock");
+        let Some(groups) = inner
+            .member_groups
+            .get(namespace)
+            .and_then(|members| members.get(id))
+        else {
+            return Vec::new();
+        };
+        let mut names: Vec<Arc<str>> = groups
+            .iter()
+            .filter_map(|group| {
+                let (group_policy, display) = inner
+                    .group_names
+                    .get(&(namespace.to_owned(), group.to_string()))?;
+                (group_policy == policy).then(|| display.clone())
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// Records a User the service just wrote.
     pub fn observe_user(&self, user: &User) {
-        observe_user(
-            &mut self.inner.lock().expect("index lock").user_policies,
-            user,
-            &user.spec.policy,
+        observe_person(
+            &mut self.inner.lock().expect("index lock").people,
+            &user.metadata,
+            Person::of_user(user),
+        );
+    }
+
+    /// Records a Group the service just wrote: its display name.
+    pub fn observe_group(&self, group: &Group) {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner.group_names.insert(
+            (group.namespace().unwrap_or_default(), group.name_any()),
+            (
+                group.spec.policy.clone(),
+                Arc::from(group.spec.display_name.as_str()),
+            ),
         );
     }
 
     pub fn forget_group(&self, namespace: &str, group: &str) {
         let mut inner = self.inner.lock().expect("index lock");
-        inner
-            .groups
-            .remove(&(namespace.to_owned(), group.to_owned()));
+        let key = (namespace.to_owned(), group.to_owned());
+        if let Some(slices) = inner.groups.remove(&key) {
+            let ids = slices.member_slice.into_keys().collect();
+            inner.reindex(&key, ids);
+        }
     }
 
     /// Applies an event of the watch over `scope` (one namespace, or all).
@@ -310,17 +459,10 @@ impl MembershipIndex {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(slice) => {
-                inner.groups.entry(key(&slice)).or_default().observe(
-                    &slice.name_any(),
-                    version(&slice),
-                    slice.spec.members,
-                );
+                let version = version(&slice);
+                inner.observe_slice(key(&slice), &slice.name_any(), version, slice.spec.members);
             }
-            watcher::Event::Delete(slice) => {
-                if let Some(group) = inner.groups.get_mut(&key(&slice)) {
-                    group.forget(&slice.name_any());
-                }
-            }
+            watcher::Event::Delete(slice) => inner.forget_slice(&key(&slice), &slice.name_any()),
             watcher::Event::Init => {
                 inner.relists.insert(scope.clone(), HashMap::new());
             }
@@ -335,14 +477,14 @@ impl MembershipIndex {
             }
             watcher::Event::InitDone => {
                 if let Some(mut relist) = inner.relists.remove(scope) {
-                    let in_scope: Vec<GroupKey> = inner
+                    let listed_scope: Vec<GroupKey> = inner
                         .groups
                         .keys()
-                        .filter(|(namespace, _)| scope.as_ref().is_none_or(|s| s == namespace))
+                        .filter(|(namespace, _)| in_scope(scope, namespace))
                         .cloned()
                         .collect();
                     // Keep our own writes that are newer than the list.
-                    for group_key in in_scope {
+                    for group_key in listed_scope {
                         let current = inner.groups.remove(&group_key).unwrap_or_default();
                         let listed = relist.entry(group_key).or_default();
                         for (name, (rv, members)) in current.slices {
@@ -356,53 +498,95 @@ impl MembershipIndex {
                         }
                     }
                     inner.groups.extend(relist);
+                    inner.reindex_scope(scope);
                 }
-                inner.listing.remove(scope);
-                inner.synced = inner.listing.is_empty() && inner.users_listing.is_empty();
+                inner.listing.remove(&(Kind::Slices, scope.clone()));
+                inner.set_synced();
             }
         }
     }
 
-    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<UserView>) {
+    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<PersonView>) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(user) => {
-                observe_user(&mut inner.user_policies, &user, &user.spec.policy)
+                let person = Person::of_view(&user);
+                observe_person(&mut inner.people, &user.metadata, person)
             }
-            watcher::Event::Delete(user) => forget_user(
-                &mut inner.user_policies,
+            watcher::Event::Delete(user) => forget_person(
+                &mut inner.people,
                 &user.namespace().unwrap_or_default(),
                 &user.name_any(),
             ),
             watcher::Event::Init => {
-                inner.users_relists.insert(scope.clone(), HashMap::new());
+                inner.people_relists.insert(scope.clone(), HashMap::new());
             }
             watcher::Event::InitApply(user) => {
-                if let Some(relist) = inner.users_relists.get_mut(scope) {
-                    observe_user(relist, &user, &user.spec.policy);
+                if let Some(relist) = inner.people_relists.get_mut(scope) {
+                    observe_person(relist, &user.metadata, Person::of_view(&user));
                 }
             }
             watcher::Event::InitDone => {
-                // A user's policy never changes, and one missing from the
-                // list is read from the API when asked for: the list wins,
-                // for the namespaces this watch covers.
-                inner.users_listing.remove(scope);
-                inner.synced = inner.listing.is_empty() && inner.users_listing.is_empty();
-                if let Some(relist) = inner.users_relists.remove(scope) {
-                    match scope {
-                        None => inner.user_policies = relist,
-                        Some(namespace) => {
-                            inner.user_policies.remove(namespace);
-                            inner.user_policies.extend(relist);
-                        }
-                    }
+                // The list wins for the namespaces this watch covers: a user
+                // missing from it is read from the API when SCIM asks, and a
+                // session naming it is refused until it shows up.
+                inner.listing.remove(&(Kind::Users, scope.clone()));
+                inner.set_synced();
+                if let Some(relist) = inner.people_relists.remove(scope) {
+                    inner
+                        .people
+                        .retain(|namespace, _| !in_scope(scope, namespace));
+                    inner.people.extend(relist);
                 }
             }
         }
     }
 
-    /// Watches the GroupMemberSlices of `namespaces` (one watch each; empty:
-    /// one watch of every namespace), forever.
+    fn apply_group(&self, scope: &Option<String>, event: watcher::Event<GroupNameView>) {
+        let entry = |group: &GroupNameView| {
+            (
+                (group.namespace().unwrap_or_default(), group.name_any()),
+                (
+                    group.spec.policy.clone(),
+                    Arc::from(group.spec.display_name.as_str()),
+                ),
+            )
+        };
+        let mut inner = self.inner.lock().expect("index lock");
+        match event {
+            watcher::Event::Apply(group) => {
+                let (key, value) = entry(&group);
+                inner.group_names.insert(key, value);
+            }
+            watcher::Event::Delete(group) => {
+                inner.group_names.remove(&entry(&group).0);
+            }
+            watcher::Event::Init => {
+                inner
+                    .group_name_relists
+                    .insert(scope.clone(), HashMap::new());
+            }
+            watcher::Event::InitApply(group) => {
+                if let Some(relist) = inner.group_name_relists.get_mut(scope) {
+                    let (key, value) = entry(&group);
+                    relist.insert(key, value);
+                }
+            }
+            watcher::Event::InitDone => {
+                inner.listing.remove(&(Kind::Groups, scope.clone()));
+                inner.set_synced();
+                if let Some(relist) = inner.group_name_relists.remove(scope) {
+                    inner
+                        .group_names
+                        .retain(|(namespace, _), _| !in_scope(scope, namespace));
+                    inner.group_names.extend(relist);
+                }
+            }
+        }
+    }
+
+    /// Watches the GroupMemberSlices, Users and Groups of `namespaces` (one
+    /// watch each; empty: one watch of every namespace), forever.
     pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
         let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
         scopes.sort();
@@ -412,11 +596,12 @@ impl MembershipIndex {
         }
         {
             let mut inner = self.inner.lock().expect("index lock");
-            inner.listing = scopes.iter().cloned().collect();
-            inner.users_listing = scopes.iter().cloned().collect();
+            inner.listing = scopes
+                .iter()
+                .flat_map(|s| [Kind::Slices, Kind::Users, Kind::Groups].map(|k| (k, s.clone())))
+                .collect();
         }
-        let slices = self.clone();
-        let users = self.clone();
+        let (slices, users, groups) = (self.clone(), self.clone(), self.clone());
         // One task for all, so aborting it stops every watch.
         futures::join!(
             watch_scopes::<GroupMemberSlice>(
@@ -425,9 +610,13 @@ impl MembershipIndex {
                 "group member slices",
                 |scope, event| { slices.apply(scope, event) }
             ),
-            // Projected: of each User only its id and policy are kept.
-            watch_scopes::<UserView>(&client, &scopes, "users", |scope, event| {
+            // Projected: of each User its identity, policy and state.
+            watch_scopes::<PersonView>(&client, &scopes, "users", |scope, event| {
                 users.apply_user(scope, event)
+            }),
+            // Projected: of each Group its policy and display name.
+            watch_scopes::<GroupNameView>(&client, &scopes, "groups", |scope, event| {
+                groups.apply_group(scope, event)
             }),
         );
     }
@@ -511,7 +700,8 @@ mod tests {
     fn one_namespaces_relist_leaves_the_other_namespaces_groups_alone() {
         let index = MembershipIndex::default();
         let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
-        index.inner.lock().unwrap().listing = [a.clone(), b.clone()].into();
+        index.inner.lock().unwrap().listing =
+            [(Kind::Slices, a.clone()), (Kind::Slices, b.clone())].into();
         for (scope, namespace) in [(&a, "a"), (&b, "b")] {
             index.apply(scope, watcher::Event::Init);
             index.apply(
@@ -531,6 +721,68 @@ mod tests {
         assert_eq!(index.contains("a", "g", "m"), Some(false));
         assert_eq!(index.contains("a", "g", "n"), Some(true));
         assert_eq!(index.contains("b", "g", "m"), Some(true));
+    }
+
+    fn group_named(namespace: &str, name: &str, policy: &str, display: &str) -> GroupNameView {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"policy": policy, "displayName": display},
+        }))
+        .unwrap()
+    }
+
+    fn slice_of(group: &str, n: usize, members: &[&str], rv: &str) -> GroupMemberSlice {
+        let mut slice = slice_in("a", group, members.first().copied().unwrap_or("x"));
+        slice.metadata.name = Some(format!("{group}-{n}"));
+        slice.metadata.resource_version = Some(rv.into());
+        slice.spec.members = members
+            .iter()
+            .map(|m| ((*m).to_owned(), SliceMember::default()))
+            .collect();
+        slice
+    }
+
+    #[test]
+    fn the_groups_of_a_member_follow_every_slice_change_and_relist() {
+        let index = MembershipIndex::default();
+        let scope = None;
+        index.inner.lock().unwrap().listing = [(Kind::Groups, None)].into();
+        index.apply_group(&scope, watcher::Event::Init);
+        for (name, policy, display) in [("g1", "p", "Admins"), ("g2", "p", "Dev"), ("g3", "q", "Other")] {
+            index.apply_group(
+                &scope,
+                watcher::Event::InitApply(group_named("a", name, policy, display)),
+            );
+        }
+        index.apply_group(&scope, watcher::Event::InitDone);
+        let names = |id: &str| -> Vec<String> {
+            index
+                .group_names_of("a", "p", id)
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        index.apply(&scope, watcher::Event::Apply(slice_of("g1", 0, &["m", "n"], "1")));
+        index.apply(&scope, watcher::Event::Apply(slice_of("g2", 0, &["m"], "2")));
+        index.apply(&scope, watcher::Event::Apply(slice_of("g3", 0, &["m"], "3")));
+        assert_eq!(names("m"), ["Admins", "Dev"], "only the policy's groups");
+        assert_eq!(names("n"), ["Admins"]);
+        // A removal in one slice, a member in two slices of one group.
+        index.apply(&scope, watcher::Event::Apply(slice_of("g1", 0, &["n"], "4")));
+        index.apply(&scope, watcher::Event::Apply(slice_of("g2", 1, &["m"], "5")));
+        index.apply(&scope, watcher::Event::Delete(slice_of("g2", 0, &["m"], "6")));
+        assert_eq!(names("m"), ["Dev"]);
+        index.forget_group("a", "g2");
+        assert!(names("m").is_empty());
+        // A relist rebuilds it from what was listed.
+        index.apply(&scope, watcher::Event::Init);
+        index.apply(&scope, watcher::Event::InitApply(slice_of("g2", 0, &["n", "m"], "9")));
+        index.apply(&scope, watcher::Event::InitDone);
+        assert_eq!(names("m"), ["Dev"]);
+        assert_eq!(names("n"), ["Admins", "Dev"]);
+        // A renamed group shows its new name.
+        index.apply_group(&scope, watcher::Event::Apply(group_named("a", "g2", "p", "Developers")));
+        assert_eq!(names("n"), ["Admins", "Developers"]);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde::{Deserialize, Deserializer};
 
-use crate::api::{API_VERSION, Account, GROUP, Source, User, VERSION};
+use crate::api::{
+    API_VERSION, Account, GROUP, Group, MultiValuedAttribute, SESSIONS_NOT_BEFORE_ANNOTATION,
+    Source, User, VERSION,
+};
 use crate::directory::writers::SOURCE_LABEL;
 
 /// A User as the caches keep it: metadata (without annotations and managed
@@ -102,6 +105,8 @@ struct TrimmedMetadata {
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
     finalizers: Option<Vec<String>>,
 }
 
@@ -111,6 +116,13 @@ fn trimmed_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Object
         labels.retain(|key, _| key == SOURCE_LABEL);
         labels
     });
+    // Only the one annotation the gate reads, and only where it is set.
+    let annotations = m
+        .annotations
+        .and_then(|mut annotations| {
+            annotations.retain(|key, _| key == SESSIONS_NOT_BEFORE_ANNOTATION);
+            (!annotations.is_empty()).then_some(annotations)
+        });
     Ok(ObjectMeta {
         name: m.name,
         namespace: m.namespace,
@@ -120,6 +132,7 @@ fn trimmed_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Object
         creation_timestamp: m.creation_timestamp,
         deletion_timestamp: m.deletion_timestamp,
         labels,
+        annotations,
         finalizers: m.finalizers,
         ..ObjectMeta::default()
     })
@@ -146,32 +159,158 @@ pub fn source_of(metadata: &ObjectMeta) -> Source {
     }
 }
 
-impl kube::Resource for UserView {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// A User as the SSO gate and the membership index read it: who the person
+/// is, whether they may sign in, and since when their sessions count.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PersonView {
+    #[serde(deserialize_with = "trimmed_metadata")]
+    pub metadata: ObjectMeta,
+    pub spec: PersonViewSpec,
+}
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        <User as kube::Resource>::kind(&())
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonViewSpec {
+    pub policy: String,
+    pub user_name: String,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub emails: Vec<MultiValuedAttribute>,
+}
+
+/// What a process keeps of each User for the gate: a few short strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    pub policy: String,
+    pub uid: String,
+    pub user_name: String,
+    pub display_name: Option<String>,
+    /// The primary email address, or the first.
+    pub email: Option<String>,
+    pub active: bool,
+    /// Sessions issued before this second (Unix time) are ended.
+    pub sessions_not_before: Option<i64>,
+}
+
+impl Person {
+    fn new(
+        metadata: &ObjectMeta,
+        policy: &str,
+        user_name: &str,
+        active: Option<bool>,
+        display_name: Option<&String>,
+        emails: &[MultiValuedAttribute],
+    ) -> Self {
+        let email = emails
+            .iter()
+            .find(|e| e.primary == Some(true))
+            .or_else(|| emails.first())
+            .map(|e| e.value.clone());
+        Self {
+            policy: policy.to_owned(),
+            uid: metadata.uid.clone().unwrap_or_default(),
+            user_name: user_name.to_owned(),
+            display_name: display_name.cloned(),
+            email,
+            active: active != Some(false),
+            sessions_not_before: sessions_not_before(metadata),
+        }
     }
-    fn group(_: &()) -> Cow<'_, str> {
-        GROUP.into()
+
+    pub fn of_view(view: &PersonView) -> Self {
+        let spec = &view.spec;
+        Self::new(
+            &view.metadata,
+            &spec.policy,
+            &spec.user_name,
+            spec.active,
+            spec.display_name.as_ref(),
+            &spec.emails,
+        )
     }
-    fn version(_: &()) -> Cow<'_, str> {
-        VERSION.into()
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        API_VERSION.into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <User as kube::Resource>::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+
+    pub fn of_user(user: &User) -> Self {
+        let spec = &user.spec;
+        Self::new(
+            &user.metadata,
+            &spec.policy,
+            &spec.user_name,
+            spec.active,
+            spec.display_name.as_ref(),
+            &spec.emails,
+        )
     }
 }
+
+/// The User's `roster.dev/sessions-not-before` as Unix seconds. An
+/// annotation that does not parse ends every session: whoever set it meant
+/// to end some, and failing closed is the safe reading.
+fn sessions_not_before(metadata: &ObjectMeta) -> Option<i64> {
+    let value = metadata
+        .annotations
+        .as_ref()?
+        .get(SESSIONS_NOT_BEFORE_ANNOTATION)?;
+    Some(
+        value
+            .trim()
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .map_or(i64::MAX, |t| t.as_second()),
+    )
+}
+
+/// A Group as the membership index reads it: its policy and display name.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GroupNameView {
+    #[serde(deserialize_with = "trimmed_metadata")]
+    pub metadata: ObjectMeta,
+    pub spec: GroupNameViewSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupNameViewSpec {
+    pub policy: String,
+    pub display_name: String,
+}
+
+/// A projection watched as the kind `$kind` it projects.
+macro_rules! projection_of {
+    ($view:ty, $kind:ty) => {
+        impl kube::Resource for $view {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                GROUP.into()
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                VERSION.into()
+            }
+            fn api_version(_: &()) -> Cow<'_, str> {
+                API_VERSION.into()
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+projection_of!(UserView, User);
+projection_of!(PersonView, User);
+projection_of!(GroupNameView, Group);
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +368,38 @@ mod tests {
             status.conditions[0].digest,
             condition_digest("True", "Synced", "the account matches the spec", Some(4))
         );
+    }
+
+    #[test]
+    fn a_person_keeps_identity_and_the_sessions_not_before_annotation_only() {
+        let mut user = full_user();
+        user["metadata"]["annotations"][SESSIONS_NOT_BEFORE_ANNOTATION] =
+            json!("2026-12-01T10:00:00Z");
+        user["spec"]["emails"] = json!([
+            {"value": "home@example.com"},
+            {"value": "work@example.com", "primary": true},
+        ]);
+        let view: PersonView = serde_json::from_value(user).unwrap();
+        assert_eq!(view.metadata.annotations.as_ref().unwrap().len(), 1);
+        let person = Person::of_view(&view);
+        assert_eq!(
+            person,
+            Person {
+                policy: "wiki".into(),
+                uid: "abc".into(),
+                user_name: "pat@example.com".into(),
+                display_name: Some("Pat".into()),
+                email: Some("work@example.com".into()),
+                active: false,
+                sessions_not_before: Some(1_796_119_200),
+            }
+        );
+        let mut garbled = full_user();
+        garbled["metadata"]["annotations"][SESSIONS_NOT_BEFORE_ANNOTATION] = json!("yesterday");
+        let view: PersonView = serde_json::from_value(garbled).unwrap();
+        assert_eq!(Person::of_view(&view).sessions_not_before, Some(i64::MAX));
+        let view: PersonView = serde_json::from_value(full_user()).unwrap();
+        assert_eq!(Person::of_view(&view).sessions_not_before, None);
     }
 
     #[test]

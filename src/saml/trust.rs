@@ -216,6 +216,7 @@ mod tests {
                 scim: None,
                 saml: Some(saml),
                 jit: None,
+                access: None,
             },
         );
         policy.metadata.namespace = Some("team".into());

@@ -16,6 +16,7 @@ pub fn scim_policy(name: &str) -> ProvisioningPolicy {
             }),
             saml: None,
             jit: None,
+            access: None,
         },
     )
 }
@@ -46,6 +47,7 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                 allowed_groups: Vec::new(),
                 groups_overage: Default::default(),
             }),
+            access: None,
         },
     )
 }
