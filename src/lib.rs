@@ -14,6 +14,7 @@ pub mod controlplane;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod directory;
+pub mod gate;
 pub mod identity;
 pub mod leader;
 pub mod metrics;

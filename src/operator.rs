@@ -42,11 +42,12 @@ pub async fn run(
         .await
         .with_context(|| format!("listening on {}", args.server.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
+    let mut server_args = args.server.clone();
     if let Some(path) = &args.server.session_key_file {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let key = crate::saml::session::SessionKey::new(&bytes)
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
-        crate::saml::session::SessionKey::install(key);
+        server_args.session_key = Some(key);
     }
     let index = MembershipIndex::default();
     // Every replica serves SCIM and SAML, so every replica keeps these
@@ -62,7 +63,7 @@ pub async fn run(
     let policy_watch = tokio::spawn(policies.run(client.clone()));
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let trim = tokio::spawn(crate::allocator::trim_periodically());
-    let router = server::router(client.clone(), index, &args.server, readiness.clone());
+    let router = server::router(client.clone(), index, &server_args, readiness.clone());
     let (stop_http, http_stopped) = watch::channel(false);
     let tls = server::tls(&args.server)
         .await

@@ -14,7 +14,8 @@ use crate::directory::audit::{Audit, Writer as AuditWriter};
 use crate::directory::membership::MembershipIndex;
 use crate::directory::policies::PolicyCache;
 use crate::public_url::PublicUrl;
-use crate::{saml, scim};
+use crate::saml::session::SessionKey;
+use crate::{gate, saml, scim};
 
 /// Options of the HTTP server.
 #[derive(Args, Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct ServerArgs {
     /// fails on another. Unset: a random key per process (one replica only).
     #[arg(long, env = "ROSTER_SESSION_KEY_FILE")]
     pub session_key_file: Option<std::path::PathBuf>,
+    /// The key read from `--session-key-file` (or given by a test).
+    #[arg(skip)]
+    pub session_key: Option<SessionKey>,
     /// PEM certificate (chain) to serve HTTPS with, e.g. from a cert-manager
     /// Secret. Without it Roster serves plain HTTP and warns.
     #[arg(long, env = "ROSTER_TLS_CERT_FILE", requires = "tls_key_file")]
@@ -56,6 +60,7 @@ impl Default for ServerArgs {
             public_url: None,
             pod_name: None,
             session_key_file: None,
+            session_key: None,
             tls_cert_file: None,
             tls_key_file: None,
             saml_verify_concurrency: None,
@@ -121,7 +126,7 @@ pub fn router(
     let saml = saml::SamlState {
         client: client.clone(),
         public_url: public_url.clone(),
-        key: saml::session::SessionKey::process(),
+        key: args.session_key.clone().unwrap_or_else(SessionKey::process),
         index: index.clone(),
         audit: Audit::of(AuditWriter::Jit, client.clone(), args.pod_name.clone()),
         policies: policies.clone(),
@@ -134,6 +139,7 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(gate::routes(saml.clone()))
         .merge(saml::routes(saml))
         .with_state(readiness);
     scim::http::router(scim::http::ScimState {

@@ -158,6 +158,8 @@ pub struct MembershipIndex {
 
 /// Namespace -> User id -> what the gate reads of it.
 type People = HashMap<String, HashMap<String, Arc<Person>>>;
+/// Group -> (its policy, its display name).
+type GroupNames = HashMap<GroupKey, (String, Arc<str>)>;
 /// Namespace -> member id -> the groups (names) holding it.
 type MemberGroups = HashMap<String, HashMap<String, Vec<Arc<str>>>>;
 
@@ -177,9 +179,8 @@ struct Inner {
     people_relists: HashMap<Option<String>, People>,
     /// Reverse of `groups`: which groups each member is in.
     member_groups: MemberGroups,
-    /// Group -> (its policy, its display name).
-    group_names: HashMap<GroupKey, (String, Arc<str>)>,
-    group_name_relists: HashMap<Option<String>, HashMap<GroupKey, (String, Arc<str>)>>,
+    group_names: GroupNames,
+    group_name_relists: HashMap<Option<String>, GroupNames>,
 }
 
 /// The kinds the index watches.
@@ -748,7 +749,11 @@ mod tests {
         let scope = None;
         index.inner.lock().unwrap().listing = [(Kind::Groups, None)].into();
         index.apply_group(&scope, watcher::Event::Init);
-        for (name, policy, display) in [("g1", "p", "Admins"), ("g2", "p", "Dev"), ("g3", "q", "Other")] {
+        for (name, policy, display) in [
+            ("g1", "p", "Admins"),
+            ("g2", "p", "Dev"),
+            ("g3", "q", "Other"),
+        ] {
             index.apply_group(
                 &scope,
                 watcher::Event::InitApply(group_named("a", name, policy, display)),
@@ -762,26 +767,50 @@ mod tests {
                 .map(|n| n.to_string())
                 .collect()
         };
-        index.apply(&scope, watcher::Event::Apply(slice_of("g1", 0, &["m", "n"], "1")));
-        index.apply(&scope, watcher::Event::Apply(slice_of("g2", 0, &["m"], "2")));
-        index.apply(&scope, watcher::Event::Apply(slice_of("g3", 0, &["m"], "3")));
+        index.apply(
+            &scope,
+            watcher::Event::Apply(slice_of("g1", 0, &["m", "n"], "1")),
+        );
+        index.apply(
+            &scope,
+            watcher::Event::Apply(slice_of("g2", 0, &["m"], "2")),
+        );
+        index.apply(
+            &scope,
+            watcher::Event::Apply(slice_of("g3", 0, &["m"], "3")),
+        );
         assert_eq!(names("m"), ["Admins", "Dev"], "only the policy's groups");
         assert_eq!(names("n"), ["Admins"]);
         // A removal in one slice, a member in two slices of one group.
-        index.apply(&scope, watcher::Event::Apply(slice_of("g1", 0, &["n"], "4")));
-        index.apply(&scope, watcher::Event::Apply(slice_of("g2", 1, &["m"], "5")));
-        index.apply(&scope, watcher::Event::Delete(slice_of("g2", 0, &["m"], "6")));
+        index.apply(
+            &scope,
+            watcher::Event::Apply(slice_of("g1", 0, &["n"], "4")),
+        );
+        index.apply(
+            &scope,
+            watcher::Event::Apply(slice_of("g2", 1, &["m"], "5")),
+        );
+        index.apply(
+            &scope,
+            watcher::Event::Delete(slice_of("g2", 0, &["m"], "6")),
+        );
         assert_eq!(names("m"), ["Dev"]);
         index.forget_group("a", "g2");
         assert!(names("m").is_empty());
         // A relist rebuilds it from what was listed.
         index.apply(&scope, watcher::Event::Init);
-        index.apply(&scope, watcher::Event::InitApply(slice_of("g2", 0, &["n", "m"], "9")));
+        index.apply(
+            &scope,
+            watcher::Event::InitApply(slice_of("g2", 0, &["n", "m"], "9")),
+        );
         index.apply(&scope, watcher::Event::InitDone);
         assert_eq!(names("m"), ["Dev"]);
         assert_eq!(names("n"), ["Admins", "Dev"]);
         // A renamed group shows its new name.
-        index.apply_group(&scope, watcher::Event::Apply(group_named("a", "g2", "p", "Developers")));
+        index.apply_group(
+            &scope,
+            watcher::Event::Apply(group_named("a", "g2", "p", "Developers")),
+        );
         assert_eq!(names("n"), ["Admins", "Developers"]);
     }
 

@@ -428,10 +428,13 @@ impl Directory {
             object["metadata"]["resourceVersion"] = json!(rv);
         }
         let params = PatchParams::apply(SCIM_MANAGER).force();
-        Ok(self
+        let group = self
             .api::<Group>()
             .patch(id, &params, &Patch::Apply(&object))
-            .await?)
+            .await?;
+        // Read-your-writes for the gate's group names, as for users.
+        self.index.observe_group(&group);
+        Ok(group)
     }
 
     pub async fn delete_group(

@@ -117,12 +117,10 @@ fn trimmed_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Object
         labels
     });
     // Only the one annotation the gate reads, and only where it is set.
-    let annotations = m
-        .annotations
-        .and_then(|mut annotations| {
-            annotations.retain(|key, _| key == SESSIONS_NOT_BEFORE_ANNOTATION);
-            (!annotations.is_empty()).then_some(annotations)
-        });
+    let annotations = m.annotations.and_then(|mut annotations| {
+        annotations.retain(|key, _| key == SESSIONS_NOT_BEFORE_ANNOTATION);
+        (!annotations.is_empty()).then_some(annotations)
+    });
     Ok(ObjectMeta {
         name: m.name,
         namespace: m.namespace,

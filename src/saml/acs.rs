@@ -14,9 +14,7 @@ use super::checks::{self, Rejection};
 use super::groups::{self, Applied, GroupChanges, JitGroups};
 use super::jit::{self, Decision, Login, LoginError, Users, Written};
 use super::limits::Busy;
-use super::session::{
-    self, PendingRequest, REQUEST_COOKIE, SESSION_COOKIE, SESSION_TYPE, SameSite, Session,
-};
+use super::session::{self, PendingRequest, REQUEST_COOKIE, SESSION_TYPE, SameSite, Session};
 use super::trust::{MAX_ISSUE_AGE, Trust};
 use super::{SamlState, page, redirect, verify};
 use crate::api::{ConsumedKind, User};
@@ -237,12 +235,19 @@ async fn accept(
         namespace: trust.namespace.clone(),
         policy: trust.policy.clone(),
         user: name,
+        uid: user.metadata.uid.clone().unwrap_or_default(),
         subject: mapped.subject.clone(),
+        iat: now.timestamp(),
         exp: now.timestamp() + lifetime,
     };
-    let session_cookie = session::set_cookie(
-        SESSION_COOKIE,
+    // The gate on another replica may be asked before its watch shows
+    // the User: record it here, and the gate reads a fresh session's
+    // unknown User from the API once.
+    state.index.observe_user(&user);
+    let session_cookie = session::set_cookie_for(
+        &session::session_cookie(&trust.namespace, &trust.policy),
         &state.key.sign(&session),
+        trust.access.cookie_domain.as_deref(),
         "/",
         lifetime,
         SameSite::Lax,

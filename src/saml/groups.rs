@@ -70,6 +70,7 @@ pub struct Applied {
 pub struct JitGroups {
     api: Api<Group>,
     directory: Directory,
+    index: MembershipIndex,
     namespace: String,
     policy: String,
 }
@@ -83,7 +84,8 @@ impl JitGroups {
     ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
-            directory: Directory::new(client, index, namespace, policy),
+            directory: Directory::new(client, index.clone(), namespace, policy),
+            index,
             namespace: namespace.to_owned(),
             policy: policy.to_owned(),
         }
@@ -185,7 +187,13 @@ impl JitGroups {
             "spec": { "policy": self.policy, "displayName": display_name },
         });
         let params = PatchParams::apply(JIT_MANAGER);
-        self.api.patch(&name, &params, &Patch::Apply(&object)).await
+        let group = self
+            .api
+            .patch(&name, &params, &Patch::Apply(&object))
+            .await?;
+        // The gate names the user's groups right after this login.
+        self.index.observe_group(&group);
+        Ok(group)
     }
 }
 

@@ -30,11 +30,23 @@ pub async fn start(
     Path((namespace, policy)): Path<(String, String)>,
     Query(query): Query<LoginQuery>,
 ) -> Response {
-    let trust = match state.trust(&namespace, &policy).await {
+    begin(&state, &namespace, &policy, query.redirect).await
+}
+
+/// Starts a login of `namespace/policy` that ends at `redirect` (which must
+/// be allowed by the policy): the redirect to the IdP, with the request
+/// bound to this browser.
+pub async fn begin(
+    state: &SamlState,
+    namespace: &str,
+    policy: &str,
+    redirect: Option<String>,
+) -> Response {
+    let trust = match state.trust(namespace, policy).await {
         Ok(trust) => trust,
         Err(response) => return response,
     };
-    if let Some(target) = &query.redirect {
+    if let Some(target) = &redirect {
         if !redirect::allowed(target, &trust.allowed_redirect_urls) {
             tracing::warn!(%namespace, %policy, "SAML login refused: the redirect target is not allowed by the policy");
             return page::bad_request();
@@ -71,11 +83,11 @@ pub async fn start(
     };
     let pending = PendingRequest {
         typ: REQUEST_TYPE.to_owned(),
-        namespace: namespace.clone(),
-        policy: policy.clone(),
+        namespace: namespace.to_owned(),
+        policy: policy.to_owned(),
         id,
         relay,
-        redirect: query.redirect,
+        redirect,
         exp: k8s_openapi::jiff::Timestamp::now().as_second() + REQUEST_LIFETIME_SECS,
     };
     let cookie = session::set_cookie(

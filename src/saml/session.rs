@@ -20,14 +20,29 @@ use sha2::Sha256;
 
 /// The cookie holding the pending AuthnRequest of this browser.
 pub const REQUEST_COOKIE: &str = "roster_saml_request";
-/// The session cookie set after a successful login.
-pub const SESSION_COOKIE: &str = "roster_session";
+/// The session cookie set after a successful login is this prefix, then
+/// `.{namespace}.{policy}`: one per policy, so gates of two applications
+/// under one cookie domain never overwrite each other's session.
+pub const SESSION_COOKIE_PREFIX: &str = "roster_session";
+
+/// The name of the session cookie of `namespace/policy`. Both are DNS
+/// names, so the name is a valid cookie token.
+pub fn session_cookie(namespace: &str, policy: &str) -> String {
+    format!("{SESSION_COOKIE_PREFIX}.{namespace}.{policy}")
+}
 
 /// The HMAC-SHA256 key cookies are signed with.
 #[derive(Clone)]
 pub struct SessionKey(Arc<Vec<u8>>);
 
-static INSTALLED: OnceLock<SessionKey> = OnceLock::new();
+static PROCESS: OnceLock<SessionKey> = OnceLock::new();
+
+/// Never prints the key.
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
 
 impl SessionKey {
     /// A key from secret bytes (at least 32 of them).
@@ -43,15 +58,10 @@ impl SessionKey {
         Self(Arc::new(rand::random::<[u8; 32]>().to_vec()))
     }
 
-    /// Sets the key every SAML router of this process uses. Call before the
-    /// server starts; false if a key was already in use.
-    pub fn install(key: SessionKey) -> bool {
-        INSTALLED.set(key).is_ok()
-    }
-
-    /// The installed key, or one random key for the life of the process.
+    /// One random key for the life of the process: what a router uses when
+    /// none is configured.
     pub fn process() -> Self {
-        INSTALLED.get_or_init(Self::random).clone()
+        PROCESS.get_or_init(Self::random).clone()
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -93,7 +103,8 @@ pub struct PendingRequest {
     pub exp: i64,
 }
 
-/// A signed-in user.
+/// A signed-in user. The gate trusts nothing else in it: each check looks
+/// the User up by name and compares its uid, state and revocation time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub typ: String,
@@ -101,8 +112,25 @@ pub struct Session {
     pub policy: String,
     /// Name of the User object.
     pub user: String,
+    /// The User's uid: a User deleted and created again under the same name
+    /// is another person's account.
+    pub uid: String,
     pub subject: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
     pub exp: i64,
+}
+
+/// Why a session cookie does not open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session cookie is not signed with this key (tampered, or another key)")]
+    BadSignature,
+    #[error("the session cookie has expired")]
+    Expired,
+    #[error("the cookie is not a session")]
+    NotASession,
 }
 
 pub const REQUEST_TYPE: &str = "saml-request";
@@ -130,8 +158,23 @@ impl PendingRequest {
 impl Session {
     /// The session in `token`, if signed by `key` and unexpired at `now`.
     pub fn open(key: &SessionKey, token: &str, now: i64) -> Option<Self> {
-        let session: Self = key.open(token)?;
-        (session.typ == SESSION_TYPE && now < session.exp).then_some(session)
+        Self::verify(key, token, now).ok()
+    }
+
+    /// As [`Session::open`], saying why not.
+    pub fn verify(key: &SessionKey, token: &str, now: i64) -> Result<Self, SessionError> {
+        // A token that is signed but does not parse as a session is some
+        // other signed cookie (a login request).
+        let claims: serde_json::Value = key.open(token).ok_or(SessionError::BadSignature)?;
+        let session: Self =
+            serde_json::from_value(claims).map_err(|_| SessionError::NotASession)?;
+        if session.typ != SESSION_TYPE {
+            return Err(SessionError::NotASession);
+        }
+        if now >= session.exp {
+            return Err(SessionError::Expired);
+        }
+        Ok(session)
     }
 }
 
@@ -153,12 +196,25 @@ pub fn set_cookie(
     max_age_secs: i64,
     same_site: SameSite,
 ) -> String {
+    set_cookie_for(name, value, None, path, max_age_secs, same_site)
+}
+
+/// As [`set_cookie`], for `domain` and the hosts under it when given.
+pub fn set_cookie_for(
+    name: &str,
+    value: &str,
+    domain: Option<&str>,
+    path: &str,
+    max_age_secs: i64,
+    same_site: SameSite,
+) -> String {
     let same_site = match same_site {
         SameSite::None => "None",
         SameSite::Lax => "Lax",
     };
+    let domain = domain.map(|d| format!("; Domain={d}")).unwrap_or_default();
     format!(
-        "{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite={same_site}"
+        "{name}={value}{domain}; Path={path}; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite={same_site}"
     )
 }
 
@@ -224,6 +280,40 @@ mod tests {
         let key = SessionKey::random();
         let token = key.sign(&pending(100));
         assert_eq!(Session::open(&key, &token, 0), None);
+        assert_eq!(
+            Session::verify(&key, &token, 0),
+            Err(SessionError::NotASession)
+        );
+    }
+
+    #[test]
+    fn a_session_says_why_it_does_not_open() {
+        let key = SessionKey::random();
+        let session = Session {
+            typ: SESSION_TYPE.into(),
+            namespace: "team".into(),
+            policy: "crm".into(),
+            user: "u".into(),
+            uid: "uid".into(),
+            subject: "s".into(),
+            iat: 10,
+            exp: 100,
+        };
+        let token = key.sign(&session);
+        assert_eq!(Session::verify(&key, &token, 99), Ok(session));
+        assert_eq!(
+            Session::verify(&key, &token, 100),
+            Err(SessionError::Expired)
+        );
+        assert_eq!(
+            Session::verify(&SessionKey::random(), &token, 0),
+            Err(SessionError::BadSignature)
+        );
+        assert_eq!(
+            Session::verify(&key, "garbage", 0),
+            Err(SessionError::BadSignature)
+        );
+        assert_eq!(format!("{key:?}"), "SessionKey(..)");
     }
 
     #[test]
@@ -236,6 +326,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, "a=1; n=v.w; b=2".parse().unwrap());
         assert_eq!(cookie(&headers, "n"), Some("v.w"));
+        assert_eq!(
+            set_cookie_for("n", "", Some("example.com"), "/", 0, SameSite::Lax),
+            "n=; Domain=example.com; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+        );
+        assert_eq!(session_cookie("team", "crm"), "roster_session.team.crm");
         assert_eq!(cookie(&headers, "x"), None);
     }
 

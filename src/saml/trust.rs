@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use samael::metadata::EntityDescriptor;
 
-use crate::api::{AttributeMapping, JitOptions, Mode, ProvisioningPolicy, SamlTrust};
+use crate::api::{AccessSpec, AttributeMapping, JitOptions, Mode, ProvisioningPolicy, SamlTrust};
 
 const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
 
@@ -48,6 +48,8 @@ pub struct Trust {
     pub session_lifetime: Duration,
     pub mapping: AttributeMapping,
     pub jit: JitOptions,
+    /// The SSO gate's rules (defaults when the policy sets none).
+    pub access: AccessSpec,
 }
 
 /// How old an IssueInstant may be (before the skew is added): an IdP posts
@@ -131,11 +133,13 @@ impl Trust {
             session_lifetime: session_lifetime(saml),
             mapping: saml.attribute_mapping.clone(),
             jit: policy.spec.jit.clone().unwrap_or_default(),
+            access: policy.spec.access.clone().unwrap_or_default(),
         })
     }
 }
 
-fn session_lifetime(saml: &SamlTrust) -> Duration {
+/// The lifetime of the policy's sessions, within its bounds.
+pub fn session_lifetime(saml: &SamlTrust) -> Duration {
     Duration::from_secs(saml.session_lifetime_seconds.clamp(60, 86400) as u64)
 }
 

@@ -153,7 +153,7 @@ async fn refused_logins_write_nothing(env: &TestEnv, idp: &Idp, server: &SamlSer
         let response = Response::okta(idp, server, name_id, "Mallory", "Look-Alike");
         let reply = server.sp_login(idp, response).await;
         assert_eq!(reply.status, 403, "{what}: {}", reply.body);
-        assert!(reply.cookie("roster_session").is_none(), "{what}");
+        assert!(reply.session_cookie().is_none(), "{what}");
         assert_eq!(snapshot(env).await, before, "{what}: nothing written");
     }
 }
@@ -243,7 +243,7 @@ async fn jit_look_alike_name_ids_never_reach_the_existing_user() {
     let upper = Response::okta(&idp, &server, "KEVIN@corp.com", "Kevin", "Flynn");
     let reply = server.sp_login(&idp, upper).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
-    assert!(reply.cookie("roster_session").is_none());
+    assert!(reply.session_cookie().is_none());
     assert_eq!(snapshot(&env).await, before);
 
     // The dotless i is another name: a distinct user, signed in as itself.
@@ -252,7 +252,7 @@ async fn jit_look_alike_name_ids_never_reach_the_existing_user() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let other = user_named(&env, DOTLESS).await;
     assert_ne!(other.name_any(), kevin.name_any());
-    let cookie = reply.cookie("roster_session").expect("a session");
+    let cookie = reply.session_cookie().expect("a session");
     assert_eq!(session_user(&cookie), other.name_any());
 
     let after = user_named(&env, KEVIN).await;
@@ -263,7 +263,7 @@ async fn jit_look_alike_name_ids_never_reach_the_existing_user() {
     let again = Response::okta(&idp, &server, KEVIN, "Kevin", "Flynn");
     let reply = server.sp_login(&idp, again).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let cookie = reply.cookie("roster_session").expect("a session");
+    let cookie = reply.session_cookie().expect("a session");
     assert_eq!(session_user(&cookie), kevin.name_any());
 }
 
@@ -283,7 +283,7 @@ async fn jit_a_padded_subject_attribute_never_reaches_the_existing_user() {
         let response = Response::entra(&idp, &server, KEVIN, oid);
         let reply = server.sp_login(&idp, response).await;
         assert_eq!(reply.status, 403, "{oid:?}: {}", reply.body);
-        assert!(reply.cookie("roster_session").is_none(), "{oid:?}");
+        assert!(reply.session_cookie().is_none(), "{oid:?}");
         assert_eq!(snapshot(&env).await, before, "{oid:?}: nothing written");
     }
 }
@@ -307,7 +307,7 @@ async fn scim_mode_look_alike_name_ids_never_sign_in_as_the_existing_user() {
     let reply = server.sp_login(&idp, dotless).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
     assert!(reply.body.contains("no account"), "{}", reply.body);
-    assert!(reply.cookie("roster_session").is_none());
+    assert!(reply.session_cookie().is_none());
     assert_eq!(snapshot(&env).await, before);
     assert_eq!(
         user_named(&env, KEVIN).await.resource_version(),
@@ -318,6 +318,6 @@ async fn scim_mode_look_alike_name_ids_never_sign_in_as_the_existing_user() {
     let upper = Response::okta(&idp, &server, "KEVIN@corp.com", "Kevin", "Flynn");
     let reply = server.sp_login(&idp, upper).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let cookie = reply.cookie("roster_session").expect("a session");
+    let cookie = reply.session_cookie().expect("a session");
     assert_eq!(session_user(&cookie), kevin.name_any());
 }

@@ -62,7 +62,7 @@ async fn an_okta_login_of_an_unknown_subject_creates_a_jit_user() {
     let reply = server.sp_login(&idp, response).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    let session = reply.cookie("roster_session").expect("a session cookie");
+    let session = reply.session_cookie().expect("a session cookie");
     for attribute in [
         "HttpOnly",
         "Secure",
@@ -149,7 +149,7 @@ async fn a_deactivated_jit_user_is_refused_and_not_reactivated() {
     let reply = server.sp_login(&idp, login()).await;
     assert_eq!(reply.status, 403);
     assert!(reply.body.contains("deactivated"), "{}", reply.body);
-    assert!(reply.cookie("roster_session").is_none());
+    assert!(reply.session_cookie().is_none());
     assert_eq!(snapshot(&env).await, before, "nothing written");
     assert_eq!(only_user(&env).await.spec.active, Some(false));
 }
@@ -415,7 +415,7 @@ async fn an_overage_claim_keeps_memberships_or_is_refused_as_the_policy_says() {
     );
     let reply = server.sp_login(&idp, over).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
-    assert!(reply.cookie("roster_session").is_none());
+    assert!(reply.session_cookie().is_none());
     assert_eq!(snapshot(&env).await, before, "nothing written");
 }
 
@@ -436,7 +436,7 @@ async fn the_same_login_of_an_unknown_subject_creates_under_jit_and_is_refused_u
         } else {
             assert_eq!(reply.status, 403, "{}", reply.body);
             assert!(reply.body.contains("no account"), "{}", reply.body);
-            assert!(reply.cookie("roster_session").is_none());
+            assert!(reply.session_cookie().is_none());
             assert_eq!(snapshot(&env).await, before, "nothing written under Scim");
         }
     }
@@ -470,7 +470,7 @@ async fn under_scim_a_known_active_user_signs_in_and_only_last_login_changes() {
         response.signed = style;
         let reply = server.sp_login(&idp, response).await;
         assert_eq!(reply.status, 200, "{style:?}: {}", reply.body);
-        assert!(reply.cookie("roster_session").is_some());
+        assert!(reply.session_cookie().is_some());
         let after = only_user(&env).await;
         assert_eq!(after.spec, before.spec, "the spec is untouched");
         assert_eq!(after.metadata.generation, before.metadata.generation);
@@ -929,7 +929,7 @@ async fn every_malicious_or_malformed_response_is_refused_and_nothing_is_written
         if !matches!(reply.status.as_u16(), 400 | 403 | 413) {
             accepted.push(format!("{name}: {}", reply.status));
         }
-        assert!(reply.cookie("roster_session").is_none(), "{name}");
+        assert!(reply.session_cookie().is_none(), "{name}");
         assert!(
             !reply.body.contains("lucy"),
             "{name}: the page echoes nothing"

@@ -431,6 +431,13 @@ impl Reply {
             .find(|c| c.starts_with(&format!("{name}=")))
     }
 
+    /// The session cookie set, whatever its policy (`roster_session.<ns>.<policy>`).
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find(|c| c.starts_with("roster_session."))
+    }
+
     pub fn location(&self) -> Option<&str> {
         self.headers.get("location").and_then(|v| v.to_str().ok())
     }
