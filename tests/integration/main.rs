@@ -7,6 +7,7 @@ mod connectors;
 mod controller;
 mod crds;
 mod examples;
+mod gate;
 mod hostile_http;
 mod hostile_saml;
 mod identity;

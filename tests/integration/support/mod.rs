@@ -12,6 +12,7 @@
 
 pub mod apps;
 pub mod fixtures;
+pub mod gate;
 pub mod saml;
 pub mod scim;
 pub mod webhook;
