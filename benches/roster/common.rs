@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 /// The bearer token of every bench policy.
 pub const TOKEN: &str = "bench-token-0123456789";
 
+/// The session key every bench replica shares (`--session-key-file`), so
+/// the gate section can mint sessions as a login would.
+pub const SESSION_KEY: &[u8; 32] = b"bench-session-key-0123456789abcd";
+
 pub fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
@@ -188,8 +192,12 @@ impl Roster {
             .unwrap()
             .port();
         let base = format!("http://127.0.0.1:{port}");
+        let key_file = std::env::temp_dir().join(format!("roster-bench-session-key-{port}"));
+        std::fs::write(&key_file, SESSION_KEY).expect("writing the bench session key");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--session-key-file")
+            .arg(&key_file)
             .args(["--public-url", &base])
             .args(match watch_namespace {
                 Some(namespace) => vec!["--watch-namespace", namespace],

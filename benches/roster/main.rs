@@ -10,12 +10,15 @@
 //! ROSTER_BENCH_BIG_GROUP (50000), ROSTER_BENCH_MEM_USERS (100000),
 //! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
-//! (1000). ROSTER_BENCH_ONLY=memory,ingest,large,saml,propagation runs
+//! (1000), ROSTER_BENCH_GATE_CHECKS per concurrency (20000),
+//! ROSTER_BENCH_GATE_TRIALS revocations (200).
+//! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation runs
 //! just those sections (propagation includes the resync);
 //! ROSTER_BENCH_PREVIOUS=bench-results.json keeps the other sections'
 //! figures from that earlier run.
 
 mod common;
+mod gate;
 mod ingest;
 mod memory;
 mod propagation;
@@ -89,6 +92,15 @@ async fn main() {
         let logins = size("ROSTER_BENCH_SAML_LOGINS", 1_000);
         let acs = saml::acs(&client, &roster, &http, 100, logins, 8).await;
         report.insert("saml_acs".into(), acs);
+    }
+    if wanted("gate") {
+        // A second replica answers the checks; SCIM writes go to the first.
+        let checker = Roster::start(kubeconfig, None);
+        checker.ready(&http, Duration::from_secs(300)).await;
+        let checks = size("ROSTER_BENCH_GATE_CHECKS", 20_000);
+        let trials = size("ROSTER_BENCH_GATE_TRIALS", 200);
+        let result = gate::gate(&client, &roster, &checker, &http, checks, trials).await;
+        report.insert("gate".into(), result);
     }
     report.insert(
         "roster_rss_mib_after_scim_sections".into(),

@@ -35,6 +35,9 @@ pub fn markdown(r: &Value) -> String {
     if r["saml_acs"].is_object() {
         saml(&mut out, &r["saml_acs"]);
     }
+    if r["gate"].is_object() {
+        gate(&mut out, &r["gate"]);
+    }
     if r["propagation"].is_object() {
         propagation(&mut out, &r["propagation"]);
     }
@@ -161,5 +164,42 @@ fn memory(out: &mut String, m: &Value) {
         mb(settled),
         verdict(mb(settled) <= 300.0),
         m["downstream_calls"],
+    );
+}
+
+fn gate(out: &mut String, g: &Value) {
+    *out += &format!(
+        "## SSO gate: forward-auth checks on one replica ({} live sessions, users in {} groups)\n\nEach check opens the signed cookie and reads the User and its groups from the replica's watch-fed directory; no API call. Targets: p99 ≤ {} ms, ≥ {} checks/s.\n\n| concurrency | checks/s | p50 ms | p99 ms | CPU µs/check | verdict |\n|---|---|---|---|---|---|\n",
+        g["live_sessions"], g["groups"], g["target_p99_ms"], g["target_checks_per_s"]
+    );
+    for level in g["levels"].as_array().into_iter().flatten() {
+        let met = num(&level["p99_ms"]) <= num(&g["target_p99_ms"]);
+        *out += &format!(
+            "| {} | {} | {} | {} | {} | p99 {} |\n",
+            level["concurrency"],
+            level["throughput_per_s"],
+            level["p50_ms"],
+            level["p99_ms"],
+            level["cpu_us_per_check"],
+            verdict(met)
+        );
+    }
+    let best = g["levels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| num(&l["throughput_per_s"]))
+        .fold(0.0, f64::max);
+    let r = &g["revocation"];
+    *out += &format!(
+        "\nBest throughput {best:.0} checks/s: {}.\n\nRevocation, from a SCIM PATCH `active: false` answered 2xx by one replica to the first refused check on another replica (the User watch carries it), over {} trials with the other sessions checked meanwhile ({} checks/s): p50 {} ms, p99 {} ms, max {} ms (target p99 ≤ {} ms: {}). On the replica that wrote, the refusal is immediate (it records its own write).\n\n",
+        verdict(best >= num(&g["target_checks_per_s"])),
+        r["trials"],
+        r["background_checks_per_s"],
+        r["p50_ms"],
+        r["p99_ms"],
+        r["max_ms"],
+        g["target_revocation_p99_ms"],
+        verdict(num(&r["p99_ms"]) <= num(&g["target_revocation_p99_ms"]))
     );
 }

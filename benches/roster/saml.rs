@@ -21,14 +21,14 @@ const POLICY: &str = "sso";
 const ISSUER: &str = "http://www.okta.com/exkbench";
 
 /// An IdP key and certificate in a temporary directory.
-struct Idp {
+pub struct Idp {
     dir: tempfile::TempDir,
     key: PathBuf,
-    cert: PathBuf,
+    pub cert: PathBuf,
 }
 
 impl Idp {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("idp.key");
         let cert = dir.path().join("idp.crt");
