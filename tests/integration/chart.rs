@@ -116,6 +116,41 @@ fn deployment_runs_two_non_root_replicas_on_a_read_only_filesystem() {
 }
 
 #[test]
+fn every_replica_shares_one_session_key_generated_at_install_or_named() {
+    use k8s_openapi::api::core::v1::Secret;
+    let mount = |deployment: &Deployment| -> String {
+        let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "session")
+            .expect("a session key volume");
+        volume.secret.unwrap().secret_name.unwrap()
+    };
+    // Defaults: a generated Secret, kept on uninstall, mounted by every replica.
+    let objects = parse_objects(&render_here(&[]));
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_SESSION_KEY_FILE").as_deref(),
+        Some("/etc/roster/session/session-key")
+    );
+    let secret: Secret = one(&objects, "Secret");
+    let name = secret.metadata.name.clone().unwrap();
+    assert_eq!(mount(&deployment), name);
+    assert_eq!(
+        secret.metadata.annotations.unwrap()["helm.sh/resource-policy"],
+        "keep"
+    );
+    let key = &secret.data.unwrap()["session-key"];
+    assert!(key.0.len() >= 32, "a key of {} bytes", key.0.len());
+    // A named Secret: mounted, and none generated.
+    let objects = parse_objects(&render_here(&["--set", "sessionKey.secretName=my-key"]));
+    assert!(all::<Secret>(&objects, "Secret").is_empty());
+    assert_eq!(mount(&one(&objects, "Deployment")), "my-key");
+}
+
+#[test]
 fn pods_know_their_name_and_namespace_for_leader_election() {
     let deployment: Deployment = one(&parse_objects(&render_here(&[])), "Deployment");
     let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];

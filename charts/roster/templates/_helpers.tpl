@@ -75,3 +75,8 @@ not come from request headers). */}}
 {{- define "roster.tlsSecretName" -}}
 {{- default (printf "%s-tls" (include "roster.fullname" .)) .Values.ingress.tls.secretName }}
 {{- end }}
+
+{{/* The Secret holding the session key: the values' own, or the one the chart generates. */}}
+{{- define "roster.sessionKeySecretName" -}}
+{{- default (printf "%s-session-key" (include "roster.fullname" .)) .Values.sessionKey.secretName }}
+{{- end }}
