@@ -14,7 +14,9 @@ use roster::saml::session::SessionKey;
 use serde_json::json;
 
 use crate::support::fixtures::{jit_policy, scim_policy};
-use crate::support::gate::{Browser, Nginx, echo_upstream, replica};
+use crate::support::gate::{
+    Browser, Nginx, auto_posting_idp, echo_upstream, replica, replica_advertising_itself,
+};
 use crate::support::saml::{Idp, PUBLIC_URL, Response, SCIM_TOKEN, snapshot, users};
 use crate::support::scim::ScimServer;
 use crate::support::{TestEnv, env};
@@ -54,7 +56,7 @@ async fn through_nginx_a_jit_login_reaches_the_app_as_itself_and_a_deactivation_
     let ns = env.namespace.clone();
     let idp = Idp::okta();
     let roster = replica(&env, &SessionKey::random()).await;
-    let nginx = Nginx::start(&roster, &ns, "crm", &echo_upstream().await).await;
+    let nginx = Nginx::start(&roster, PUBLIC_URL, &ns, "crm", &echo_upstream().await).await;
     create(&env, &with_gate(jit_policy("crm"), &idp, &nginx.origin)).await;
     let app = format!("{}/app/page", nginx.origin);
 
@@ -126,7 +128,7 @@ async fn through_nginx_scim_changes_and_kubectl_end_access_at_the_next_request()
     let ns = env.namespace.clone();
     let idp = Idp::okta();
     let roster = replica(&env, &SessionKey::random()).await;
-    let nginx = Nginx::start(&roster, &ns, "crm", &echo_upstream().await).await;
+    let nginx = Nginx::start(&roster, PUBLIC_URL, &ns, "crm", &echo_upstream().await).await;
     let mut policy = with_gate(scim_policy("crm"), &idp, &nginx.origin);
     policy.spec.access = Some(AccessSpec {
         allowed_groups: vec!["Support".into()],
@@ -385,4 +387,128 @@ async fn replicas_sharing_a_key_share_sessions_and_no_bad_cookie_passes_or_write
         )),
         "{metrics}"
     );
+}
+
+/// Debian's chromium, headless, through chromedriver; both stop when the
+/// returned child (the driver) is killed.
+async fn chrome() -> (std::process::Child, fantoccini::Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian's chromium-driver; `make test` installs it)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1000,700"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = fantoccini::ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromium session");
+    (driver, client)
+}
+
+async fn body_text(browser: &fantoccini::Client) -> String {
+    match browser.find(fantoccini::Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_app_leads_through_the_idp_back_to_the_app_and_a_deactivation_shows_the_refusal()
+ {
+    let env = env().await;
+    let ns = env.namespace.clone();
+    let idp = std::sync::Arc::new(Idp::okta());
+    let roster = replica_advertising_itself(&env, &SessionKey::random()).await;
+    let idp_origin = auto_posting_idp(idp.clone(), &roster, &ns, "crm", "dana@example.com").await;
+    let nginx = Nginx::start(&roster, &roster, &ns, "crm", &echo_upstream().await).await;
+    let mut policy = jit_policy("crm");
+    policy.spec.saml = Some(SamlTrust {
+        allowed_redirect_urls: vec![format!("{}/", nginx.origin)],
+        idp_sso_url: Some(format!("{idp_origin}/sso")),
+        ..idp.trust()
+    });
+    create(&env, &policy).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gate-browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (mut driver, browser) = chrome().await;
+    let shoot = |name: &'static str| {
+        let (browser, path) = (browser.clone(), shots.join(name));
+        async move { std::fs::write(path, browser.screenshot().await.unwrap()).unwrap() }
+    };
+
+    // The app's URL: nginx -> Roster's sign-in -> the IdP's page.
+    let app = format!("{}/dashboard", nginx.origin);
+    browser.goto(&app).await.unwrap();
+    let at_idp = browser.current_url().await.unwrap();
+    assert!(at_idp.as_str().starts_with(&idp_origin), "at {at_idp}");
+    assert!(body_text(&browser).await.contains("Test identity provider"));
+    shoot("1-identity-provider.png").await;
+
+    // It posts itself to the ACS, which sends the browser back to the app,
+    // which shows who signed in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        let text = body_text(&browser).await;
+        if url.as_str() == app && text.contains("dana@example.com") {
+            assert!(text.contains("x-auth-request-user"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never back at the app: at {url}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shoot("2-signed-in-at-the-app.png").await;
+
+    // Deactivated: a reload shows the refusal.
+    let user = users(&env).await.pop().expect("the JIT user");
+    env.api::<User>()
+        .patch(
+            &user.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"active": false}})),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + REVOKED_WITHIN;
+    loop {
+        browser.refresh().await.unwrap();
+        let text = body_text(&browser).await;
+        if text.contains("403") {
+            assert!(!text.contains("dana@example.com"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still in: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shoot("3-refused-after-deactivation.png").await;
+    eprintln!("screenshots in {}", shots.display());
+    browser.close().await.unwrap();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }

@@ -24,6 +24,16 @@ use super::saml::{Idp, PUBLIC_URL, Response, SamlServer};
 /// policy cache watched, `key` shared with its peers, [`PUBLIC_URL`]
 /// advertised. Returns its origin once it is ready.
 pub async fn replica(env: &TestEnv, key: &SessionKey) -> String {
+    start_replica(env, key, false).await
+}
+
+/// As [`replica`], advertising its own origin (`http://localhost:<port>`),
+/// for a real browser, which cannot resolve [`PUBLIC_URL`].
+pub async fn replica_advertising_itself(env: &TestEnv, key: &SessionKey) -> String {
+    start_replica(env, key, true).await
+}
+
+async fn start_replica(env: &TestEnv, key: &SessionKey, advertise_self: bool) -> String {
     let client = env.client.clone();
     let index = MembershipIndex::default();
     tokio::spawn(index.clone().run(client.clone(), Vec::new()));
@@ -31,13 +41,22 @@ pub async fn replica(env: &TestEnv, key: &SessionKey) -> String {
     tokio::spawn(policies.clone().run(client.clone()));
     let readiness = Readiness::new(index.clone()).with_policies(policies);
     readiness.set_ready();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let origin = if advertise_self {
+        format!("http://localhost:{port}")
+    } else {
+        format!("http://127.0.0.1:{port}")
+    };
     let args = ServerArgs {
-        public_url: Some(PUBLIC_URL.to_owned()),
+        public_url: Some(if advertise_self {
+            origin.clone()
+        } else {
+            PUBLIC_URL.to_owned()
+        }),
         session_key: Some(key.clone()),
         ..ServerArgs::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
     let router = server::router(client, index, &args, readiness);
     tokio::spawn(server::serve(
         router,
@@ -82,7 +101,8 @@ pub async fn echo_upstream() -> String {
 
 /// Debian's nginx with `auth_request` in front of `upstream`, asking the
 /// gate of `namespace/policy` on `roster`; a 401 is sent to the sign-in URL
-/// as ingress-nginx's `auth-signin` does. Stopped when dropped.
+/// on `public` (Roster's public URL) as ingress-nginx's `auth-signin` does.
+/// Reached at `http://localhost:<port>`. Stopped when dropped.
 pub struct Nginx {
     pub origin: String,
     child: Child,
@@ -98,10 +118,16 @@ const IDENTITY_HEADERS: [&str; 5] = [
 ];
 
 impl Nginx {
-    pub async fn start(roster: &str, namespace: &str, policy: &str, upstream: &str) -> Self {
+    pub async fn start(
+        roster: &str,
+        public: &str,
+        namespace: &str,
+        policy: &str,
+        upstream: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let origin = format!("http://127.0.0.1:{port}");
+        let origin = format!("http://localhost:{port}");
         let path = dir.path().display().to_string();
         let mut copy = String::new();
         for (i, header) in IDENTITY_HEADERS.iter().enumerate() {
@@ -132,7 +158,7 @@ http {{
       proxy_set_header Content-Length "";
     }}
     location @signin {{
-      return 302 {PUBLIC_URL}/gate/{namespace}/{policy}/signin?rd=$scheme://$http_host$request_uri;
+      return 302 {public}/gate/{namespace}/{policy}/signin?rd=$scheme://$http_host$request_uri;
     }}
     location / {{
       auth_request /_roster_check;
@@ -346,4 +372,68 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// A test identity provider for a real browser: `/sso` takes the
+/// HTTP-Redirect AuthnRequest, signs a response for `email` answering it
+/// (xmlsec1, as every SAML test signs), and serves a page that posts it to
+/// the ACS by itself, as Okta's and Entra's pages do. Returns its origin.
+pub async fn auto_posting_idp(
+    idp: std::sync::Arc<Idp>,
+    roster: &str,
+    namespace: &str,
+    policy: &str,
+    email: &str,
+) -> String {
+    use axum::extract::Query;
+    use std::collections::HashMap;
+    let (roster, namespace, policy) = (roster.to_owned(), namespace.to_owned(), policy.to_owned());
+    let base = format!("{roster}/saml/{namespace}/{policy}");
+    let (acs, audience) = (format!("{base}/acs"), format!("{base}/metadata"));
+    let sp = move || SamlServer::at(&roster, &namespace, &policy);
+    let email = email.to_owned();
+    let sso = move |Query(query): Query<HashMap<String, String>>| {
+        let (idp, acs, audience, email) =
+            (idp.clone(), acs.clone(), audience.clone(), email.clone());
+        let mut response = Response::okta(&idp, &sp(), &email, "Dana", "Scully");
+        async move {
+            let request = base64::engine::general_purpose::STANDARD
+                .decode(&query["SAMLRequest"])
+                .unwrap();
+            let mut xml = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::DeflateDecoder::new(&request[..]),
+                &mut xml,
+            )
+            .unwrap();
+            let id = xml
+                .split(" ID=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            response = response.answering(id);
+            response.audience = audience;
+            response.recipient = acs.clone();
+            response.destination = Some(acs.clone());
+            let signed = tokio::task::spawn_blocking(move || response.sign(&idp))
+                .await
+                .unwrap();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(signed);
+            let relay = &query["RelayState"];
+            axum::response::Html(format!(
+                r#"<!DOCTYPE html><html><head><title>Test identity provider</title></head><body>
+<h1>Test identity provider</h1><p>A test double: it signs in {email} and posts the response to Roster.</p>
+<form method="post" action="{acs}"><input type="hidden" name="SAMLResponse" value="{encoded}">
+<input type="hidden" name="RelayState" value="{relay}"><button>Continue</button></form>
+<script>setTimeout(function () {{ document.forms[0].submit(); }}, 1000);</script></body></html>"#
+            ))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let app = axum::Router::new().route("/sso", axum::routing::get(sso));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    origin
 }
