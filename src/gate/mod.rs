@@ -40,6 +40,14 @@ use respond::Convention;
 /// replica's watch. Older sessions of unknown Users are refused without a read.
 const FRESH_SESSION_SECS: i64 = 30;
 
+/// The rules of a policy without `spec.access`.
+static DEFAULT_ACCESS: std::sync::LazyLock<AccessSpec> =
+    std::sync::LazyLock::new(AccessSpec::default);
+
+fn access_of(policy: &ProvisioningPolicy) -> &AccessSpec {
+    policy.spec.access.as_ref().unwrap_or(&DEFAULT_ACCESS)
+}
+
 /// The gate's routes over the SAML state (the same key, policies, index).
 pub fn routes<S>(state: SamlState) -> Router<S>
 where
@@ -122,8 +130,8 @@ async fn checked(
     let response = match gate_policy(state, path).await {
         Err(response) => response,
         Ok(policy) => {
-            let access = policy.spec.access.clone().unwrap_or_default();
-            let outcome = verdict(state, path, &policy, &access, headers).await;
+            let access = access_of(&policy);
+            let outcome = verdict(state, path, &policy, access, headers).await;
             count(path, &outcome);
             match outcome {
                 Ok((id, person, groups)) => {
@@ -190,9 +198,12 @@ async fn verdict(
         None if now - session.iat <= FRESH_SESSION_SECS => fresh_user(state, &session).await,
         None => None,
     };
-    let groups = state
-        .index
-        .group_names_of(&path.namespace, &path.policy, &session.user);
+    let groups = match &person {
+        Some(_) => state
+            .index
+            .group_names_of(&path.namespace, &path.policy, &session.user),
+        None => Vec::new(),
+    };
     let saml = policy.spec.saml.as_ref().expect("a gate policy has SAML");
     let rules = Rules {
         allowed_groups: &access.allowed_groups,
@@ -269,7 +280,7 @@ async fn signin(
         Ok(policy) => policy,
         Err(response) => return response,
     };
-    let access = policy.spec.access.clone().unwrap_or_default();
+    let access = access_of(&policy);
     let allowed_target = query.rd.as_deref().filter(|rd| {
         let allowed = &policy
             .spec
@@ -279,7 +290,7 @@ async fn signin(
             .allowed_redirect_urls;
         redirect::allowed(rd, allowed)
     });
-    match verdict(&state, &path, &policy, &access, &headers).await {
+    match verdict(&state, &path, &policy, access, &headers).await {
         Ok(_) => match allowed_target {
             Some(rd) => (
                 StatusCode::SEE_OTHER,

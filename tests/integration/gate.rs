@@ -257,7 +257,12 @@ async fn replicas_sharing_a_key_share_sessions_and_no_bad_cookie_passes_or_write
     let (a, b) = (replica(&env, &key).await, replica(&env, &key).await);
     let other_key = replica(&env, &SessionKey::random()).await;
     let app = "https://app.example.com";
-    create(&env, &with_gate(jit_policy("crm"), &idp, app)).await;
+    let mut crm = with_gate(jit_policy("crm"), &idp, app);
+    crm.spec.access = Some(AccessSpec {
+        cookie_domain: Some("example.com".into()),
+        ..AccessSpec::default()
+    });
+    create(&env, &crm).await;
     create(&env, &with_gate(jit_policy("wiki"), &idp, app)).await;
 
     // Signed in on replica a...

@@ -229,6 +229,8 @@ pub struct Browser {
 /// A page as the browser got it.
 pub struct Page {
     pub status: u16,
+    /// The `Set-Cookie` headers, whole.
+    pub set_cookies: Vec<String>,
     pub location: Option<String>,
     pub body: String,
 }
@@ -280,8 +282,13 @@ impl Browser {
     }
 
     async fn keep(&mut self, response: reqwest::Response) -> Page {
-        for set in response.headers().get_all("set-cookie") {
-            let set = set.to_str().unwrap();
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for set in &set_cookies {
             let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
             let (name, value) = pair.split_once('=').unwrap();
             if attributes.contains("Max-Age=0") {
@@ -292,6 +299,7 @@ impl Browser {
         }
         Page {
             status: response.status().as_u16(),
+            set_cookies,
             location: response
                 .headers()
                 .get("location")
