@@ -197,6 +197,30 @@ async fn entra_user_lifecycle_in_the_default_dialect() {
             .body["totalResults"],
         1
     );
+    // Matching on the work email, as Entra does when an admin picks it:
+    // a sub-attribute after the value filter, by GET and by .search.
+    let work_email = |address: &str| format!(r#"emails[type eq "work"].value eq "{address}""#);
+    for (address, found) in [
+        ("Test_User_ab6490ee@contoso.com", 1),
+        ("other@contoso.com", 0),
+    ] {
+        let query = url::form_urlencoded::byte_serialize(work_email(address).as_bytes())
+            .collect::<String>();
+        let reply = server.get(&format!("/Users?filter={query}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["totalResults"], found, "{address}");
+        let reply = server
+            .post(
+                "/Users/.search",
+                &json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                    "filter": work_email(address),
+                }),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["totalResults"], found, "{address}");
+    }
 
     let reply = server
         .patch(

@@ -176,16 +176,41 @@ impl<'a> Parser<'a> {
             }
             let filter = self.value_filter(&path)?;
             if self.peek() == Some('.') {
-                return Err(self.error_at(
-                    self.pos,
-                    "a sub-attribute after a value filter is allowed only in PATCH paths",
-                ));
+                // `emails[type eq "work"].value eq "x"`: not RFC 7644's
+                // filter grammar, but what Entra ID sends when users are
+                // matched on a multi-valued sub-attribute. It means: some
+                // element matching the bracket has the sub-attribute
+                // satisfying the comparison.
+                self.pos += 1;
+                let sub_start = self.pos;
+                let sub = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if sub.is_empty() || !sub.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                    let found = self.describe(sub_start);
+                    return Err(self.error_at(
+                        sub_start,
+                        format!(
+                            "expected a sub-attribute name after `{path}[...].`, found {found}"
+                        ),
+                    ));
+                }
+                let sub = AttrPath::new(sub);
+                self.skip_whitespace();
+                let comparison = self.comparison(sub)?;
+                return Ok(Filter::ValuePath {
+                    path,
+                    filter: Box::new(Filter::And(Box::new(filter), Box::new(comparison))),
+                });
             }
             return Ok(Filter::ValuePath {
                 path,
                 filter: Box::new(filter),
             });
         }
+        self.comparison(path)
+    }
+
+    /// `pr`, or an operator and a value, after `path`.
+    fn comparison(&mut self, path: AttrPath) -> Parsed<Filter> {
         let op_start = self.pos;
         let word = self.take_while(|c| c.is_ascii_alphabetic());
         if word.eq_ignore_ascii_case("pr") {

@@ -189,6 +189,29 @@ fn value_paths_filter_the_values_of_a_complex_attribute() {
 }
 
 #[test]
+fn a_sub_attribute_after_a_value_filter_as_entra_sends_it_means_the_same_element() {
+    let text = r#"emails[type eq "work"].value eq "bjensen@example.com""#;
+    assert_eq!(
+        parse(text),
+        Filter::ValuePath {
+            path: path("emails"),
+            filter: Box::new(and(eq("type", "work"), eq("value", "bjensen@example.com"))),
+        }
+    );
+    assert!(matches_barbara(text));
+    // The same element must satisfy both: her home address is not "work".
+    assert!(!matches_barbara(
+        r#"emails[type eq "work"].value eq "babs@jensen.org""#
+    ));
+    assert!(matches_barbara(r#"emails[type eq "home"].value pr"#));
+    assert!(matches_barbara(
+        r#"userName sw "bj" and emails[type eq "work"].value ew "example.com""#
+    ));
+    // The sub-attribute is checked against the schema like any other.
+    invalid_for_users(r#"emails[type eq "work"].nonsense eq "x""#);
+}
+
+#[test]
 fn value_paths_combine_with_other_expressions() {
     let filter = parse(
         r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
@@ -285,9 +308,10 @@ fn syntax_errors_name_the_position() {
             "expected `]` to close the `[` at position 7",
         ),
         (
-            r#"emails[type eq "work"].value eq "x""#,
-            "allowed only in PATCH paths",
+            r#"emails[type eq "work"]. eq "x""#,
+            "expected a sub-attribute name after `emails[...].`",
         ),
+        (r#"emails[type eq "work"].value"#, "expected an operator"),
         (
             r#"emails[type[value eq "x"]]"#,
             "value filters cannot be nested",
