@@ -77,6 +77,23 @@ async fn people(
     sessions: usize,
 ) -> Vec<(String, String)> {
     let base = format!("{}/scim/{NS}/{POLICY}/v2", roster.base);
+    // The policy was created a moment ago: wait until this replica's cache has it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let probe = http
+            .get(format!("{base}/Users?count=0"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        if probe.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gate bench policy never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ids: Vec<String> = futures::stream::iter(0..sessions)
         .map(|n| {
             let request = http
@@ -90,7 +107,13 @@ async fn people(
                 }));
             async move {
                 let reply = request.send().await.expect("SCIM answers");
-                assert_eq!(reply.status(), 201, "creating a gate bench user");
+                let status = reply.status();
+                assert_eq!(
+                    status,
+                    201,
+                    "creating a gate bench user: {}",
+                    reply.text().await.unwrap_or_default()
+                );
                 reply.json::<Value>().await.unwrap()["id"]
                     .as_str()
                     .unwrap()
