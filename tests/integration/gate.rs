@@ -517,3 +517,70 @@ async fn in_a_real_browser_the_app_leads_through_the_idp_back_to_the_app_and_a_d
     let _ = driver.kill();
     let _ = driver.wait();
 }
+
+#[tokio::test]
+async fn a_jit_user_deactivated_for_inactivity_is_refused_at_the_next_request() {
+    let env = env().await;
+    let ns = env.namespace.clone();
+    let idp = Idp::okta();
+    let key = b"gate-idle-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("crm-webhook".into());
+    secret.data = Some(
+        [(
+            "signing-key".to_owned(),
+            k8s_openapi::ByteString(key.to_vec()),
+        )]
+        .into(),
+    );
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let roster = replica(&env, &SessionKey::random()).await;
+    let nginx = Nginx::start(&roster, PUBLIC_URL, &ns, "crm", &echo_upstream().await).await;
+    let mut policy = with_gate(jit_policy("crm"), &idp, &nginx.origin);
+    policy.spec.application.webhook.as_mut().unwrap().url = receiver.url.clone();
+    policy.spec.jit.as_mut().unwrap().deprovision_after_days = Some(30);
+    create(&env, &policy).await;
+    let app = format!("{}/wiki", nginx.origin);
+
+    let mut browser = Browser::new(&roster);
+    let signin = browser.get(&app, &[]).await.location.expect("to sign in");
+    let back = browser
+        .sign_in(
+            &signin,
+            &idp,
+            |sp| Response::okta(&idp, sp, "idle@example.com", "Idle", "Person"),
+            &ns,
+            "crm",
+        )
+        .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert_eq!(browser.get(&app, &[]).await.status, 200);
+
+    // Last seen 45 days ago (as the SAML handler records it); the
+    // controllers deactivate the user, and the gate refuses the next request.
+    let id = users(&env).await.pop().unwrap().name_any();
+    let at = k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_hours(24 * 45);
+    let patch =
+        json!({"apiVersion": API_VERSION, "kind": "User", "status": {"lastLogin": at.to_string()}});
+    env.api::<User>()
+        .patch_status(
+            &id,
+            &PatchParams::apply("roster-jit").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    let _controllers = crate::controller::start_controllers(&env);
+    crate::controller::eventually("the idle user to be deactivated", || async {
+        let user = env.api::<User>().get(&id).await.ok()?;
+        (user.spec.active == Some(false)).then_some(())
+    })
+    .await;
+    let took = browser.wait_for(&app, 403, REVOKED_WITHIN).await;
+    eprintln!("inactivity deactivation refused after {took:?}");
+}
