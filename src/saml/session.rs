@@ -1,12 +1,14 @@
 //! Signed cookies: the pending login request (binds InResponseTo to the
-//! browser) and the session set after a successful login.
+//! browser) and the session set after a successful login, which the SSO
+//! gate reads.
 //!
 //! A cookie's value is `base64url(JSON) "." base64url(HMAC-SHA256)`. The key
 //! must be the same on every replica, since the IdP may post the response to
-//! a replica other than the one that started the login: install it at startup
-//! with [`SessionKey::install`] (e.g. from a flag or a mounted Secret).
-//! Without one, each process generates its own random key, which is right for
-//! a single replica and for tests, and logs out everyone at restart.
+//! a replica other than the one that started the login and any replica may
+//! answer a gate check: the server takes it from `--session-key-file` (the
+//! chart mounts a shared Secret). Without one, each process generates its own
+//! random key, which is right for a single replica and for tests, and logs
+//! out everyone at restart.
 
 use std::sync::{Arc, OnceLock};
 
