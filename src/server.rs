@@ -153,7 +153,13 @@ pub fn router(
     })
     .merge(health)
     .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-    .layer(tower_http::trace::TraceLayer::new_for_http())
+    // A 5xx is logged where it is decided, with its reason; the layer's own
+    // line (ERROR by default) would also fire for every /readyz 503 while
+    // the process starts.
+    .layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+    )
     .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
         tower_http::request_id::MakeRequestUuid,
     ))

@@ -22,14 +22,46 @@ pub struct LogArgs {
     pub log_level: String,
 }
 
+/// kube's client logs every failed API request at ERROR, with no context
+/// (a starting API server's 500s, each 504 of a slow one). Roster logs each
+/// failure that matters where it happens, saying what it was doing, so these
+/// are off unless the filter names kube_client itself.
+const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off";
+
+/// The filter `RUST_LOG` asks for, with kube's per-request failure lines off
+/// unless it names kube_client.
+fn filter(log_level: &str) -> EnvFilter {
+    let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    if log_level.contains("kube_client") {
+        filter
+    } else {
+        filter.add_directive(QUIET_KUBE_CLIENT.parse().expect("a valid directive"))
+    }
+}
+
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(args: &LogArgs) {
-    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(&args.log_level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_clients_request_failures_are_off_unless_asked_for() {
+        assert!(filter("info").to_string().contains(QUIET_KUBE_CLIENT));
+        assert!(
+            !filter("info,kube_client=debug")
+                .to_string()
+                .contains("=off")
+        );
     }
 }

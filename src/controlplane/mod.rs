@@ -278,11 +278,18 @@ async fn wait_for_apiserver(
     log: &Path,
 ) -> Result<(), Error> {
     let client = kube::Client::try_from(config)?;
+    tracing::info!("waiting for kube-apiserver to become ready");
     poll_until_ready(apiserver, log, || async {
+        // `send`, not `request_text`: a starting API server answers /readyz
+        // with 500 and a text body, which kube's error handling would log
+        // as an error on every poll.
+        let request = http::Request::get("/readyz")
+            .body(kube::client::Body::empty())
+            .unwrap();
         let ready = client
-            .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+            .send(request)
             .await
-            .is_ok_and(|body| body.trim() == "ok");
+            .is_ok_and(|response| response.status() == http::StatusCode::OK);
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(client.clone());
         ready && matches!(namespaces.get_opt("default").await, Ok(Some(_)))
