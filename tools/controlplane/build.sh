@@ -5,6 +5,8 @@
 # warm cache returns at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../progress.sh
+. "$here/../progress.sh"
 k8s_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/kubernetes/go.mod")
 etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/etcd/go.mod")
 minor=$(echo "$k8s_version" | cut -d. -f2)
@@ -15,8 +17,8 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod
 build() { # dir package output [ldflags]
   local dir=$1 pkg=$2 bin=$3 ldflags=${4:-}
   if [ -x "$out/$bin" ]; then return; fi
-  echo "building $bin into $out" >&2
-  (cd "$dir" && go build -trimpath -buildvcs=false -ldflags "-s -w $ldflags" -o "$out/$bin.tmp" "$pkg")
+  echo "building $bin into $out (once per machine and version; kube-apiserver takes a few minutes on two cores)" >&2
+  (cd "$dir" && with_progress "$bin" go build -trimpath -buildvcs=false -ldflags "-s -w $ldflags" -o "$out/$bin.tmp" "$pkg")
   mv "$out/$bin.tmp" "$out/$bin"
 }
 v=k8s.io/component-base/version
