@@ -48,11 +48,13 @@ fn access_of(policy: &ProvisioningPolicy) -> &AccessSpec {
     policy.spec.access.as_ref().unwrap_or(&DEFAULT_ACCESS)
 }
 
-/// The gate's routes over the SAML state (the same key, policies, index).
+/// The gate's routes over the SAML state (the same key, policies, index),
+/// shared behind one `Arc`: a check must not pay for cloning the state.
 pub fn routes<S>(state: SamlState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let state = Arc::new(state);
     Router::new()
         .route("/gate/{namespace}/{policy}/auth", any(nginx))
         .route("/gate/{namespace}/{policy}/traefik", any(traefik))
@@ -73,7 +75,7 @@ struct PolicyPath {
 }
 
 async fn nginx(
-    State(state): State<SamlState>,
+    State(state): State<Arc<SamlState>>,
     Path(path): Path<PolicyPath>,
     method: Method,
     headers: HeaderMap,
@@ -82,7 +84,7 @@ async fn nginx(
 }
 
 async fn traefik(
-    State(state): State<SamlState>,
+    State(state): State<Arc<SamlState>>,
     Path(path): Path<PolicyPath>,
     method: Method,
     headers: HeaderMap,
@@ -91,7 +93,7 @@ async fn traefik(
 }
 
 async fn envoy(
-    State(state): State<SamlState>,
+    State(state): State<Arc<SamlState>>,
     Path(path): Path<PolicyPath>,
     method: Method,
     uri: Uri,
@@ -271,7 +273,7 @@ struct ReturnTo {
 /// (another tab signed in meanwhile), a refusal page when the directory
 /// refuses the user, otherwise a SAML login that returns to `rd`.
 async fn signin(
-    State(state): State<SamlState>,
+    State(state): State<Arc<SamlState>>,
     Path(path): Path<PolicyPath>,
     Query(query): Query<ReturnTo>,
     headers: HeaderMap,
@@ -312,7 +314,7 @@ async fn signin(
 
 /// Clears the session cookie, then goes to `rd` when the policy allows it.
 async fn signout(
-    State(state): State<SamlState>,
+    State(state): State<Arc<SamlState>>,
     Path(path): Path<PolicyPath>,
     Query(query): Query<ReturnTo>,
 ) -> Response {
