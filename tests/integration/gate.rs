@@ -49,6 +49,25 @@ async fn create(env: &TestEnv, policy: &ProvisioningPolicy) {
         .expect("creating the policy");
 }
 
+/// Waits until the replica at `origin` serves `policy` (its policy cache has
+/// the object created a moment ago; until then it is unknown there).
+async fn served(origin: &str, namespace: &str, policy: &str) {
+    let url = format!("{origin}/saml/{namespace}/{policy}/metadata");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = reqwest::get(&url).await.unwrap();
+        if reply.status() == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url}: {}",
+            reply.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn through_nginx_a_jit_login_reaches_the_app_as_itself_and_a_deactivation_refuses_the_next_request()
  {
@@ -58,6 +77,7 @@ async fn through_nginx_a_jit_login_reaches_the_app_as_itself_and_a_deactivation_
     let roster = replica(&env, &SessionKey::random()).await;
     let nginx = Nginx::start(&roster, PUBLIC_URL, &ns, "crm", &echo_upstream().await).await;
     create(&env, &with_gate(jit_policy("crm"), &idp, &nginx.origin)).await;
+    served(&roster, &ns, "crm").await;
     let app = format!("{}/app/page", nginx.origin);
 
     // Anonymous: nginx sends the browser to sign in, returning here.
@@ -135,6 +155,7 @@ async fn through_nginx_scim_changes_and_kubectl_end_access_at_the_next_request()
         ..AccessSpec::default()
     });
     create(&env, &policy).await;
+    served(&roster, &ns, "crm").await;
     let app = format!("{}/tickets", nginx.origin);
 
     // The IdP pushes Erin and the Support group over SCIM.
@@ -264,6 +285,10 @@ async fn replicas_sharing_a_key_share_sessions_and_no_bad_cookie_passes_or_write
     });
     create(&env, &crm).await;
     create(&env, &with_gate(jit_policy("wiki"), &idp, app)).await;
+    for origin in [&a, &b, &other_key] {
+        served(origin, &ns, "crm").await;
+        served(origin, &ns, "wiki").await;
+    }
 
     // Signed in on replica a...
     let mut browser = Browser::new(&a);
@@ -456,6 +481,7 @@ async fn in_a_real_browser_the_app_leads_through_the_idp_back_to_the_app_and_a_d
         ..idp.trust()
     });
     create(&env, &policy).await;
+    served(&roster, &ns, "crm").await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gate-browser");
     std::fs::create_dir_all(&shots).unwrap();
     let (mut driver, browser) = chrome().await;
@@ -544,6 +570,7 @@ async fn a_jit_user_deactivated_for_inactivity_is_refused_at_the_next_request() 
     policy.spec.application.webhook.as_mut().unwrap().url = receiver.url.clone();
     policy.spec.jit.as_mut().unwrap().deprovision_after_days = Some(30);
     create(&env, &policy).await;
+    served(&roster, &ns, "crm").await;
     let app = format!("{}/wiki", nginx.origin);
 
     let mut browser = Browser::new(&roster);
