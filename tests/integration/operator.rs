@@ -72,6 +72,16 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
+/// How many times the Lease changed hands.
+async fn transitions(leases: &Api<Lease>) -> i32 {
+    leases
+        .get("roster-controller")
+        .await
+        .ok()
+        .and_then(|l| l.spec?.lease_transitions)
+        .unwrap_or(0)
+}
+
 /// Who published the Event about `user`'s account: the replica that reconciled it.
 async fn reconciled_by(events: &Api<Event>, user: &str) -> Option<String> {
     events
@@ -131,6 +141,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     ];
     let leases: Api<Lease> = env.api();
     eventually("a leader", || holder(&leases)).await;
+    let transitions_before = transitions(&leases).await;
 
     let users: Api<User> = env.api();
     let events: Api<Event> = env.api();
@@ -146,7 +157,15 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     // Read after the reconcile: on a loaded machine the Lease may change
     // hands once before it; what must hold is that its holder reconciled.
     let first = eventually("a leader", || holder(&leases)).await;
-    assert_eq!(reconciler, first);
+    if reconciler != first {
+        // Only a change of hands in between excuses it: then the reconcile
+        // happened under the earlier holder.
+        assert!(
+            transitions(&leases).await > transitions_before,
+            "{reconciler} reconciled, but {first} held the Lease throughout"
+        );
+        eprintln!("the Lease changed hands during the reconcile (a loaded machine)");
+    }
     let (leader, standby) = match &mut replicas {
         [a, b] if a.name == first => (a, b),
         [a, b] if b.name == first => (b, a),
