@@ -32,8 +32,8 @@ use super::common::ObjectRef;
     printcolumn(
         name = "Active",
         type_ = "boolean",
-        json_path = ".spec.active",
-        description = "Whether the account is enabled"
+        json_path = ".status.active",
+        description = "Whether Roster treats the user as active (spec.active; unset means true)"
     ),
     printcolumn(
         name = "Source",
@@ -240,6 +240,11 @@ pub struct UserStatus {
     /// Who created the user: `Scim`, `Jit` or `Manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Whether Roster treats the user as active: `spec.active`, where unset
+    /// (SCIM lets an identity provider leave it out) means true. What the
+    /// ACTIVE column of `kubectl get users` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
     /// When the user last signed in through SAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<Time>,

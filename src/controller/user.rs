@@ -58,7 +58,10 @@ async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
         status.account.as_ref(),
         None,
     );
-    if action != UserAction::Nothing || status.source != Some(view.source()) {
+    if action != UserAction::Nothing
+        || status.source != Some(view.source())
+        || status.active != Some(view.spec.is_active())
+    {
         return None;
     }
     let synced = Decided::new(SYNCED, true, "Synced", SYNCED_MESSAGE);
@@ -400,6 +403,7 @@ async fn write_status(
     let merged = conditions::merge(&current.conditions, &decided, generation, &now());
     let status = crate::api::UserStatus {
         source: Some(source(user)),
+        active: Some(user.spec.is_active()),
         last_login: current.last_login.clone(),
         account,
         conditions: merged,
@@ -411,6 +415,7 @@ async fn write_status(
         user,
         json!({
             "source": status.source,
+            "active": status.active,
             "account": status.account,
             "conditions": status.conditions,
         }),

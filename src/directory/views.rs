@@ -48,6 +48,8 @@ pub struct UserViewStatus {
     #[serde(default)]
     pub source: Option<Source>,
     #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
     pub last_login: Option<Time>,
     #[serde(default)]
     pub account: Option<Account>,

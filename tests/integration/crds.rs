@@ -369,9 +369,10 @@ async fn printer_columns_appear_in_table_output() {
             "Name", "UserName", "Active", "Source", "Ready", "Policy", "Age"
         ]
     );
+    // ACTIVE is the controller's status.active (see the test below).
     assert_eq!(
-        &row(&rendered)[..3],
-        [json!("u-1"), json!("alice@example.com"), json!(true)]
+        &row(&rendered)[..2],
+        [json!("u-1"), json!("alice@example.com")]
     );
 
     let rendered = table_of::<Group>(&env).await;
@@ -380,6 +381,47 @@ async fn printer_columns_appear_in_table_output() {
         ["Name", "DisplayName", "Members", "Ready", "Policy", "Age"]
     );
     assert_eq!(&row(&rendered)[..2], [json!("g-1"), json!("Engineering")]);
+}
+
+/// `kubectl get users` shows in ACTIVE what Roster acts on, also for a
+/// user whose `active` was never sent (unset means active).
+#[tokio::test]
+async fn the_active_column_shows_what_roster_acts_on() {
+    let env = env().await;
+    env.api::<ProvisioningPolicy>()
+        .create(&PostParams::default(), &scim_policy("crm"))
+        .await
+        .unwrap();
+    dynamic::<User>(&env)
+        .create(
+            &PostParams::default(),
+            &dynamic_object::<User>(
+                "u-unset",
+                json!({"policy": "crm", "userName": "unset@example.com"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let users = env.api::<User>();
+    assert_eq!(users.get("u-unset").await.unwrap().spec.active, None);
+    let _controllers = crate::controller::start_controllers(&env);
+    let active = || async { users.get("u-unset").await.ok()?.status?.active };
+    crate::controller::eventually("status.active", || async { active().await.filter(|a| *a) })
+        .await;
+    assert_eq!(row(&table_of::<User>(&env).await)[2], json!(true));
+    users
+        .patch(
+            "u-unset",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"active": false}})),
+        )
+        .await
+        .unwrap();
+    crate::controller::eventually("status.active false", || async {
+        active().await.filter(|a| !*a)
+    })
+    .await;
+    assert_eq!(row(&table_of::<User>(&env).await)[2], json!(false));
 }
 
 #[tokio::test]
