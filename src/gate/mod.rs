@@ -171,7 +171,9 @@ async fn gate_policy(
     {
         Ok(Some(policy)) if policy.spec.saml.is_some() => Ok(policy),
         Ok(_) => {
-            tracing::info!(namespace = %path.namespace, policy = %path.policy, "gate: no such policy, or it has no spec.saml");
+            // Debug: anyone can ask for any path, and a line each would
+            // let anonymous requests flood the logs.
+            tracing::debug!(namespace = %path.namespace, policy = %path.policy, "gate: no such policy, or it has no spec.saml");
             Err(StatusCode::NOT_FOUND.into_response())
         }
         Err(error) => {
