@@ -34,19 +34,7 @@ fn with_gate(mut policy: ProvisioningPolicy, idp: &Idp, app: &str) -> Provisioni
 }
 
 async fn create(env: &TestEnv, policy: &ProvisioningPolicy) {
-    if let Some(scim) = &policy.spec.scim {
-        let mut secret = Secret::default();
-        secret.metadata.name = Some(scim.token_secret_ref.name.clone());
-        secret.string_data = Some([("token-1".to_owned(), SCIM_TOKEN.to_owned())].into());
-        env.api::<Secret>()
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
-    }
-    env.api::<ProvisioningPolicy>()
-        .create(&PostParams::default(), policy)
-        .await
-        .expect("creating the policy");
+    crate::support::saml::create_policy(env, policy).await;
 }
 
 /// Waits until the replica at `origin` serves `policy` (its policy cache has

@@ -474,6 +474,12 @@ pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
 
 /// Creates `policy` (and the Secret a Scim policy names) and serves it.
 pub async fn serve(env: &TestEnv, policy: ProvisioningPolicy) -> SamlServer {
+    create_policy(env, &policy).await;
+    start(env, &policy.name_any()).await
+}
+
+/// Creates `policy`, and the Secret with [`SCIM_TOKEN`] a Scim policy names.
+pub async fn create_policy(env: &TestEnv, policy: &ProvisioningPolicy) {
     if let Some(scim) = &policy.spec.scim {
         let mut secret = Secret::default();
         secret.metadata.name = Some(scim.token_secret_ref.name.clone());
@@ -483,12 +489,10 @@ pub async fn serve(env: &TestEnv, policy: ProvisioningPolicy) -> SamlServer {
             .await
             .unwrap();
     }
-    let name = policy.name_any();
     env.api::<ProvisioningPolicy>()
-        .create(&Default::default(), &policy)
+        .create(&Default::default(), policy)
         .await
         .expect("creating the policy");
-    start(env, &name).await
 }
 
 impl SamlServer {
