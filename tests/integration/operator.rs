@@ -45,8 +45,11 @@ fn replica_logging(name: &str, namespace: &str, extra: &[&str], rust_log: &str) 
         .args([
             "--lease-duration-seconds",
             "4",
+            // Renew 2 s before expiry: with 1 s, a replica stalled by a
+            // loaded machine (the whole suite on two cores) lost the Lease
+            // while it still reconciled.
             "--lease-grace-seconds",
-            "1",
+            "2",
         ])
         .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
