@@ -12,6 +12,8 @@
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
 //! (1000), ROSTER_BENCH_GATE_CHECKS per concurrency (20000),
 //! ROSTER_BENCH_GATE_TRIALS revocations (200).
+//! ROSTER_BENCH_MEM_HOLD=1 keeps the memory section's filled control plane
+//! running until interrupted, for ROSTER_BENCH_MEM_KUBECONFIG runs.
 //! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation runs
 //! just those sections (propagation includes the resync);
 //! ROSTER_BENCH_PREVIOUS=bench-results.json keeps the other sections'
@@ -157,6 +159,15 @@ async fn main() {
                 let memory =
                     memory::measure(&client, plane.kubeconfig_path(), &http, users, groups, true)
                         .await;
+                // ROSTER_BENCH_MEM_HOLD: keep the filled control plane for
+                // later runs (ROSTER_BENCH_MEM_KUBECONFIG) until interrupted.
+                if std::env::var_os("ROSTER_BENCH_MEM_HOLD").is_some() {
+                    println!(
+                        "memory: holding the filled control plane; ROSTER_BENCH_MEM_KUBECONFIG={}",
+                        plane.kubeconfig_path().display()
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
                 plane.stop();
                 memory
             }

@@ -189,6 +189,18 @@ pub async fn measure(
         let filled = fill(client, users, groups).await;
         println!("memory: created {users} users and {groups} groups in {filled:.0?}");
     }
+    let requests_before = apiserver_requests(client).await;
+    let apiserver = apiserver_pid();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = apiserver.map(|pid| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_mib(pid) as u64, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    });
     let roster = Roster::start(kubeconfig, Some(NS));
     let ready = roster.ready(http, Duration::from_secs(600)).await;
     let rss_ready = rss_mib(roster.pid());
@@ -217,6 +229,26 @@ pub async fn measure(
     let downstream = roster
         .metric(http, "roster_downstream_calls_total", &[])
         .await;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    let requests = delta(&requests_before, &apiserver_requests(client).await);
+    let failed = |class: char| -> f64 {
+        requests
+            .iter()
+            .filter(|((_, _, code), _)| code.starts_with(class))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (client_errors, server_errors) = (failed('4'), failed('5'));
+    let mut by_verb: BTreeMap<String, f64> = BTreeMap::new();
+    for ((verb, resource, _), n) in &requests {
+        *by_verb.entry(format!("{verb} {resource}")).or_default() += n;
+    }
+    println!(
+        "memory: API requests during the start {by_verb:?}; {client_errors} 4xx, {server_errors} 5xx; kube-apiserver peak {} MiB",
+        peak.load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!(
         "memory: ready after {ready:.1?} at {rss_ready:.0} MiB; reconciled {} users, {} groups after {settled:.1?} at {rss_settled:.0} MiB; {downstream} downstream calls",
         reconciled.0, reconciled.1
@@ -233,5 +265,65 @@ pub async fn measure(
         "rss_mib_reconciled": round(rss_settled, 0),
         "downstream_calls": downstream,
         "target_mb": 300,
+        "api_requests": by_verb,
+        "api_4xx": client_errors,
+        "api_5xx": server_errors,
+        "apiserver_peak_rss_mib": peak.load(std::sync::atomic::Ordering::Relaxed),
     })
+}
+
+/// (verb, resource, code) → count, from the API server's own
+/// `apiserver_request_total`. Only Roster talks to the server while it starts,
+/// so the difference of two readings is what Roster asked for.
+type Requests = BTreeMap<(String, String, String), f64>;
+
+async fn apiserver_requests(client: &kube::Client) -> Requests {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap_or_default();
+    let mut counts = Requests::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if label("group") != "roster.dev"
+            && label("resource") != "events"
+            && label("resource") != "leases"
+        {
+            continue;
+        }
+        let key = (label("verb"), label("resource"), label("code"));
+        *counts.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+fn delta(before: &Requests, after: &Requests) -> Requests {
+    after
+        .iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect()
+}
+
+/// The one kube-apiserver on this machine (the bench's).
+fn apiserver_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "kube-apiserver").then_some(pid)
+        })
 }
