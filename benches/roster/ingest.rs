@@ -21,6 +21,11 @@ struct Repetition {
     base_patches: Sample,
     cpu_ms_per_post: f64,
     cpu_ms_per_patch: f64,
+    /// The bench's own CPU per baseline create: what one API write costs a
+    /// kube-rs client on this machine, the floor for each write a POST makes.
+    client_cpu_ms_per_create: f64,
+    /// Roster's CPU per baseline User it only saw through its watch.
+    cpu_ms_per_watched_user: f64,
 }
 
 /// Every concurrency level, `runs` times each, `users` and `groups` per run.
@@ -41,13 +46,15 @@ pub async fn ingest(
             scim_policy(client, &ns, "scim", nowhere("scim")).await;
             let r = repetition(client, roster, http, &ns, concurrency, users, groups).await;
             println!(
-                "c={concurrency} run {rep}: SCIM {:.0}/s p99 {:.1} ms vs baseline {:.0}/s p99 {:.1} ms; {:.3} ms CPU/POST, {:.2} ms CPU/PATCH",
+                "c={concurrency} run {rep}: SCIM {:.0}/s p99 {:.1} ms vs baseline {:.0}/s p99 {:.1} ms; {:.3} ms CPU/POST, {:.2} ms CPU/PATCH; kube client {:.3} ms CPU/create, Roster {:.3} ms CPU/watched user",
                 r.scim.throughput(),
                 r.scim.percentile(0.99),
                 r.baseline.throughput(),
                 r.baseline.percentile(0.99),
                 r.cpu_ms_per_post,
                 r.cpu_ms_per_patch,
+                r.client_cpu_ms_per_create,
+                r.cpu_ms_per_watched_user,
             );
             reps.push(r);
         }
@@ -68,6 +75,8 @@ pub async fn ingest(
                 "baseline_patches_per_s": round(med(&|r| r.base_patches.throughput()), 1),
                 "cpu_ms_per_user_post": round(med(&|r| r.cpu_ms_per_post), 3),
                 "cpu_ms_per_256_member_patch": round(med(&|r| r.cpu_ms_per_patch), 2),
+                "client_cpu_ms_per_create": round(med(&|r| r.client_cpu_ms_per_create), 3),
+                "cpu_ms_per_watched_user": round(med(&|r| r.cpu_ms_per_watched_user), 3),
             },
             "runs_detail": reps.iter().map(|r| json!({
                 "users": {"scim": row("SCIM POST /Users", &r.scim), "baseline": row("kube create User", &r.baseline)},
@@ -92,6 +101,7 @@ async fn repetition(
     let pid = roster.pid();
     // Baseline: the same User objects straight through the Kubernetes API.
     let api: Api<User> = Api::namespaced(client.clone(), ns);
+    let (client_before, roster_before) = (cpu_seconds(std::process::id()), cpu_seconds(pid));
     let baseline = run(users, concurrency, |i| {
         let api = api.clone();
         async move {
@@ -109,6 +119,11 @@ async fn repetition(
         }
     })
     .await;
+    let client_cpu_ms_per_create =
+        (cpu_seconds(std::process::id()) - client_before) / users as f64 * 1000.0;
+    // Roster's watch delivers the baseline's Users a moment later.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let cpu_ms_per_watched_user = (cpu_seconds(pid) - roster_before) / users as f64 * 1000.0;
 
     let url = format!("{}/scim/{ns}/scim/v2/Users", roster.base);
     let before = cpu_seconds(pid);
@@ -225,6 +240,8 @@ async fn repetition(
         base_patches,
         cpu_ms_per_post,
         cpu_ms_per_patch,
+        client_cpu_ms_per_create,
+        cpu_ms_per_watched_user,
     }
 }
 

@@ -156,18 +156,21 @@ async fn main() {
                 )
                 .await
                 .unwrap();
-                let memory =
-                    memory::measure(&client, plane.kubeconfig_path(), &http, users, groups, true)
-                        .await;
-                // ROSTER_BENCH_MEM_HOLD: keep the filled control plane for
-                // later runs (ROSTER_BENCH_MEM_KUBECONFIG) until interrupted.
+                // ROSTER_BENCH_MEM_HOLD: only fill, then keep the control
+                // plane for ROSTER_BENCH_MEM_KUBECONFIG runs until interrupted.
                 if std::env::var_os("ROSTER_BENCH_MEM_HOLD").is_some() {
+                    let filled = memory::fill(&client, users, groups).await;
                     println!(
-                        "memory: holding the filled control plane; ROSTER_BENCH_MEM_KUBECONFIG={}",
+                        "memory: filled in {filled:.0?}; holding the control plane: ROSTER_BENCH_MEM_KUBECONFIG={}",
                         plane.kubeconfig_path().display()
                     );
                     let _ = tokio::signal::ctrl_c().await;
+                    plane.stop();
+                    return;
                 }
+                let memory =
+                    memory::measure(&client, plane.kubeconfig_path(), &http, users, groups, true)
+                        .await;
                 plane.stop();
                 memory
             }

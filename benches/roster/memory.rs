@@ -85,7 +85,7 @@ pub async fn synced_users(
 
 /// Creates `users` synced Users and `groups` synced Groups of
 /// [`MEMBERS_PER_GROUP`] members each, straight through the API.
-async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
+pub async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duration {
     namespace(client, NS).await;
     scim_policy(client, NS, "mem", nowhere("mem")).await;
     let started = Instant::now();

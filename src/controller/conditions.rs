@@ -83,11 +83,14 @@ pub fn unchanged(
     generation: Option<i64>,
 ) -> bool {
     decided.iter().all(|d| {
-        existing.iter().any(|c| {
-            c.type_ == d.type_
-                && c.digest
-                    == condition_digest(status_str(d.status), &d.reason, &d.message, generation)
-        })
+        let digest = condition_digest(
+            &d.type_,
+            status_str(d.status),
+            &d.reason,
+            &d.message,
+            generation,
+        );
+        existing.contains(&digest)
     })
 }
 
@@ -161,9 +164,14 @@ mod tests {
         let written = merge(&[], &decided, Some(2), &at(1));
         let digests: Vec<ConditionDigest> = written
             .iter()
-            .map(|c| ConditionDigest {
-                type_: c.type_.clone(),
-                digest: condition_digest(&c.status, &c.reason, &c.message, c.observed_generation),
+            .map(|c| {
+                condition_digest(
+                    &c.type_,
+                    &c.status,
+                    &c.reason,
+                    &c.message,
+                    c.observed_generation,
+                )
             })
             .collect();
         assert!(unchanged(&digests, &decided, Some(2)));

@@ -119,6 +119,17 @@ impl Context {
         }
     }
 
+    /// Completes once every cache has had its first full list.
+    pub async fn caches_ready(&self) {
+        // An error means the feed is gone: the controllers stop with it.
+        let _ = tokio::join!(
+            self.users.wait_until_ready(),
+            self.groups.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.slices.wait_until_ready(),
+        );
+    }
+
     /// With the slice index that feeds on the slice cache's watch.
     pub fn with_slice_index(mut self, index: SliceIndex) -> Self {
         self.slice_index = index;

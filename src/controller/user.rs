@@ -76,6 +76,7 @@ async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
     }
     match inactivity_check(
         view,
+        view.source(),
         status.last_login.as_ref(),
         &view.spec.policy,
         view.spec.is_active(),
@@ -136,12 +137,13 @@ const SYNCED_MESSAGE: &str = "the account matches the spec";
 /// inactive already, or no `deprovisionAfterDays`).
 async fn inactivity_check<K: Resource>(
     user: &K,
+    source: Source,
     last_login: Option<&Time>,
     policy_name: &str,
     active: bool,
     ctx: &Context,
 ) -> Option<(Inactivity, i32)> {
-    if !active || source_of(user.meta()) != Source::Jit {
+    if !active || source != Source::Jit {
         return None;
     }
     let namespace = user.meta().namespace.clone().unwrap_or_default();
@@ -166,6 +168,7 @@ async fn expire_inactive(user: &User, ctx: &Context) -> Result<Option<Option<Dur
     let last_login = user.status.as_ref().and_then(|s| s.last_login.as_ref());
     let check = inactivity_check(
         user,
+        source_of(&user.metadata),
         last_login,
         &user.spec.policy,
         user.spec.is_active(),

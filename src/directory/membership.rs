@@ -156,8 +156,43 @@ pub struct MembershipIndex {
     inner: Arc<Mutex<Inner>>,
 }
 
-/// Namespace -> User id -> what the gate reads of it.
-type People = HashMap<String, HashMap<String, Arc<Person>>>;
+/// Namespace -> its Users.
+type People = HashMap<String, NamespacePeople>;
+
+/// One namespace's Users: what the gate reads of each, by id, and the ids
+/// by SAML subject, so a login finds its User without listing.
+#[derive(Default)]
+struct NamespacePeople {
+    by_id: HashMap<String, Arc<Person>>,
+    by_subject: HashMap<Box<str>, Vec<String>>,
+}
+
+impl NamespacePeople {
+    fn insert(&mut self, id: String, person: Person) {
+        self.remove(&id);
+        if let Some(subject) = &person.subject {
+            self.by_subject
+                .entry(subject.clone())
+                .or_default()
+                .push(id.clone());
+        }
+        self.by_id.insert(id, Arc::new(person));
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
+        if let Some(subject) = &old.subject
+            && let Some(ids) = self.by_subject.get_mut(subject)
+        {
+            ids.retain(|other| other != id);
+            if ids.is_empty() {
+                self.by_subject.remove(subject);
+            }
+        }
+    }
+}
 /// Group -> (its policy, its display name).
 type GroupNames = HashMap<GroupKey, (String, Arc<str>)>;
 /// Namespace -> member id -> the groups (names) holding it.
@@ -203,16 +238,14 @@ fn observe_person(
     if metadata.deletion_timestamp.is_some() {
         forget_person(map, &namespace, &id);
     } else {
-        map.entry(namespace)
-            .or_default()
-            .insert(id, Arc::new(person));
+        map.entry(namespace).or_default().insert(id, person);
     }
 }
 
 fn forget_person(map: &mut People, namespace: &str, id: &str) {
     if let Some(users) = map.get_mut(namespace) {
         users.remove(id);
-        if users.is_empty() {
+        if users.by_id.is_empty() {
             map.remove(namespace);
         }
     }
@@ -398,7 +431,20 @@ impl MembershipIndex {
     /// not being deleted).
     pub fn person(&self, namespace: &str, id: &str) -> Option<Arc<Person>> {
         let inner = self.inner.lock().expect("index lock");
-        inner.people.get(namespace)?.get(id).cloned()
+        inner.people.get(namespace)?.by_id.get(id).cloned()
+    }
+
+    /// The id of the User of `policy` whose SAML subject is `subject`, if
+    /// the index knows one. A hint: the caller reads the User to confirm.
+    pub fn user_by_subject(&self, namespace: &str, policy: &str, subject: &str) -> Option<String> {
+        let inner = self.inner.lock().expect("index lock");
+        let people = inner.people.get(namespace)?;
+        people
+            .by_subject
+            .get(subject)?
+            .iter()
+            .find(|id| people.by_id.get(*id).is_some_and(|p| p.policy == policy))
+            .cloned()
     }
 
     /// The display names of the groups of `policy` that member `id` is in,
@@ -884,5 +930,52 @@ mod tests {
         assert_eq!(slices.member_count(), 1);
         slices.observe("g-0", 6, BTreeMap::new());
         assert_eq!(slices.member_count(), 0);
+    }
+
+    #[test]
+    fn a_login_finds_its_user_by_subject_within_the_policy_only() {
+        let index = MembershipIndex::default();
+        let user = |id: &str, policy: &str, subject: Option<&str>| {
+            let mut user = crate::api::User::new(
+                id,
+                crate::api::UserSpec {
+                    policy: policy.into(),
+                    user_name: format!("{id}@example.com"),
+                    subject: subject.map(str::to_owned),
+                    ..Default::default()
+                },
+            );
+            user.metadata.namespace = Some("ns".into());
+            user
+        };
+        index.observe_user(&user("a", "wiki", Some("okta|1")));
+        index.observe_user(&user("b", "crm", Some("okta|1")));
+        assert_eq!(
+            index.user_by_subject("ns", "wiki", "okta|1").as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            index.user_by_subject("ns", "crm", "okta|1").as_deref(),
+            Some("b")
+        );
+        assert_eq!(index.user_by_subject("other", "wiki", "okta|1"), None);
+        // A changed subject moves the entry; a deleted user leaves none.
+        index.observe_user(&user("a", "wiki", Some("okta|2")));
+        assert_eq!(index.user_by_subject("ns", "wiki", "okta|1"), None);
+        assert_eq!(
+            index.user_by_subject("ns", "wiki", "okta|2").as_deref(),
+            Some("a")
+        );
+        let mut deleted = user("a", "wiki", Some("okta|2"));
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        index.observe_user(&deleted);
+        assert_eq!(index.user_by_subject("ns", "wiki", "okta|2"), None);
+        assert_eq!(
+            index.user_by_subject("ns", "crm", "okta|1").as_deref(),
+            Some("b")
+        );
     }
 }

@@ -15,16 +15,48 @@ use crate::api::{
 };
 use crate::directory::writers::SOURCE_LABEL;
 
-/// A User as the caches keep it: metadata (without annotations and managed
-/// fields), the policy and `active` of its spec, and its status with the
-/// conditions reduced to digests.
+/// A User as the controllers' cache keeps it (100,000 of them): the
+/// metadata decisions read (name, namespace, generation, timestamps,
+/// finalizers; no uid, resourceVersion, labels or annotations, which the
+/// cache's key would copy again), the source label as a value, the policy
+/// and `active` of its spec, and its status with the conditions reduced to
+/// digests.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(from = "RawUserView")]
 pub struct UserView {
-    #[serde(deserialize_with = "trimmed_metadata")]
     pub metadata: ObjectMeta,
+    pub source: Source,
     pub spec: UserViewSpec,
-    #[serde(default)]
     pub status: Option<UserViewStatus>,
+}
+
+#[derive(Deserialize)]
+struct RawUserView {
+    metadata: TrimmedMetadata,
+    spec: UserViewSpec,
+    #[serde(default)]
+    status: Option<UserViewStatus>,
+}
+
+impl From<RawUserView> for UserView {
+    fn from(raw: RawUserView) -> Self {
+        let m = raw.metadata;
+        let source = source_of_labels(m.labels.as_ref());
+        Self {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                generation: m.generation,
+                creation_timestamp: m.creation_timestamp,
+                deletion_timestamp: m.deletion_timestamp,
+                finalizers: m.finalizers,
+                ..ObjectMeta::default()
+            },
+            source,
+            spec: raw.spec,
+            status: raw.status,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,40 +86,43 @@ pub struct UserViewStatus {
     #[serde(default)]
     pub account: Option<Account>,
     #[serde(default, deserialize_with = "condition_digests")]
-    pub conditions: Vec<ConditionDigest>,
+    pub conditions: Box<[ConditionDigest]>,
 }
 
-/// A condition's type and a digest of what a status write would set
+/// A digest of a condition's type and of what a status write would set
 /// (status, reason, message, observed generation): enough to tell whether a
-/// write would change it, in a few bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConditionDigest {
-    pub type_: String,
-    pub digest: u64,
-}
+/// write would change it, in 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConditionDigest(pub u64);
 
 /// The digest of a condition's written fields; the same function digests
 /// what the controller decides, so equal digests mean an unchanged condition.
 pub fn condition_digest(
+    type_: &str,
     status: &str,
     reason: &str,
     message: &str,
     observed_generation: Option<i64>,
-) -> u64 {
+) -> ConditionDigest {
     let mut hasher = DefaultHasher::new();
-    (status, reason, message, observed_generation).hash(&mut hasher);
-    hasher.finish()
+    (type_, status, reason, message, observed_generation).hash(&mut hasher);
+    ConditionDigest(hasher.finish())
 }
 
 fn condition_digests<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Vec<ConditionDigest>, D::Error> {
+) -> Result<Box<[ConditionDigest]>, D::Error> {
     let conditions = Option::<Vec<Condition>>::deserialize(deserializer)?.unwrap_or_default();
     Ok(conditions
-        .into_iter()
-        .map(|c| ConditionDigest {
-            digest: condition_digest(&c.status, &c.reason, &c.message, c.observed_generation),
-            type_: c.type_,
+        .iter()
+        .map(|c| {
+            condition_digest(
+                &c.type_,
+                &c.status,
+                &c.reason,
+                &c.message,
+                c.observed_generation,
+            )
         })
         .collect())
 }
@@ -141,15 +176,17 @@ fn trimmed_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Object
 impl UserView {
     /// Who wrote the User, from its source label.
     pub fn source(&self) -> Source {
-        source_of(&self.metadata)
+        self.source
     }
 }
 
 /// Who wrote a User or Group, from its source label.
 pub fn source_of(metadata: &ObjectMeta) -> Source {
-    match metadata
-        .labels
-        .as_ref()
+    source_of_labels(metadata.labels.as_ref())
+}
+
+fn source_of_labels(labels: Option<&BTreeMap<String, String>>) -> Source {
+    match labels
         .and_then(|labels| labels.get(SOURCE_LABEL))
         .map(String::as_str)
     {
@@ -179,6 +216,8 @@ pub struct PersonViewSpec {
     pub display_name: Option<String>,
     #[serde(default)]
     pub emails: Vec<MultiValuedAttribute>,
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// What a process keeps of each User for the gate: a few short strings.
@@ -193,6 +232,8 @@ pub struct Person {
     pub active: bool,
     /// Sessions issued before this second (Unix time) are ended.
     pub sessions_not_before: Option<i64>,
+    /// The SAML subject a login finds the User by.
+    pub subject: Option<Box<str>>,
 }
 
 impl Person {
@@ -203,6 +244,7 @@ impl Person {
         active: Option<bool>,
         display_name: Option<&String>,
         emails: &[MultiValuedAttribute],
+        subject: Option<&str>,
     ) -> Self {
         let email = emails
             .iter()
@@ -217,6 +259,7 @@ impl Person {
             email,
             active: active != Some(false),
             sessions_not_before: sessions_not_before(metadata),
+            subject: subject.map(Box::from),
         }
     }
 
@@ -229,6 +272,7 @@ impl Person {
             spec.active,
             spec.display_name.as_ref(),
             &spec.emails,
+            spec.subject.as_deref(),
         )
     }
 
@@ -241,6 +285,7 @@ impl Person {
             spec.active,
             spec.display_name.as_ref(),
             &spec.emails,
+            spec.subject.as_deref(),
         )
     }
 }
@@ -354,19 +399,26 @@ mod tests {
         assert!(view.metadata.managed_fields.is_none());
         assert_eq!(view.metadata.generation, Some(3));
         assert_eq!(view.metadata.finalizers.as_ref().unwrap().len(), 1);
-        assert_eq!(view.metadata.labels.as_ref().unwrap().len(), 1);
+        // The cache's key copies uid and resourceVersion: the view has neither.
+        assert!(view.metadata.labels.is_none());
+        assert!(view.metadata.uid.is_none());
+        assert!(view.metadata.resource_version.is_none());
         let status = view.status.unwrap();
         assert_eq!(status.account.unwrap().remote_id.as_deref(), Some("r-1"));
-        assert_eq!(
-            status.conditions,
-            vec![ConditionDigest {
-                type_: "Synced".into(),
-                digest: condition_digest("True", "Synced", "the account matches the spec", Some(3)),
-            }]
-        );
+        let synced = |generation| {
+            condition_digest(
+                "Synced",
+                "True",
+                "Synced",
+                "the account matches the spec",
+                Some(generation),
+            )
+        };
+        assert_eq!(&*status.conditions, &[synced(3)]);
+        assert_ne!(status.conditions[0], synced(4));
         assert_ne!(
-            status.conditions[0].digest,
-            condition_digest("True", "Synced", "the account matches the spec", Some(4))
+            status.conditions[0],
+            condition_digest("Ready", "True", "Synced", "the account matches the spec", Some(3))
         );
     }
 
@@ -392,6 +444,7 @@ mod tests {
                 email: Some("work@example.com".into()),
                 active: false,
                 sessions_not_before: Some(1_796_119_200),
+                subject: None,
             }
         );
         let mut garbled = full_user();

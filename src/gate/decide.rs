@@ -132,6 +132,7 @@ mod tests {
             email: None,
             active: true,
             sessions_not_before: None,
+            subject: None,
         }
     }
 

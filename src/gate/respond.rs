@@ -161,6 +161,7 @@ mod tests {
             email: None,
             active: true,
             sessions_not_before: None,
+            subject: None,
         }
     }
 

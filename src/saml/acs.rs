@@ -177,7 +177,12 @@ async fn accept(
 
     let login = Login::from_assertion(&assertion, &wrapper.padded);
     let mapped = jit::map(&login, &trust.mapping).map_err(LoginError::from)?;
-    let users = Users::new(state.client.clone(), &trust.namespace, &trust.policy);
+    let users = Users::new(
+        state.client.clone(),
+        state.index.clone(),
+        &trust.namespace,
+        &trust.policy,
+    );
     let decision = users.decide(trust.mode, &mapped, &trust.jit).await?;
 
     // Consumed only once the login will be accepted, so a refused login

@@ -19,6 +19,7 @@ use crate::api::{
     AllowedGroup, AttributeMapping, GroupsOverage, JitOptions, Mode, MultiValuedAttribute,
     PersonName, User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::directory::membership::MembershipIndex;
 use crate::directory::writers::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::{self, Refusal, same_user_name};
@@ -26,6 +27,11 @@ use crate::identity::{self, Refusal, same_user_name};
 pub use crate::api::LAST_MODIFIED_ANNOTATION;
 /// Annotation on Users a login wrote: the ID of the assertion that wrote them.
 pub const ASSERTION_ANNOTATION: &str = "roster.dev/saml-assertion";
+
+/// How stale `status.lastLogin` may be: a login within this long of the
+/// recorded one makes no status write.
+pub const LAST_LOGIN_PRECISION: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(60);
 
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 
@@ -363,21 +369,44 @@ pub struct Users {
     api: Api<User>,
     claims: Api<UserNameClaim>,
     names: UserNames,
+    index: MembershipIndex,
+    namespace: String,
     policy: String,
 }
 
 impl Users {
-    pub fn new(client: kube::Client, namespace: &str, policy: &str) -> Self {
+    pub fn new(
+        client: kube::Client,
+        index: MembershipIndex,
+        namespace: &str,
+        policy: &str,
+    ) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
             claims: Api::namespaced(client.clone(), namespace),
             names: UserNames::new(client, namespace, policy),
+            index,
+            namespace: namespace.to_owned(),
             policy: policy.to_owned(),
         }
     }
 
-    /// The user of this policy keyed on `subject`: one list by field selector.
+    /// The user of this policy keyed on `subject`. The index names it for a
+    /// known person, confirmed by one read; otherwise (a first login, or a
+    /// User the watch has not shown yet) one list by field selector.
     pub async fn by_subject(&self, subject: &str) -> Result<Option<User>, kube::Error> {
+        let keyed = |u: &User| {
+            u.metadata.deletion_timestamp.is_none()
+                && u.spec.policy == self.policy
+                && u.spec.subject.as_deref() == Some(subject)
+        };
+        if let Some(id) = self
+            .index
+            .user_by_subject(&self.namespace, &self.policy, subject)
+            && let Some(user) = self.api.get_opt(&id).await?.filter(keyed)
+        {
+            return Ok(Some(user));
+        }
         let params = ListParams::default().fields(&format!(
             "spec.policy={},spec.subject={}",
             field_value(&self.policy),
@@ -561,11 +590,22 @@ impl Users {
     }
 
     /// Records the login: `status.lastLogin` only, by a merge patch that
-    /// touches nothing else.
+    /// touches nothing else. Accurate to [`LAST_LOGIN_PRECISION`]: a login
+    /// soon after the last one writes nothing (each login is in the log and
+    /// the audit Events; lastLogin only feeds inactivity, counted in days).
     async fn touch(&self, user: &User) -> Result<User, LoginError> {
-        let mut status = json!({ "lastLogin": now() });
         let jit_created = user.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit");
-        if jit_created && user.status.as_ref().and_then(|s| s.source).is_none() {
+        let status = user.status.as_ref();
+        let needs_source = jit_created && status.and_then(|s| s.source).is_none();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let recent = status
+            .and_then(|s| s.last_login.as_ref())
+            .is_some_and(|at| now.duration_since(at.0) < LAST_LOGIN_PRECISION);
+        if recent && !needs_source {
+            return Ok(user.clone());
+        }
+        let mut status = json!({ "lastLogin": now.to_string() });
+        if needs_source {
             status["source"] = json!("Jit");
         }
         let params = PatchParams {
