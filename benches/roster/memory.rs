@@ -23,8 +23,31 @@ const MEMBERS_PER_GROUP: usize = 10;
 
 /// The conditions the controller writes for a synced object.
 pub fn conditions(message: &str) -> Value {
-    let synced = Decided::new(SYNCED, true, "Synced", message);
-    let decided = vec![summary(std::slice::from_ref(&synced)), synced];
+    conditions_of(vec![Decided::new(SYNCED, true, "Synced", message)])
+}
+
+/// The conditions the controller writes for a synced Group of `policy`
+/// whose members are all valid.
+fn group_conditions(policy: &str) -> Value {
+    conditions_of(vec![
+        Decided::new(
+            SYNCED,
+            true,
+            "Synced",
+            "the application's group matches the spec",
+        ),
+        Decided::new(
+            "Members",
+            true,
+            "AllMembersValid",
+            format!("every member is a User of policy {policy}"),
+        ),
+    ])
+}
+
+fn conditions_of(aspects: Vec<Decided>) -> Value {
+    let mut decided = vec![summary(&aspects)];
+    decided.extend(aspects);
     json!(merge(
         &[],
         &decided,
@@ -93,7 +116,7 @@ pub async fn fill(client: &kube::Client, users: usize, groups: usize) -> Duratio
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let group_api: Api<Group> = Api::namespaced(client.clone(), NS);
     let slice_api: Api<GroupMemberSlice> = Api::namespaced(client.clone(), NS);
-    let group_conditions = conditions("the application's group matches the spec");
+    let group_conditions = group_conditions("mem");
     run(groups, 32, |g| {
         let groups = group_api.clone();
         let slices = slice_api.clone();

@@ -232,6 +232,7 @@ pub async fn run(
     };
     let user_controller = Controller::for_shared_stream(user_events.remove(0), users.clone())
         .watches_shared_stream(policy_events.remove(0), users_of_policy)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |o, c| async move { measured("User", &c.clone(), user::reconcile(o, c)).await },
@@ -248,6 +249,7 @@ pub async fn run(
     };
     let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
         .watches_shared_stream(slice_events.remove(0), group_of_slice)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |o, c| async move { measured("Group", &c.clone(), group::reconcile(o, c)).await },
@@ -269,6 +271,7 @@ pub async fn run(
     };
     let slice_controller = Controller::for_shared_stream(slice_events.remove(0), slices.clone())
         .watches_shared_stream(group_events.remove(0), slices_of_group)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |o, c| async move { measured("GroupMemberSlice", &c.clone(), group::reconcile_slice(o, c)).await },
@@ -312,6 +315,11 @@ pub async fn run(
         _ = slices_feed => {}
     }
 }
+
+/// Reconciles in flight per controller. Unbounded, a start over 100,000
+/// Users holds 100,000 reconcile futures at once and sends every API read
+/// or write they need in the same second.
+const RECONCILES_IN_FLIGHT: u16 = 32;
 
 /// How long a policy's reconcile waits for its Users and Groups to stop
 /// changing (its counts are all it reads of them).
