@@ -82,6 +82,8 @@ pub struct Context {
     pub slices: Store<GroupMemberSlice>,
     /// The slices' names by group, fed with the slice cache.
     pub slice_index: SliceIndex,
+    /// Per cache, whether its first full list has arrived.
+    listed: Vec<tokio::sync::watch::Receiver<bool>>,
     events: Publisher,
     throttles: Mutex<HashMap<(String, String), Arc<Throttle>>>,
     /// Built connectors by policy: (policy resourceVersion, when, connector).
@@ -112,6 +114,7 @@ impl Context {
             policies,
             slices,
             slice_index: SliceIndex::default(),
+            listed: Vec::new(),
             throttles: Mutex::default(),
             connectors: Mutex::default(),
             failures: Mutex::default(),
@@ -121,13 +124,16 @@ impl Context {
 
     /// Completes once every cache has had its first full list.
     pub async fn caches_ready(&self) {
-        // An error means the feed is gone: the controllers stop with it.
-        let _ = tokio::join!(
-            self.users.wait_until_ready(),
-            self.groups.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.slices.wait_until_ready(),
-        );
+        for listed in &self.listed {
+            // An error means the feed is gone: the controllers stop with it.
+            let _ = listed.clone().wait_for(|listed| *listed).await;
+        }
+    }
+
+    /// With the caches' first-list flags ([`Context::caches_ready`]).
+    pub fn with_readiness(mut self, listed: Vec<tokio::sync::watch::Receiver<bool>>) -> Self {
+        self.listed = listed;
+        self
     }
 
     /// With the slice index that feeds on the slice cache's watch.

@@ -126,8 +126,11 @@ fn strip<K: Resource>(object: &mut K) {
 }
 
 /// A shared cache for `K`, each object trimmed by `trim`: the store, `n`
-/// subscriptions to its changes (one per controller reading it), and the
-/// future that keeps it fed.
+/// subscriptions to its changes (one per controller reading it), whether
+/// its first full list has arrived, and the future that keeps it fed.
+///
+/// Readiness is a watch channel, not `Store::wait_until_ready`: that one
+/// wakes only the last of several waiters, and every reconcile waits.
 fn cached<K>(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -137,6 +140,7 @@ fn cached<K>(
 ) -> (
     reflector::Store<K>,
     Vec<reflector::ReflectHandle<K>>,
+    tokio::sync::watch::Receiver<bool>,
     impl std::future::Future<Output = ()> + Send + 'static,
 )
 where
@@ -152,6 +156,7 @@ where
     let subscribers = (0..n)
         .map(|_| writer.subscribe().expect("a shared store has subscribers"))
         .collect();
+    let (listed, ready) = tokio::sync::watch::channel(false);
     let api = match namespace {
         Some(namespace) => Api::<K>::namespaced(client.clone(), namespace),
         None => Api::<K>::all(client.clone()),
@@ -166,6 +171,9 @@ where
         .inspect(move |event| {
             if let Ok(event) = event {
                 observe(event);
+                if matches!(event, watcher::Event::InitDone) {
+                    listed.send_replace(true);
+                }
             }
         })
         .reflect_shared(writer)
@@ -175,7 +183,7 @@ where
                 tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
             }
         });
-    (reader, subscribers, feed)
+    (reader, subscribers, ready, feed)
 }
 
 /// Runs the controllers until `shutdown` completes, over one namespace or,
@@ -189,14 +197,14 @@ pub async fn run(
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
-    let (users, mut user_events, users_feed) =
+    let (users, mut user_events, users_ready, users_feed) =
         cached::<UserView>(&client, namespace.as_deref(), 2, |_| {}, |_| {});
-    let (groups, mut group_events, groups_feed) =
+    let (groups, mut group_events, groups_ready, groups_feed) =
         cached::<Group>(&client, namespace.as_deref(), 3, strip, |_| {});
-    let (policies, mut policy_events, policies_feed) =
+    let (policies, mut policy_events, policies_ready, policies_feed) =
         cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip, |_| {});
     let slice_index = slices::SliceIndex::default();
-    let (slices, mut slice_events, slices_feed) = {
+    let (slices, mut slice_events, slices_ready, slices_feed) = {
         let index = slice_index.clone();
         cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2, strip, move |event| {
             index.observe(event)
@@ -214,7 +222,13 @@ pub async fn run(
             instance,
             public_url,
         )
-        .with_slice_index(slice_index.clone()),
+        .with_slice_index(slice_index.clone())
+        .with_readiness(vec![
+            users_ready,
+            groups_ready,
+            policies_ready,
+            slices_ready,
+        ]),
     );
 
     let users_of_policy = {
@@ -274,7 +288,9 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |o, c| async move { measured("GroupMemberSlice", &c.clone(), group::reconcile_slice(o, c)).await },
+            |o, c| async move {
+                measured("GroupMemberSlice", &c.clone(), group::reconcile_slice(o, c)).await
+            },
             error_policy,
             ctx.clone(),
         )
@@ -297,7 +313,9 @@ pub async fn run(
             .with_config(controller::Config::default().debounce(POLICY_DEBOUNCE))
             .graceful_shutdown_on(shutdown.clone())
             .run(
-                |o, c| async move { measured("ProvisioningPolicy", &c.clone(), policy::reconcile(o, c)).await },
+                |o, c| async move {
+                    measured("ProvisioningPolicy", &c.clone(), policy::reconcile(o, c)).await
+                },
                 error_policy,
                 ctx.clone(),
             )

@@ -16,9 +16,9 @@ use crate::api::{
 use crate::directory::writers::SOURCE_LABEL;
 
 /// A User as the controllers' cache keeps it (100,000 of them): the
-/// metadata decisions read (name, namespace, generation, timestamps,
-/// finalizers; no uid, resourceVersion, labels or annotations, which the
-/// cache's key would copy again), the source label as a value, the policy
+/// metadata decisions and the watch read (name, namespace, resourceVersion,
+/// generation, timestamps, finalizers; no uid, which the cache's key would
+/// copy again, labels or annotations), the source label as a value, the policy
 /// and `active` of its spec, and its status with the conditions reduced to
 /// digests.
 #[derive(Clone, Debug, Deserialize)]
@@ -46,6 +46,8 @@ impl From<RawUserView> for UserView {
             metadata: ObjectMeta {
                 name: m.name,
                 namespace: m.namespace,
+                // The watch resumes from the last object's resourceVersion.
+                resource_version: m.resource_version,
                 generation: m.generation,
                 creation_timestamp: m.creation_timestamp,
                 deletion_timestamp: m.deletion_timestamp,
@@ -367,7 +369,7 @@ mod tests {
             "apiVersion": API_VERSION,
             "kind": "User",
             "metadata": {
-                "name": "u-1", "namespace": "ns", "generation": 3, "uid": "abc",
+                "name": "u-1", "namespace": "ns", "generation": 3, "uid": "abc", "resourceVersion": "7",
                 "labels": {SOURCE_LABEL: "jit", "team": "x"},
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
                 "finalizers": ["roster.dev/deprovision"],
@@ -399,10 +401,10 @@ mod tests {
         assert!(view.metadata.managed_fields.is_none());
         assert_eq!(view.metadata.generation, Some(3));
         assert_eq!(view.metadata.finalizers.as_ref().unwrap().len(), 1);
-        // The cache's key copies uid and resourceVersion: the view has neither.
+        // The cache's key would copy the uid: the view has none.
         assert!(view.metadata.labels.is_none());
         assert!(view.metadata.uid.is_none());
-        assert!(view.metadata.resource_version.is_none());
+        assert!(view.metadata.resource_version.is_some());
         let status = view.status.unwrap();
         assert_eq!(status.account.unwrap().remote_id.as_deref(), Some("r-1"));
         let synced = |generation| {
@@ -418,7 +420,13 @@ mod tests {
         assert_ne!(status.conditions[0], synced(4));
         assert_ne!(
             status.conditions[0],
-            condition_digest("Ready", "True", "Synced", "the account matches the spec", Some(3))
+            condition_digest(
+                "Ready",
+                "True",
+                "Synced",
+                "the account matches the spec",
+                Some(3)
+            )
         );
     }
 
