@@ -84,7 +84,7 @@ pub fn unchanged(
 ) -> bool {
     decided.iter().all(|d| {
         let digest = condition_digest(
-            &d.type_,
+            d.type_,
             status_str(d.status),
             &d.reason,
             &d.message,
