@@ -1,13 +1,70 @@
 //! Talking to the cluster about Roster itself: installing its CRDs and waiting
 //! until they are served.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::discovery::Discovery;
+use kube::runtime::watcher;
 
 use crate::api;
+
+/// How watch-fed caches get their first full list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialLists {
+    /// Stream where the API server's version serves watch-list by default.
+    #[default]
+    Auto,
+    /// Watch-list: one watch that starts with every object, from the API
+    /// server's watch cache.
+    Stream,
+    /// Paginated lists, then a watch.
+    Paginate,
+}
+
+/// Whether the caches stream their first lists; set once at start.
+static STREAMING_LISTS: AtomicBool = AtomicBool::new(false);
+
+/// The first Kubernetes minor version that serves watch-list by default.
+const STREAMING_SINCE_MINOR: u32 = 32;
+
+/// Decides, once per process, how caches list. A paginated list of 100,000
+/// Users is 200 requests the API server answers from etcd, for each cache
+/// that holds them; a streamed one is one watch served from memory.
+pub async fn choose_initial_lists(client: &kube::Client, choice: InitialLists) {
+    let streaming = match choice {
+        InitialLists::Stream => true,
+        InitialLists::Paginate => false,
+        InitialLists::Auto => match client.apiserver_version().await {
+            Ok(info) => serves_watch_list(&info.major, &info.minor),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the API server's version; caches list in pages");
+                false
+            }
+        },
+    };
+    tracing::info!(streaming, "initial lists of the caches");
+    STREAMING_LISTS.store(streaming, Ordering::Relaxed);
+}
+
+/// Whether Kubernetes `major`.`minor` serves watch-list by default
+/// (`minor` may carry a `+`, as managed clusters report it).
+fn serves_watch_list(major: &str, minor: &str) -> bool {
+    let minor: u32 = minor.trim_end_matches('+').parse().unwrap_or(0);
+    major == "1" && minor >= STREAMING_SINCE_MINOR
+}
+
+/// A watcher configuration with the process's initial-list strategy.
+pub fn watch_config() -> watcher::Config {
+    let config = watcher::Config::default();
+    if STREAMING_LISTS.load(Ordering::Relaxed) {
+        config.streaming_lists()
+    } else {
+        config
+    }
+}
 
 /// Field manager for CRDs installed by `roster dev` and the test harness.
 pub const CRD_MANAGER: &str = "roster-install";
@@ -111,4 +168,18 @@ fn is_established(crd: &CustomResourceDefinition) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_list_is_streamed_from_kubernetes_1_32() {
+        assert!(serves_watch_list("1", "32"));
+        assert!(serves_watch_list("1", "35+"));
+        assert!(!serves_watch_list("1", "31"));
+        assert!(!serves_watch_list("1", "30+"));
+        assert!(!serves_watch_list("1", "garbage"));
+    }
 }

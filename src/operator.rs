@@ -30,6 +30,12 @@ pub struct RunArgs {
     /// service alone).
     #[arg(long, env = "ROSTER_SERVE_ONLY")]
     pub serve_only: bool,
+    /// How the caches get their first full list: `stream` (watch-list,
+    /// `sendInitialEvents`, served from the API server's watch cache; on by
+    /// default from Kubernetes 1.32), `paginate` (500 objects a request), or
+    /// `auto`: stream where the API server's version serves it.
+    #[arg(long, env = "ROSTER_INITIAL_LISTS", value_enum, default_value_t)]
+    pub initial_lists: crate::cluster::InitialLists,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -49,6 +55,7 @@ pub async fn run(
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
         server_args.session_key = Some(key);
     }
+    crate::cluster::choose_initial_lists(&client, args.initial_lists).await;
     let index = MembershipIndex::default();
     // Every replica serves SCIM and SAML, so every replica keeps these
     // caches, of the watched namespaces only: those may be the only ones

@@ -161,11 +161,12 @@ where
         Some(namespace) => Api::<K>::namespaced(client.clone(), namespace),
         None => Api::<K>::all(client.clone()),
     };
-    // Paginated lists (500 a page), never `resourceVersion=0`: the API
-    // server ignores the limit for those and answers 100,000 Users in one
-    // response, which times out (504) under load, is retried, and leaves
-    // Roster's heap at the size of the biggest answer.
-    let feed = watcher(api, watcher::Config::default())
+    // A streamed first list where the API server serves one, else pages of
+    // 500; never `resourceVersion=0`: the API server ignores the limit for
+    // those and answers 100,000 Users in one response, which times out (504)
+    // under load, is retried, and leaves Roster's heap at the size of the
+    // biggest answer.
+    let feed = watcher(api, crate::cluster::watch_config())
         .default_backoff()
         .modify(trim)
         .inspect(move |event| {

@@ -694,7 +694,7 @@ async fn watch_scopes<K>(
             // Back off between failed watch attempts: a tight retry loop
             // would flood the logs and never yield (e.g. while the API
             // server is down).
-            let mut events = watcher(api, watcher::Config::default())
+            let mut events = watcher(api, crate::cluster::watch_config())
                 .default_backoff()
                 .boxed();
             while let Some(event) = events.next().await {

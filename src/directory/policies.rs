@@ -163,7 +163,7 @@ impl PolicyCache {
                 None => Api::<ProvisioningPolicy>::all(client.clone()),
             };
             Some(
-                watcher(api, watcher::Config::default().any_semantic())
+                watcher(api, crate::cluster::watch_config().any_semantic())
                     .default_backoff()
                     .modify(|policy| policy.managed_fields_mut().clear())
                     .reflect(writer)

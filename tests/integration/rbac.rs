@@ -165,6 +165,7 @@ async fn works_with_only_the_chart_rules(scope: Scope) {
         // would reconcile the other tests' objects.
         watch_namespace: vec![env.namespace.clone()],
         serve_only: false,
+        initial_lists: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(async move {
