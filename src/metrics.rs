@@ -165,6 +165,17 @@ impl Metrics {
         out
     }
 
+    /// An object whose cached view showed nothing to do, so it was not
+    /// reconciled (`result="at_rest"`).
+    pub fn at_rest(&self, kind: &str) {
+        self.reconciles
+            .get_or_create(&Reconcile {
+                kind: kind.to_owned(),
+                result: "at_rest".to_owned(),
+            })
+            .inc();
+    }
+
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
         self.reconciles
             .get_or_create(&Reconcile {

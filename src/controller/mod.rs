@@ -245,7 +245,14 @@ pub async fn run(
                 .collect::<Vec<_>>()
         }
     };
-    let user_controller = Controller::for_shared_stream(user_events.remove(0), users.clone())
+    let user_triggers = user_events.remove(0).filter(|view| {
+        let at_rest = user::needs_no_reconcile(view);
+        if at_rest {
+            crate::metrics::METRICS.at_rest("User");
+        }
+        std::future::ready(!at_rest)
+    });
+    let user_controller = Controller::for_shared_stream(user_triggers, users.clone())
         .watches_shared_stream(policy_events.remove(0), users_of_policy)
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
