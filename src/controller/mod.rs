@@ -232,6 +232,9 @@ pub async fn run(
         ]),
     );
 
+    // A policy's spec change reaches its Users that have something to do;
+    // a User at rest would only be found settled (its status writes alone
+    // used to queue every User of the policy, 100,000 of them).
     let users_of_policy = {
         let users = users.clone();
         move |policy: Arc<ProvisioningPolicy>| {
@@ -241,10 +244,12 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|u| u.namespace() == namespace && u.spec.policy == name)
+                .filter(|u| !user::needs_no_reconcile(u))
                 .map(|u| ObjectRef::from_obj(u.as_ref()))
                 .collect::<Vec<_>>()
         }
     };
+    let policy_spec_changes = policy_events.remove(0).filter(spec_changed());
     let user_triggers = user_events.remove(0).filter(|view| {
         let at_rest = user::needs_no_reconcile(view);
         if at_rest {
@@ -253,7 +258,7 @@ pub async fn run(
         std::future::ready(!at_rest)
     });
     let user_controller = Controller::for_shared_stream(user_triggers, users.clone())
-        .watches_shared_stream(policy_events.remove(0), users_of_policy)
+        .watches_shared_stream(policy_spec_changes, users_of_policy)
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -342,6 +347,19 @@ pub async fn run(
     }
 }
 
+/// A stream filter that passes an object only when its generation differs
+/// from the last one it passed (the spec changed; not a status write).
+fn spec_changed<K: Resource<DynamicType = ()>>() -> impl FnMut(&Arc<K>) -> std::future::Ready<bool>
+{
+    let mut seen: std::collections::HashMap<ObjectRef<K>, Option<i64>> =
+        std::collections::HashMap::new();
+    move |object| {
+        let generation = object.meta().generation;
+        let previous = seen.insert(ObjectRef::from_obj(object.as_ref()), generation);
+        std::future::ready(previous != Some(generation))
+    }
+}
+
 /// Reconciles in flight per controller. Unbounded, a start over 100,000
 /// Users holds 100,000 reconcile futures at once and sends every API read
 /// or write they need in the same second.
@@ -370,5 +388,25 @@ async fn sweep_consumed_ids(client: kube::Client, namespace: Option<String>) {
         if deleted > 0 {
             tracing::info!(deleted, "swept expired SAML assertion and request ids");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_new_generation_passes_the_spec_filter() {
+        let mut filter = spec_changed::<Group>();
+        let policy = |name: &str, generation: i64| {
+            let mut p = Group::new(name, Default::default());
+            p.metadata.namespace = Some("ns".into());
+            p.metadata.generation = Some(generation);
+            Arc::new(p)
+        };
+        assert!(filter(&policy("crm", 1)).await, "first sight");
+        assert!(!filter(&policy("crm", 1)).await, "a status write");
+        assert!(filter(&policy("crm", 2)).await, "a spec change");
+        assert!(filter(&policy("wiki", 2)).await, "another policy");
     }
 }
