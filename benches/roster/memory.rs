@@ -260,8 +260,7 @@ pub async fn measure(
         requests
             .iter()
             .filter(|((_, _, code), _)| code.starts_with(class))
-            .map(|(_, n)| n)
-            .sum()
+            .fold(0.0, |sum, (_, n)| sum + n)
     };
     let (client_errors, server_errors) = (failed('4'), failed('5'));
     let mut by_verb: BTreeMap<String, f64> = BTreeMap::new();

@@ -171,6 +171,31 @@ fn memory(out: &mut String, m: &Value) {
         verdict(mb(settled) <= 300.0),
         m["downstream_calls"],
     );
+    if let Some(requests) = m["api_requests"].as_object() {
+        let listed: Vec<String> = requests
+            .iter()
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect();
+        *out += &format!(
+            "The start, as the API server counted it (`apiserver_request_total` before and after, Roster's kinds, Events and Leases; the caches' streamed first lists are watches, counted when they end): {}; {} answers 4xx and {} answers 5xx (target 0). kube-apiserver peak RSS during the start: {} MiB. Time to ready {} s (target ≤ 30 s: {}); every object reconciled once after {} s (target ≤ 60 s: {}); {} User and {} Group reconciles for {} and {} objects (Users at rest are counted, not queued).\n\n",
+            if listed.is_empty() {
+                "no request completed".to_owned()
+            } else {
+                listed.join(", ")
+            },
+            m["api_4xx"],
+            m["api_5xx"],
+            m["apiserver_peak_rss_mib"],
+            m["ready_after_s"],
+            verdict(num(&m["ready_after_s"]) <= 30.0),
+            m["reconciled_after_s"],
+            verdict(num(&m["reconciled_after_s"]) <= 60.0),
+            m["user_reconciles"],
+            m["group_reconciles"],
+            m["users"],
+            m["groups"],
+        );
+    }
 }
 
 fn gate(out: &mut String, g: &Value) {

@@ -214,9 +214,13 @@ pub async fn run(
     let slice_index = slices::SliceIndex::default();
     let (slices, mut slice_events, slices_ready, slices_feed) = {
         let index = slice_index.clone();
-        cached::<GroupMemberSlice>(&client, namespace.as_deref(), 2, strip_slice, move |event| {
-            index.observe(event)
-        })
+        cached::<GroupMemberSlice>(
+            &client,
+            namespace.as_deref(),
+            2,
+            strip_slice,
+            move |event| index.observe(event),
+        )
     };
     let ctx = Arc::new(
         Context::new(
