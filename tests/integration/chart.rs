@@ -68,7 +68,14 @@ async fn chart_with_every_optional_feature_is_accepted_by_the_api_server() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap_or_default().to_owned())
         .collect();
-    for kind in ["Ingress", "NetworkPolicy", "PodDisruptionBudget", "Role"] {
+    for kind in [
+        "Ingress",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
+    ] {
         assert!(
             kinds.iter().any(|k| k == kind),
             "no {kind} rendered: {kinds:?}"
