@@ -162,18 +162,7 @@ mod tests {
     fn unchanged_compares_the_written_fields_by_digest() {
         let decided = [Decided::new(SYNCED, true, "Synced", "ok")];
         let written = merge(&[], &decided, Some(2), &at(1));
-        let digests: Vec<ConditionDigest> = written
-            .iter()
-            .map(|c| {
-                condition_digest(
-                    &c.type_,
-                    &c.status,
-                    &c.reason,
-                    &c.message,
-                    c.observed_generation,
-                )
-            })
-            .collect();
+        let digests: Vec<ConditionDigest> = written.iter().map(ConditionDigest::of).collect();
         assert!(unchanged(&digests, &decided, Some(2)));
         assert!(!unchanged(&digests, &decided, Some(3)));
         assert!(!unchanged(

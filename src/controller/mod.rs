@@ -79,17 +79,21 @@ impl Error {
 }
 
 /// Counts and times a reconcile by kind and result.
-async fn measured(
+async fn measured<K, Fut>(
     kind: &'static str,
-    ctx: &Context,
-    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
-) -> Result<Action, Error> {
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+) -> Result<Action, Error>
+where
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
     // Every reconcile reads the other kinds' caches (a Group its members'
     // accounts, a User its policy): until all are filled, a miss would be
     // read from the API instead, 100,000 times at a start.
     ctx.caches_ready().await;
     let started = std::time::Instant::now();
-    let result = reconcile.await;
+    let result = reconcile(object, ctx).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(error) => error.reason(),
@@ -273,7 +277,7 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |o, c| async move { measured("User", &c.clone(), user::reconcile(o, c)).await },
+            |o, c| measured("User", o, c, user::reconcile),
             error_policy,
             ctx.clone(),
         )
@@ -290,7 +294,7 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |o, c| async move { measured("Group", &c.clone(), group::reconcile(o, c)).await },
+            |o, c| measured("Group", o, c, group::reconcile),
             error_policy,
             ctx.clone(),
         )
@@ -312,9 +316,7 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |o, c| async move {
-                measured("GroupMemberSlice", &c.clone(), group::reconcile_slice(o, c)).await
-            },
+            |o, c| measured("GroupMemberSlice", o, c, group::reconcile_slice),
             error_policy,
             ctx.clone(),
         )
@@ -337,9 +339,7 @@ pub async fn run(
             .with_config(controller::Config::default().debounce(POLICY_DEBOUNCE))
             .graceful_shutdown_on(shutdown.clone())
             .run(
-                |o, c| async move {
-                    measured("ProvisioningPolicy", &c.clone(), policy::reconcile(o, c)).await
-                },
+                |o, c| measured("ProvisioningPolicy", o, c, policy::reconcile),
                 error_policy,
                 ctx.clone(),
             )

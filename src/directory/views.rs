@@ -115,18 +115,20 @@ fn condition_digests<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Box<[ConditionDigest]>, D::Error> {
     let conditions = Option::<Vec<Condition>>::deserialize(deserializer)?.unwrap_or_default();
-    Ok(conditions
-        .iter()
-        .map(|c| {
-            condition_digest(
-                &c.type_,
-                &c.status,
-                &c.reason,
-                &c.message,
-                c.observed_generation,
-            )
-        })
-        .collect())
+    Ok(conditions.iter().map(ConditionDigest::of).collect())
+}
+
+impl ConditionDigest {
+    /// The digest of a written condition.
+    pub fn of(condition: &Condition) -> Self {
+        condition_digest(
+            &condition.type_,
+            &condition.status,
+            &condition.reason,
+            &condition.message,
+            condition.observed_generation,
+        )
+    }
 }
 
 /// The metadata fields decisions read; the rest (managed fields above all,

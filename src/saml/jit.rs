@@ -395,6 +395,7 @@ impl Users {
     /// known person, confirmed by one read; otherwise (a first login, or a
     /// User the watch has not shown yet) one list by field selector.
     pub async fn by_subject(&self, subject: &str) -> Result<Option<User>, kube::Error> {
+        // Compared byte for byte: the key is exactly what the IdP sent.
         let keyed = |u: &User| {
             u.metadata.deletion_timestamp.is_none()
                 && u.spec.policy == self.policy
@@ -413,10 +414,7 @@ impl Users {
             field_value(subject)
         ));
         let list = self.api.list(&params).await?;
-        // Compared again here, byte for byte: the key is exactly what the IdP sent.
-        Ok(list.items.into_iter().find(|u| {
-            u.metadata.deletion_timestamp.is_none() && u.spec.subject.as_deref() == Some(subject)
-        }))
+        Ok(list.items.into_iter().find(keyed))
     }
 
     /// The user holding `user_name` through its claim (case-insensitive).
