@@ -65,6 +65,18 @@ pub struct DownstreamCall {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Policy {
+    /// `namespace/policy`.
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Deprovision {
+    /// `admitted` or `held` by the circuit breaker.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub scim_requests: Family<ScimRequest, Counter>,
@@ -76,6 +88,8 @@ pub struct Metrics {
     pub reconcile_seconds: Family<Kind, Histogram>,
     pub downstream_calls: Family<DownstreamCall, Counter>,
     pub leader: Gauge,
+    pub quarantined: Family<Policy, Gauge>,
+    pub deprovisions: Family<Deprovision, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -102,6 +116,18 @@ impl Metrics {
             Family::<Kind, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let downstream_calls = Family::<DownstreamCall, Counter>::default();
         let leader = Gauge::default();
+        let quarantined = Family::<Policy, Gauge>::default();
+        let deprovisions = Family::<Deprovision, Counter>::default();
+        registry.register(
+            "policy_quarantined",
+            "1 while the policy's circuit breaker holds deprovisioning for approval",
+            quarantined.clone(),
+        );
+        registry.register(
+            "deprovisions",
+            "Deprovisioning actions (deactivations, deletions, member removals) admitted or held by the circuit breaker",
+            deprovisions.clone(),
+        );
         registry.register(
             "scim_requests",
             "SCIM requests by policy, method, resource and status",
@@ -154,6 +180,8 @@ impl Metrics {
             reconcile_seconds,
             downstream_calls,
             leader,
+            quarantined,
+            deprovisions,
         }
     }
 
@@ -174,6 +202,23 @@ impl Metrics {
                 result: "at_rest".to_owned(),
             })
             .inc();
+    }
+
+    pub fn deprovision(&self, admitted: bool) {
+        let outcome = if admitted { "admitted" } else { "held" };
+        self.deprovisions
+            .get_or_create(&Deprovision {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn quarantined(&self, namespace: &str, policy: &str, quarantined: bool) {
+        self.quarantined
+            .get_or_create(&Policy {
+                policy: format!("{namespace}/{policy}"),
+            })
+            .set(i64::from(quarantined));
     }
 
     pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {

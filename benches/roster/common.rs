@@ -7,7 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, PostParams};
 use roster::api::{
-    ApplicationKind, ApplicationSpec, DeprovisionAction, Mode, ProvisioningPolicy,
+    ApplicationKind, ApplicationSpec, CircuitBreaker, DeprovisionAction, Mode, ProvisioningPolicy,
     ProvisioningPolicySpec, RateLimit, ScimService, SecretKeyRef, SecretRef, WebhookConnector,
 };
 use serde_json::{Value, json};
@@ -168,6 +168,12 @@ pub async fn scim_policy(
             saml: None,
             jit: None,
             access: None,
+            // On, so its cost is in every figure, but never tripped by a
+            // bench that deactivates hundreds of users in a minute.
+            circuit_breaker: CircuitBreaker {
+                max_actions: 1_000_000,
+                ..Default::default()
+            },
         },
     );
     Api::<ProvisioningPolicy>::namespaced(client.clone(), ns)

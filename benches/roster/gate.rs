@@ -60,6 +60,7 @@ async fn policy(client: &kube::Client, cert: &std::path::Path) {
             }),
             jit: None,
             access: None,
+            circuit_breaker: Default::default(),
         },
     );
     Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)

@@ -152,6 +152,7 @@ async fn jit_policy(client: &kube::Client, cert: &Path) {
             }),
             jit: Some(JitOptions::default()),
             access: None,
+            circuit_breaker: Default::default(),
         },
     );
     Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)

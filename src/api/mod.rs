@@ -19,10 +19,10 @@ pub use common::{ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
-    AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping,
+    AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, CircuitBreaker,
     DeprovisionAction, GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts,
-    ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, RateLimit, SamlTrust,
-    ScimConnector, ScimService, WebhookConnector,
+    ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, Quarantine, RateLimit,
+    SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

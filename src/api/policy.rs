@@ -1,6 +1,6 @@
 //! `ProvisioningPolicy`: one application's identity directory and how it is fed.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,62 @@ pub struct ProvisioningPolicySpec {
     /// with oauth2-proxy's header names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessSpec>,
+    /// Holds mass deprovisioning for an operator's approval. On by default.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// How many deprovisioning actions may reach the application within a
+/// sliding window before the policy is quarantined: further deactivations,
+/// deletions and member removals are held (creates and updates go on) until
+/// an operator approves them or the identity provider takes them back.
+/// Account actions (deactivations and deletions) and member removals are
+/// counted separately, each against `max(maxActions, maxPercent % of the
+/// policy's active users)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Whether the breaker is on. Default true. Turning it off releases
+    /// everything it holds.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Actions always allowed within the window. Default 20.
+    #[serde(default = "default_max_actions")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_actions: i32,
+    /// Actions allowed within the window as a percentage of the policy's
+    /// active users, when that is more than `maxActions`. Default 10.
+    #[serde(default = "default_max_percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_percent: i32,
+    /// The sliding window, in seconds. Default 600.
+    #[serde(default = "default_window")]
+    #[schemars(range(min = 10, max = 604800))]
+    pub window_seconds: i32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_actions() -> i32 {
+    20
+}
+fn default_max_percent() -> i32 {
+    10
+}
+fn default_window() -> i32 {
+    600
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_actions: default_max_actions(),
+            max_percent: default_max_percent(),
+            window_seconds: default_window(),
+        }
+    }
 }
 
 /// The SSO gate's rules for one application (`/gate/{namespace}/{policy}/...`).
@@ -455,6 +511,31 @@ pub struct ProvisioningPolicyStatus {
     /// How many users and groups belong to the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<PolicyCounts>,
+    /// Set while the circuit breaker holds deprovisioning actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Deprovisioning held by the circuit breaker. Approve with
+/// `kubectl annotate ppol NAME roster.dev/approve-deprovisioning=TOKEN`;
+/// an approval names one quarantine, so an old one never releases a new.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantine {
+    /// The value that approves the held actions, as the annotation
+    /// `roster.dev/approve-deprovisioning`.
+    pub token: String,
+    /// When the breaker tripped.
+    pub since: Time,
+    /// What tripped it.
+    pub reason: String,
+    /// Deactivations and deletions held.
+    pub held_accounts: i64,
+    /// Member removals held.
+    pub held_member_removals: i64,
+    /// The first held actions, e.g. `User alice: Disable`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// Counts of a policy's objects.

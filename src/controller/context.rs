@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Error;
+use super::breaker::{self, Limits, PolicyBreaker, Request, Subject, Summary, Verdict};
 use super::plan::MemberState;
 use super::slices::SliceIndex;
 use crate::api::{
@@ -91,6 +92,46 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Externally visible URL, for the URLs a policy's status publishes.
     pub public_url: Option<String>,
+    /// The deprovisioning circuit breaker of each policy.
+    breakers: Mutex<HashMap<(String, String), PolicyBreaker>>,
+    /// Asks the controllers for a reconcile out of turn.
+    nudges: Nudges,
+}
+
+/// Senders into each controller's queue, for reconciles the watches would
+/// not bring: a policy whose breaker tripped, objects an approval released.
+#[derive(Clone, Default)]
+pub struct Nudges {
+    pub policies: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<ProvisioningPolicy>>>,
+    pub users: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<UserView>>>,
+    pub groups: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<Group>>>,
+    pub slices: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<GroupMemberSlice>>>,
+}
+
+impl Nudges {
+    fn subject(&self, namespace: &str, (kind, name): &Subject) {
+        // A closed queue means the controllers are stopping.
+        let _ = match *kind {
+            "User" => self
+                .users
+                .as_ref()
+                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
+            "Group" => self
+                .groups
+                .as_ref()
+                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
+            _ => self
+                .slices
+                .as_ref()
+                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
+        };
+    }
+
+    fn policy(&self, namespace: &str, name: &str) {
+        if let Some(sender) = &self.policies {
+            let _ = sender.send(ObjectRef::new(name).within(namespace));
+        }
+    }
 }
 
 impl Context {
@@ -119,7 +160,122 @@ impl Context {
             connectors: Mutex::default(),
             failures: Mutex::default(),
             public_url,
+            breakers: Mutex::default(),
+            nudges: Nudges::default(),
         }
+    }
+
+    /// With the queues that reconcile objects out of turn.
+    pub fn with_nudges(mut self, nudges: Nudges) -> Self {
+        self.nudges = nudges;
+        self
+    }
+
+    /// Whether a deprovisioning action may reach `policy`'s application
+    /// now, by the policy's circuit breaker. A held action is recorded for the policy's
+    /// status; the first one held warns with an Event on the policy.
+    pub async fn admit_deprovision(&self, policy: &ProvisioningPolicy, request: Request) -> bool {
+        let namespace = policy.namespace().unwrap_or_default();
+        let limits = Limits::of(&policy.spec.circuit_breaker);
+        let active = policy
+            .status
+            .as_ref()
+            .and_then(|s| s.counts.as_ref())
+            .map_or(0, |c| c.active_users.max(0) as u64);
+        let verdict = {
+            let mut breakers = self.breakers.lock().expect("breaker lock");
+            let breaker = breaker_of(&mut breakers, policy);
+            let now = (Instant::now(), k8s_openapi::jiff::Timestamp::now());
+            breaker.admit(&limits, now, active, request)
+        };
+        crate::metrics::METRICS.deprovision(matches!(verdict, Verdict::Go));
+        match verdict {
+            Verdict::Go => true,
+            Verdict::Hold { tripped } => {
+                if tripped {
+                    let reason = self
+                        .quarantine_summary(&namespace, &policy.name_any())
+                        .map(|s| s.trip.reason)
+                        .unwrap_or_default();
+                    self.event(
+                        policy,
+                        true,
+                        "Quarantined",
+                        format!(
+                            "deprovisioning held: {reason}; approve with `kubectl annotate ppol {} {}=<status.quarantine.token>`",
+                            policy.name_any(),
+                            breaker::APPROVAL_ANNOTATION
+                        ),
+                    )
+                    .await;
+                }
+                self.nudges.policy(&namespace, &policy.name_any());
+                false
+            }
+        }
+    }
+
+    /// `subject` of `policy` needs no held deprovisioning (any more). When
+    /// that ends the policy's quarantine, the policy is told.
+    pub fn deprovision_not_needed(&self, namespace: &str, policy: &str, subject: &Subject) {
+        let ended = {
+            let mut breakers = self.breakers.lock().expect("breaker lock");
+            match breakers.get_mut(&(namespace.to_owned(), policy.to_owned())) {
+                Some(breaker) => breaker.dissolve(subject),
+                None => false,
+            }
+        };
+        if ended {
+            tracing::info!(%namespace, %policy, "every held deprovisioning was taken back: quarantine over");
+            self.nudges.policy(namespace, policy);
+        }
+    }
+
+    /// The policy's breaker as its status should show it, after taking in
+    /// what the policy says: a quarantine recorded by a previous leader, an
+    /// operator's approval (whose released objects are reconciled at once),
+    /// or the breaker turned off.
+    pub async fn settle_quarantine(&self, policy: &ProvisioningPolicy) -> Option<Summary> {
+        let namespace = policy.namespace().unwrap_or_default();
+        let name = policy.name_any();
+        let approval = policy.annotations().get(breaker::APPROVAL_ANNOTATION);
+        let limits = Limits::of(&policy.spec.circuit_breaker);
+        let (released, summary) = {
+            let mut breakers = self.breakers.lock().expect("breaker lock");
+            let breaker = breaker_of(&mut breakers, policy);
+            let released = if !limits.enabled && breaker.is_tripped() {
+                breaker.approve(&breaker.summary().map(|s| s.trip.token).unwrap_or_default())
+            } else {
+                approval.and_then(|token| breaker.approve(token))
+            };
+            (released, breaker.summary())
+        };
+        crate::metrics::METRICS.quarantined(&namespace, &name, summary.is_some());
+        if let Some(released) = released {
+            let why = if limits.enabled {
+                "approved"
+            } else {
+                "the circuit breaker was turned off"
+            };
+            self.event(
+                policy,
+                false,
+                "DeprovisioningApproved",
+                format!("{why}: {} held action(s) go out now", released.len()),
+            )
+            .await;
+            for subject in &released {
+                self.nudges.subject(&namespace, subject);
+            }
+        }
+        summary
+    }
+
+    fn quarantine_summary(&self, namespace: &str, policy: &str) -> Option<Summary> {
+        let breakers = self.breakers.lock().expect("breaker lock");
+        breakers
+            .get(&(namespace.to_owned(), policy.to_owned()))
+            .and_then(PolicyBreaker::summary)
     }
 
     /// Completes once every cache has had its first full list.
@@ -399,6 +555,22 @@ impl Context {
             Err(error) => Err(Error::Kube(error)),
         }
     }
+}
+
+/// The policy's breaker, first restored from its status if it records a
+/// quarantine this process doesn't know of.
+fn breaker_of<'b>(
+    breakers: &'b mut HashMap<(String, String), PolicyBreaker>,
+    policy: &ProvisioningPolicy,
+) -> &'b mut PolicyBreaker {
+    let key = (policy.namespace().unwrap_or_default(), policy.name_any());
+    breakers.entry(key).or_insert_with(|| {
+        let mut breaker = PolicyBreaker::default();
+        if let Some(q) = policy.status.as_ref().and_then(|s| s.quarantine.as_ref()) {
+            breaker.restore(&q.token, q.since.0, &q.reason);
+        }
+        breaker
+    })
 }
 
 /// Where a member stands, from its User's policy, metadata and account.

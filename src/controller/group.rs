@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
+use super::breaker::{Removal, Request};
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
 use super::plan::{self, MemberDiff, MemberState, Skipped};
@@ -56,6 +57,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     match result {
         Ok(action) => {
             ctx.succeeded(&key);
+            let namespace = group.namespace().unwrap_or_default();
+            let subject = ("Group", group.name_any());
+            ctx.deprovision_not_needed(&namespace, &group.spec.policy, &subject);
             Ok(action)
         }
         Err(error) => {
@@ -78,12 +82,15 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let generation = group.metadata.generation.unwrap_or_default();
     let status = group.status.clone().unwrap_or_default();
     let declared: BTreeSet<String> = group.spec.members.iter().map(|m| m.value.clone()).collect();
-    let diff = diff_members(group, ctx, &declared, &status.synced_members).await?;
+    let mut diff = diff_members(group, ctx, &declared, &status.synced_members).await?;
     warn_skipped(group, ctx, &diff.skipped).await;
+    let held = hold_removals(group, ctx, ("Group", group.name_any()), &mut diff).await;
     let in_sync = status.remote_id.is_some()
         && status.synced_generation == Some(generation)
         && diff.is_empty();
     if in_sync {
+        // Held removals: the failure path writes the status, once.
+        held?;
         write_status(
             group,
             ctx,
@@ -170,7 +177,38 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
         Ok(()),
     )
     .await?;
-    Ok(requeue_if_waiting(&diff))
+    held.map(|()| requeue_if_waiting(&diff))
+}
+
+/// Member removals go out only if the policy's circuit breaker admits
+/// them; held ones are taken out of `diff` (so they stay recorded as
+/// synced, and are tried again), and the result says they were held.
+async fn hold_removals(
+    group: &Group,
+    ctx: &Context,
+    subject: (&'static str, String),
+    diff: &mut MemberDiff,
+) -> Result<(), Error> {
+    let count = diff.remove.len() as u64;
+    if count == 0 {
+        return Ok(());
+    }
+    let namespace = group.namespace().unwrap_or_default();
+    // Without its policy the sync fails anyway, and nothing goes out.
+    let Some(policy) = ctx.policy(&namespace, &group.spec.policy).await else {
+        return Ok(());
+    };
+    let request = Request {
+        subject,
+        removal: Removal::Membership,
+        count,
+        action: format!("remove {count} member(s)"),
+    };
+    if ctx.admit_deprovision(&policy, request).await {
+        return Ok(());
+    }
+    diff.remove.clear();
+    Err(Error::DeprovisionHeld(policy.name_any()))
 }
 
 /// `desired` members against `synced`: members that are not Users of the
@@ -278,6 +316,17 @@ async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
     if let (Some(remote_id), Some(policy)) =
         (remote_id, ctx.policy(&namespace, &group.spec.policy).await)
     {
+        // Deleting the group takes every member out of it.
+        let members = member_count(group, ctx).max(1) as u64;
+        let request = Request {
+            subject: ("Group", group.name_any()),
+            removal: Removal::Membership,
+            count: members,
+            action: format!("delete the group ({members} member(s))"),
+        };
+        if !ctx.admit_deprovision(&policy, request).await {
+            return Err(Error::DeprovisionHeld(policy.name_any()));
+        }
         let connector = ctx.connector(&policy).await?;
         let _permit = ctx
             .throttle(&namespace, &group.spec.policy, Lane::Urgent)
@@ -373,6 +422,19 @@ pub async fn reconcile_slice(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let namespace = slice.namespace().unwrap_or_default();
+    let policy = ctx
+        .group(&namespace, &slice.spec.group)
+        .map(|group| group.spec.policy.clone());
+    let subject = ("GroupMemberSlice", slice.name_any());
+    let result = sync_slice(slice, &ctx).await;
+    if let (Ok(_), Some(policy)) = (&result, policy) {
+        ctx.deprovision_not_needed(&namespace, &policy, &subject);
+    }
+    result
+}
+
+async fn sync_slice(slice: Arc<GroupMemberSlice>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = slice.namespace().unwrap_or_default();
     let Some(group) = ctx.group(&namespace, &slice.spec.group) else {
         return Ok(Action::await_change());
     };
@@ -385,11 +447,13 @@ pub async fn reconcile_slice(
     }
     let status = slice.status.clone().unwrap_or_default();
     let desired_members: BTreeSet<String> = slice.spec.members.keys().cloned().collect();
-    let diff = diff_members(&group, &ctx, &desired_members, &status.synced_members).await?;
+    let mut diff = diff_members(&group, ctx, &desired_members, &status.synced_members).await?;
     // The SCIM service refuses such members; these were written some other way.
-    warn_skipped(&group, &ctx, &diff.skipped).await;
+    warn_skipped(&group, ctx, &diff.skipped).await;
+    let subject = ("GroupMemberSlice", slice.name_any());
+    let held = hold_removals(&group, ctx, subject, &mut diff).await;
     if diff.is_empty() {
-        return Ok(requeue_if_waiting(&diff));
+        return held.map(|()| requeue_if_waiting(&diff));
     }
     let policy = ctx
         .policy(&namespace, &group.spec.policy)
@@ -433,7 +497,7 @@ pub async fn reconcile_slice(
         ),
     )
     .await;
-    Ok(requeue_if_waiting(&diff))
+    held.map(|()| requeue_if_waiting(&diff))
 }
 
 fn now() -> Time {

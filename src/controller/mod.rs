@@ -3,6 +3,7 @@
 //! apply (a connector) -> status; a finalizer on every User and Group makes
 //! sure the application account is deprovisioned before the object goes.
 
+pub mod breaker;
 pub mod conditions;
 pub mod context;
 mod group;
@@ -50,6 +51,14 @@ pub enum Error {
     PolicyNotFound(String),
     #[error("userName {0:?} is held by another user of the policy: not provisioned")]
     UserNameTaken(String),
+    #[error(
+        "held: policy {0} is quarantined by its circuit breaker (mass deprovisioning); see its status.quarantine"
+    )]
+    DeprovisionHeld(String),
+    #[error(
+        "not provisioned: the user is inactive, and account {0} of its userName was never Roster's (taking it over would disable it)"
+    )]
+    AccountNotManaged(String),
 }
 
 impl Error {
@@ -63,6 +72,8 @@ impl Error {
             Self::Connector(ConnectorError::Misconfigured(_)) => "ConnectorMisconfigured",
             Self::PolicyNotFound(_) => "PolicyNotFound",
             Self::UserNameTaken(_) => "UserNameTaken",
+            Self::DeprovisionHeld(_) => "DeprovisionHeld",
+            Self::AccountNotManaged(_) => "AccountNotManaged",
         }
     }
 
@@ -74,6 +85,7 @@ impl Error {
                 | Self::Connector(ConnectorError::Misconfigured(_))
                 | Self::PolicyNotFound(_)
                 | Self::UserNameTaken(_)
+                | Self::AccountNotManaged(_)
         )
     }
 }
@@ -113,6 +125,11 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     if let Error::Connector(ConnectorError::RateLimited(wait)) = error {
         return Action::requeue(*wait);
     }
+    if let Error::DeprovisionHeld(_) = error {
+        // An approval reconciles it at once; this only re-registers what a
+        // new leader's breaker holds.
+        return Action::requeue(HELD_RECHECK);
+    }
     if error.needs_change() {
         return Action::requeue(Duration::from_secs(300));
     }
@@ -127,6 +144,16 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 fn strip<K: Resource>(object: &mut K) {
     object.managed_fields_mut().clear();
     object.annotations_mut().clear();
+}
+
+/// [`strip`], but a policy keeps the operator's approval of held
+/// deprovisioning (the one annotation the controllers read).
+fn strip_policy(policy: &mut ProvisioningPolicy) {
+    let approval = policy
+        .annotations_mut()
+        .remove_entry(breaker::APPROVAL_ANNOTATION);
+    strip(policy);
+    policy.annotations_mut().extend(approval);
 }
 
 /// [`strip`], and the labels too: nothing reads a slice's labels (its
@@ -214,7 +241,7 @@ pub async fn run(
     let (groups, mut group_events, groups_ready, groups_feed) =
         cached::<Group>(&client, namespace.as_deref(), 3, strip, |_| {});
     let (policies, mut policy_events, policies_ready, policies_feed) =
-        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip, |_| {});
+        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip_policy, |_| {});
     let slice_index = slices::SliceIndex::default();
     let (slices, mut slice_events, slices_ready, slices_feed) = {
         let index = slice_index.clone();
@@ -226,6 +253,10 @@ pub async fn run(
             move |event| index.observe(event),
         )
     };
+    let (policy_nudges, policy_nudged) = tokio::sync::mpsc::unbounded_channel();
+    let (user_nudges, user_nudged) = tokio::sync::mpsc::unbounded_channel();
+    let (group_nudges, group_nudged) = tokio::sync::mpsc::unbounded_channel();
+    let (slice_nudges, slice_nudged) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -239,6 +270,12 @@ pub async fn run(
             public_url,
         )
         .with_slice_index(slice_index.clone())
+        .with_nudges(context::Nudges {
+            policies: Some(policy_nudges),
+            users: Some(user_nudges),
+            groups: Some(group_nudges),
+            slices: Some(slice_nudges),
+        })
         .with_readiness(vec![
             users_ready,
             groups_ready,
@@ -274,6 +311,7 @@ pub async fn run(
     });
     let user_controller = Controller::for_shared_stream(user_triggers, users.clone())
         .watches_shared_stream(policy_spec_changes, users_of_policy)
+        .reconcile_on(queue(user_nudged))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -291,6 +329,7 @@ pub async fn run(
     };
     let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
         .watches_shared_stream(slice_events.remove(0), group_of_slice)
+        .reconcile_on(queue(group_nudged))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -313,6 +352,7 @@ pub async fn run(
     };
     let slice_controller = Controller::for_shared_stream(slice_events.remove(0), slices.clone())
         .watches_shared_stream(group_events.remove(0), slices_of_group)
+        .reconcile_on(queue(slice_nudged))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -333,6 +373,7 @@ pub async fn run(
             .watches_shared_stream(group_events.remove(0), move |g: Arc<Group>| {
                 policy_of(g.namespace(), &g.spec.policy)
             })
+            .reconcile_on(queue(policy_nudged))
             // Every User and Group change asks for its policy's counts: one
             // reconcile per quiet second instead of one per change (100,000
             // at start, each scanning every user and reading a Secret).
@@ -358,6 +399,15 @@ pub async fn run(
     }
 }
 
+/// The objects sent into an out-of-turn queue ([`context::Nudges`]).
+fn queue<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
+
 /// A stream filter that passes an object only when its generation differs
 /// from the last one it passed (the spec changed; not a status write).
 fn spec_changed<K: Resource<DynamicType = ()>>() -> impl FnMut(&Arc<K>) -> std::future::Ready<bool>
@@ -375,6 +425,9 @@ fn spec_changed<K: Resource<DynamicType = ()>>() -> impl FnMut(&Arc<K>) -> std::
 /// Users holds 100,000 reconcile futures at once and sends every API read
 /// or write they need in the same second.
 const RECONCILES_IN_FLIGHT: u16 = 32;
+
+/// How often an action held by a policy's circuit breaker is looked at again.
+const HELD_RECHECK: Duration = Duration::from_secs(60);
 
 /// How long a policy's reconcile waits for its Users and Groups to stop
 /// changing (its counts are all it reads of them).

@@ -18,6 +18,9 @@ pub enum UserAction {
     Create,
     /// Take over an account found by userName, then make it match.
     Adopt(String),
+    /// An inactive User whose userName names an account Roster never
+    /// managed: taking it over would disable it, so it is left alone.
+    LeaveUnmanaged(String),
     Update(String),
     Disable(String),
     Delete(String),
@@ -45,23 +48,19 @@ pub fn plan_sync(
             }
         }
         (None, None) => UserAction::Lookup,
+        (None, Some(Some(remote))) if !active => UserAction::LeaveUnmanaged(remote.id.clone()),
         (None, Some(Some(remote))) => UserAction::Adopt(remote.id.clone()),
         (None, Some(None)) => UserAction::Create,
     }
 }
 
-/// Deprovisioning a User being deleted, as the policy says.
-pub fn plan_deprovision(
-    action: DeprovisionAction,
-    account: Option<&Account>,
-    found: Option<Option<&RemoteAccount>>,
-) -> UserAction {
-    let remote_id = account.and_then(|a| a.remote_id.clone());
-    let id = match (remote_id, found) {
-        (Some(id), _) => id,
-        (None, None) => return UserAction::Lookup,
-        (None, Some(Some(remote))) => remote.id.clone(),
-        (None, Some(None)) => return UserAction::Nothing,
+/// Deprovisioning a User being deleted, as the policy says. Only an
+/// account recorded in the User's status (created or adopted by Roster) is
+/// ever disabled or deleted: one merely found by userName may be someone
+/// else's, so none is looked up.
+pub fn plan_deprovision(action: DeprovisionAction, account: Option<&Account>) -> UserAction {
+    let Some(id) = account.and_then(|a| a.remote_id.clone()) else {
+        return UserAction::Nothing;
     };
     match action {
         DeprovisionAction::Delete => UserAction::Delete(id),
@@ -280,35 +279,41 @@ mod tests {
     fn deprovisioning_follows_the_policy() {
         let a = account(Some("r1"), Some(AccountState::Active), Some(1));
         assert_eq!(
-            plan_deprovision(DeprovisionAction::Delete, Some(&a), None),
+            plan_deprovision(DeprovisionAction::Delete, Some(&a)),
             UserAction::Delete("r1".into())
         );
         assert_eq!(
-            plan_deprovision(DeprovisionAction::Disable, Some(&a), None),
+            plan_deprovision(DeprovisionAction::Disable, Some(&a)),
             UserAction::Disable("r1".into())
         );
         let disabled = account(Some("r1"), Some(AccountState::Disabled), Some(1));
         assert_eq!(
-            plan_deprovision(DeprovisionAction::Disable, Some(&disabled), None),
+            plan_deprovision(DeprovisionAction::Disable, Some(&disabled)),
             UserAction::Nothing
         );
     }
 
     #[test]
-    fn deprovisioning_a_user_never_synced_looks_it_up_first() {
+    fn an_account_roster_never_recorded_is_never_deprovisioned() {
         assert_eq!(
-            plan_deprovision(DeprovisionAction::Delete, None, None),
-            UserAction::Lookup
-        );
-        assert_eq!(
-            plan_deprovision(DeprovisionAction::Delete, None, Some(None)),
+            plan_deprovision(DeprovisionAction::Delete, None),
             UserAction::Nothing
         );
-        let found = remote("r2");
+        let unsynced = account(None, None, None);
         assert_eq!(
-            plan_deprovision(DeprovisionAction::Delete, None, Some(Some(&found))),
-            UserAction::Delete("r2".into())
+            plan_deprovision(DeprovisionAction::Disable, Some(&unsynced)),
+            UserAction::Nothing
         );
+    }
+
+    #[test]
+    fn an_inactive_user_never_takes_over_an_account_it_would_disable() {
+        let found = remote("theirs");
+        assert_eq!(
+            plan_sync(1, false, None, Some(Some(&found))),
+            UserAction::LeaveUnmanaged("theirs".into())
+        );
+        assert_eq!(plan_sync(1, false, None, Some(None)), UserAction::Create);
     }
 
     #[test]

@@ -10,10 +10,12 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
+use super::breaker::{self, Summary};
 use super::conditions::{self, Decided};
 use super::{Context, Error};
 use crate::api::{
-    ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicyStatus, SamlTrust,
+    ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicyStatus, Quarantine,
+    SamlTrust,
 };
 use crate::directory::tokens::{self, Refusal};
 
@@ -45,6 +47,8 @@ struct Facts {
     claimants: Vec<String>,
     counts: PolicyCounts,
     public_url: Option<String>,
+    /// What the circuit breaker holds, if it tripped.
+    quarantine: Option<Summary>,
 }
 
 async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Error> {
@@ -68,6 +72,8 @@ async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Err
         claimants: claimants(ctx, policy),
         counts: counts(ctx, &namespace, &policy.name_any()),
         public_url: ctx.public_url.clone(),
+        // Takes in an approval first: what it releases goes out now.
+        quarantine: ctx.settle_quarantine(policy).await,
     })
 }
 
@@ -146,8 +152,22 @@ fn plan(
         )
     });
 
-    let summary = conditions::summary(&decided);
+    let mut summary = conditions::summary(&decided);
+    let quarantined = quarantined(policy, facts.quarantine.as_ref());
+    if summary.status && !quarantined.status {
+        summary = Decided::new(
+            conditions::READY,
+            false,
+            "Quarantined",
+            quarantined.message.clone(),
+        );
+    }
     decided.insert(0, summary);
+    // Positive when True, so it stays out of the summary's "first False".
+    decided.push(Decided {
+        status: !quarantined.status,
+        ..quarantined
+    });
     let merged = conditions::merge(
         &current.conditions,
         &decided,
@@ -163,6 +183,52 @@ fn plan(
         saml_metadata_url: (policy.spec.saml.is_some() && facts.public_url.is_some())
             .then(|| format!("{origin}/saml/{namespace}/{name}/metadata")),
         counts: Some(facts.counts.clone()),
+        quarantine: facts.quarantine.as_ref().map(|q| Quarantine {
+            token: q.trip.token.clone(),
+            since: Time(q.trip.since),
+            reason: q.trip.reason.clone(),
+            held_accounts: q.held_accounts as i64,
+            held_member_removals: q.held_member_removals as i64,
+            held: q.named.clone(),
+        }),
+    }
+}
+
+/// The Quarantined condition, inverted (`status` true when all is well).
+fn quarantined(policy: &ProvisioningPolicy, quarantine: Option<&Summary>) -> Decided {
+    const TYPE: &str = "Quarantined";
+    let breaker = &policy.spec.circuit_breaker;
+    match quarantine {
+        Some(q) => Decided::new(
+            TYPE,
+            false,
+            "DeprovisioningHeld",
+            format!(
+                "{}; holding {} account action(s) and {} member removal(s); approve with \
+                 `kubectl annotate ppol {} {}={}`, or take them back in the identity provider",
+                q.trip.reason,
+                q.held_accounts,
+                q.held_member_removals,
+                policy.name_any(),
+                breaker::APPROVAL_ANNOTATION,
+                q.trip.token
+            ),
+        ),
+        None if !breaker.enabled => Decided::new(
+            TYPE,
+            true,
+            "BreakerOff",
+            "the circuit breaker is off: every deprovisioning goes out at once",
+        ),
+        None => Decided::new(
+            TYPE,
+            true,
+            "WithinLimits",
+            format!(
+                "deprovisioning within limits: at most max({}, {}% of active users) per {}s",
+                breaker.max_actions, breaker.max_percent, breaker.window_seconds
+            ),
+        ),
     }
 }
 
@@ -364,6 +430,7 @@ mod tests {
                 saml: None,
                 jit: None,
                 access: None,
+                circuit_breaker: Default::default(),
             },
         );
         policy.metadata.namespace = Some("team".into());
@@ -382,6 +449,7 @@ mod tests {
                 groups: 1,
             },
             public_url: Some("https://roster.example.com".into()),
+            quarantine: None,
         }
     }
 

@@ -10,13 +10,14 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::breaker::{Removal, Request};
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
 use super::plan::{self, Inactivity, UserAction};
 use super::{Context, Error, holds_finalizer};
 use crate::api::API_VERSION;
-use crate::api::{Account, AccountState, Mode, Source, User};
-use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser, RemoteAccount};
+use crate::api::{Account, AccountState, Mode, ProvisioningPolicy, Source, User};
+use crate::connectors::{AnyConnector, Connector, ConnectorError, DesiredUser};
 use crate::directory::views::{UserView, source_of};
 use crate::directory::writers::JIT_INACTIVITY_MANAGER;
 use crate::directory::{ClaimError, UserNames};
@@ -136,6 +137,9 @@ async fn reconcile_user(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Er
     match result {
         Ok(action) => {
             ctx.succeeded(&key);
+            let namespace = user.namespace().unwrap_or_default();
+            let subject = ("User", user.name_any());
+            ctx.deprovision_not_needed(&namespace, &user.spec.policy, &subject);
             Ok(action)
         }
         Err(error) => {
@@ -277,6 +281,10 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
             .map_err(Error::Connector)?;
         action = plan::plan_sync(generation, want.active, account, Some(found.as_ref()));
     }
+    if let UserAction::LeaveUnmanaged(id) = action {
+        return Err(Error::AccountNotManaged(id));
+    }
+    pass_breaker(ctx, &policy, user, &action).await?;
     let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
     let account = Account {
         remote_id: Some(remote_id.clone()),
@@ -359,7 +367,9 @@ async fn execute(
                 .map_err(Error::Connector)?;
             (id.clone(), AccountState::Deleted, "Deleted")
         }
-        UserAction::Nothing | UserAction::Lookup => unreachable!("planned away before execution"),
+        UserAction::Nothing | UserAction::Lookup | UserAction::LeaveUnmanaged(_) => {
+            unreachable!("planned away before execution")
+        }
     };
     Ok(done)
 }
@@ -380,34 +390,58 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let deprovision = policy.spec.application.deprovision;
-    let mut action = plan::plan_deprovision(deprovision, account.as_ref(), None);
+    let action = plan::plan_deprovision(deprovision, account.as_ref());
     if action != UserAction::Nothing {
+        pass_breaker(ctx, &policy, user, &action).await?;
         let connector = ctx.connector(&policy).await?;
         let _permit = ctx
             .throttle(&namespace, &user.spec.policy, Lane::Urgent)
             .await;
         let mut want = desired(user);
         want.active = false;
-        if action == UserAction::Lookup {
-            let found: Option<RemoteAccount> = connector
-                .find_user(&want.user_name)
-                .await
-                .map_err(Error::Connector)?;
-            action = plan::plan_deprovision(deprovision, account.as_ref(), Some(found.as_ref()));
-        }
-        if action != UserAction::Nothing {
-            let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
-            ctx.event(
-                user,
-                false,
-                reason,
-                format!("deprovisioned account {remote_id} ({state:?}) before deletion"),
-            )
-            .await;
-        }
+        let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
+        ctx.event(
+            user,
+            false,
+            reason,
+            format!("deprovisioned account {remote_id} ({state:?}) before deletion"),
+        )
+        .await;
     }
+    // The userName is free at once for a User that comes back under it
+    // (a stale claim would hold it for a minute).
+    UserNames::new(ctx.client.clone(), &namespace, &user.spec.policy)
+        .release(&user.spec.user_name, &user.name_any())
+        .await;
     ctx.set_finalizer(user, false).await?;
     Ok(Action::await_change())
+}
+
+/// A deactivation or deletion goes out only if the policy's circuit breaker
+/// admits it; otherwise it is held (the User keeps its desired state and
+/// is reconciled again on approval).
+async fn pass_breaker(
+    ctx: &Context,
+    policy: &ProvisioningPolicy,
+    user: &User,
+    action: &UserAction,
+) -> Result<(), Error> {
+    let what = match action {
+        UserAction::Disable(_) => "Disable",
+        UserAction::Delete(_) => "Delete",
+        _ => return Ok(()),
+    };
+    let request = Request {
+        subject: ("User", user.name_any()),
+        removal: Removal::Account,
+        count: 1,
+        action: what.to_owned(),
+    };
+    if ctx.admit_deprovision(policy, request).await {
+        Ok(())
+    } else {
+        Err(Error::DeprovisionHeld(policy.name_any()))
+    }
 }
 
 /// Writes the status if it differs from what the object has.

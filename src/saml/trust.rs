@@ -221,6 +221,7 @@ mod tests {
                 saml: Some(saml),
                 jit: None,
                 access: None,
+                circuit_breaker: Default::default(),
             },
         );
         policy.metadata.namespace = Some("team".into());

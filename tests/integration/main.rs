@@ -14,6 +14,7 @@ mod identity;
 mod isolation;
 mod operator;
 mod rbac;
+mod safety;
 mod saml;
 mod scim;
 mod support;
