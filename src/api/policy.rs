@@ -259,6 +259,18 @@ pub struct ApplicationSpec {
     /// `Disable` (keep it, inactive) or `Delete` (remove it). Default `Disable`.
     #[serde(default)]
     pub deprovision: DeprovisionAction,
+    /// With `deprovision: Delete`, how long a deleted User's account is kept
+    /// disabled before it is deleted, in seconds. A User of the policy with
+    /// the same userName that comes back within the period (re-pushed by
+    /// the identity provider, or a login) takes the account over, enabled
+    /// again with its data. Default 86400 (a day); 0 deletes at once.
+    #[serde(default = "default_delete_after")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub delete_after_seconds: i32,
+}
+
+fn default_delete_after() -> i32 {
+    86_400
 }
 
 /// Connector kinds.

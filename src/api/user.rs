@@ -283,6 +283,11 @@ pub struct Account {
     /// When the account was last synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<Time>,
+    /// Set while the User is being deleted under a grace period: the
+    /// account is disabled and will be deleted at this time, unless a User
+    /// with the same userName comes back first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_at: Option<Time>,
 }
 
 /// States of an application account.

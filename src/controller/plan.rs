@@ -74,6 +74,44 @@ pub fn plan_deprovision(action: DeprovisionAction, account: Option<&Account>) ->
     }
 }
 
+/// The next step for a deleted User's account under `deleteAfterSeconds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GraceStep {
+    /// Disable the account now; delete it later.
+    Disable(String),
+    /// Disabled: look again after this long.
+    Wait(std::time::Duration),
+    /// The period is over (or an operator forced it): delete the account.
+    Delete(String),
+    /// A User with the same userName came back and takes the account over:
+    /// let this one go without a downstream call.
+    HandOver,
+}
+
+/// Deleting `remote_id` (disabled or not, as `disabled` says) under a grace
+/// period that ends at `delete_at`; `taken_back`: a live User of the
+/// policy has the same userName; `forced`: an operator asked for it now.
+pub fn plan_grace(
+    now_seconds: i64,
+    delete_at_seconds: i64,
+    remote_id: &str,
+    disabled: bool,
+    taken_back: bool,
+    forced: bool,
+) -> GraceStep {
+    if taken_back {
+        GraceStep::HandOver
+    } else if forced || now_seconds >= delete_at_seconds {
+        GraceStep::Delete(remote_id.to_owned())
+    } else if !disabled {
+        GraceStep::Disable(remote_id.to_owned())
+    } else {
+        GraceStep::Wait(std::time::Duration::from_secs(
+            (delete_at_seconds - now_seconds) as u64,
+        ))
+    }
+}
+
 /// Where a JIT user stands against the policy's `deprovisionAfterDays`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inactivity {
@@ -226,6 +264,7 @@ mod tests {
             state,
             synced_generation: generation,
             last_sync: None,
+            delete_at: None,
         }
     }
 
@@ -303,6 +342,32 @@ mod tests {
         assert_eq!(
             plan_deprovision(DeprovisionAction::Disable, Some(&unsynced)),
             UserAction::Nothing
+        );
+    }
+
+    #[test]
+    fn a_grace_period_disables_first_deletes_at_its_end_and_yields_to_a_comeback() {
+        assert_eq!(
+            plan_grace(100, 200, "r1", false, false, false),
+            GraceStep::Disable("r1".into())
+        );
+        assert_eq!(
+            plan_grace(100, 200, "r1", true, false, false),
+            GraceStep::Wait(std::time::Duration::from_secs(100))
+        );
+        assert_eq!(
+            plan_grace(200, 200, "r1", true, false, false),
+            GraceStep::Delete("r1".into())
+        );
+        assert_eq!(
+            plan_grace(100, 200, "r1", false, false, true),
+            GraceStep::Delete("r1".into()),
+            "forced"
+        );
+        assert_eq!(
+            plan_grace(300, 200, "r1", true, true, false),
+            GraceStep::HandOver,
+            "a User that came back keeps the account, even late"
         );
     }
 

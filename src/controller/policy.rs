@@ -425,6 +425,7 @@ mod tests {
                     scim: None,
                     webhook: None,
                     deprovision: crate::api::DeprovisionAction::Disable,
+                    delete_after_seconds: 86_400,
                 },
                 scim: None,
                 saml: None,

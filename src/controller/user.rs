@@ -13,7 +13,7 @@ use serde_json::json;
 use super::breaker::{Removal, Request};
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
-use super::plan::{self, Inactivity, UserAction};
+use super::plan::{self, GraceStep, Inactivity, UserAction};
 use super::{Context, Error, holds_finalizer};
 use crate::api::API_VERSION;
 use crate::api::{Account, AccountState, Mode, ProvisioningPolicy, Source, User};
@@ -256,7 +256,7 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
     if action == UserAction::Nothing {
         // Resync of an unchanged user: no downstream call, and the status
         // write below is skipped when nothing changed.
-        write_status(user, ctx, status.account.clone(), Ok(())).await?;
+        write_status(user, ctx, status.account.clone(), synced_condition(Ok(()))).await?;
         return Ok(Action::await_change());
     }
     let policy = ctx
@@ -291,8 +291,9 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
         state: Some(state),
         synced_generation: Some(generation),
         last_sync: Some(now()),
+        delete_at: None,
     };
-    write_status(user, ctx, Some(account), Ok(())).await?;
+    write_status(user, ctx, Some(account), synced_condition(Ok(()))).await?;
     ctx.event(
         user,
         false,
@@ -390,7 +391,34 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let deprovision = policy.spec.application.deprovision;
-    let action = plan::plan_deprovision(deprovision, account.as_ref());
+    let mut action = plan::plan_deprovision(deprovision, account.as_ref());
+    let grace = policy.spec.application.delete_after_seconds;
+    if let (UserAction::Delete(remote_id), true) = (&action, grace > 0) {
+        match grace_step(user, ctx, remote_id, grace).await? {
+            GraceStep::Delete(_) => {}
+            GraceStep::HandOver => {
+                ctx.event(
+                    user,
+                    false,
+                    "HandedOver",
+                    format!(
+                        "account {remote_id} kept: a User with userName {} came back within the grace period",
+                        user.spec.user_name
+                    ),
+                )
+                .await;
+                action = UserAction::Nothing;
+            }
+            GraceStep::Disable(remote_id) => {
+                return disable_before_deletion(user, ctx, &policy, remote_id, grace).await;
+            }
+            GraceStep::Wait(wait) => {
+                let account = pending_deletion(user, grace);
+                write_status(user, ctx, Some(account.clone()), deletion_pending(&account)).await?;
+                return Ok(Action::requeue(wait.min(GRACE_RECHECK)));
+            }
+        }
+    }
     if action != UserAction::Nothing {
         pass_breaker(ctx, &policy, user, &action).await?;
         let connector = ctx.connector(&policy).await?;
@@ -415,6 +443,124 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
         .await;
     ctx.set_finalizer(user, false).await?;
     Ok(Action::await_change())
+}
+
+/// An annotation on a User being deleted under a grace period that deletes
+/// its account now.
+pub const DELETE_NOW_ANNOTATION: &str = "roster.dev/delete-now";
+
+/// How often a User waiting out its grace period is looked at (a User
+/// that comes back under its userName is noticed at the latest then).
+const GRACE_RECHECK: Duration = Duration::from_secs(300);
+
+/// Where a User deleted under a `deleteAfterSeconds` of `grace` stands.
+async fn grace_step(
+    user: &User,
+    ctx: &Context,
+    remote_id: &str,
+    grace: i32,
+) -> Result<GraceStep, Error> {
+    let now = now().0.as_second();
+    let deleted_at = user
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0.as_second());
+    let disabled = user
+        .status
+        .as_ref()
+        .and_then(|s| s.account.as_ref())
+        .and_then(|a| a.state)
+        == Some(AccountState::Disabled);
+    // A User that comes back under the name claims it from this one.
+    let namespace = user.namespace().unwrap_or_default();
+    let holder = UserNames::new(ctx.client.clone(), &namespace, &user.spec.policy)
+        .holder(&user.spec.user_name)
+        .await
+        .map_err(Error::Kube)?;
+    let taken_back = holder.is_some_and(|id| id != user.name_any());
+    let forced = user.annotations().contains_key(DELETE_NOW_ANNOTATION);
+    Ok(plan::plan_grace(
+        now,
+        deleted_at + i64::from(grace),
+        remote_id,
+        disabled,
+        taken_back,
+        forced,
+    ))
+}
+
+/// The account as recorded while its deletion waits out `grace`.
+fn pending_deletion(user: &User, grace: i32) -> Account {
+    let mut account = user
+        .status
+        .as_ref()
+        .and_then(|s| s.account.clone())
+        .unwrap_or_default();
+    let deleted_at = user
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or_else(k8s_openapi::jiff::Timestamp::now, |t| t.0);
+    account.delete_at = Some(Time(
+        deleted_at + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(grace)),
+    ));
+    account
+}
+
+fn deletion_pending(account: &Account) -> Decided {
+    let at = account
+        .delete_at
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    Decided::new(
+        SYNCED,
+        true,
+        "DeletionPending",
+        format!(
+            "the account is disabled and will be deleted at {at}, unless a User with this userName comes back first (annotate {DELETE_NOW_ANNOTATION} to delete it now)"
+        ),
+    )
+}
+
+/// Disables the account of a User deleted under a grace period, and
+/// records when the account will be deleted.
+async fn disable_before_deletion(
+    user: &User,
+    ctx: &Context,
+    policy: &ProvisioningPolicy,
+    remote_id: String,
+    grace: i32,
+) -> Result<Action, Error> {
+    let action = UserAction::Disable(remote_id);
+    pass_breaker(ctx, policy, user, &action).await?;
+    let connector = ctx.connector(policy).await?;
+    let namespace = user.namespace().unwrap_or_default();
+    let _permit = ctx
+        .throttle(&namespace, &user.spec.policy, Lane::Urgent)
+        .await;
+    let mut want = desired(user);
+    want.active = false;
+    let (remote_id, _, _) = execute(&connector, &action, &want).await?;
+    let mut account = pending_deletion(user, grace);
+    account.state = Some(AccountState::Disabled);
+    account.last_sync = Some(now());
+    write_status(user, ctx, Some(account.clone()), deletion_pending(&account)).await?;
+    let at = account
+        .delete_at
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    ctx.event(
+        user,
+        false,
+        "DisabledUntilDeletion",
+        format!("account {remote_id} disabled; deleted at {at} unless the user comes back"),
+    )
+    .await;
+    Ok(Action::requeue(
+        Duration::from_secs(grace as u64).min(GRACE_RECHECK),
+    ))
 }
 
 /// A deactivation or deletion goes out only if the policy's circuit breaker
@@ -445,17 +591,21 @@ async fn pass_breaker(
 }
 
 /// Writes the status if it differs from what the object has.
+/// The Synced condition after a sync that succeeded or failed.
+fn synced_condition(outcome: Result<(), &Error>) -> Decided {
+    match outcome {
+        Ok(()) => Decided::new(SYNCED, true, "Synced", SYNCED_MESSAGE),
+        Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
+    }
+}
+
 async fn write_status(
     user: &User,
     ctx: &Context,
     account: Option<Account>,
-    outcome: Result<(), &Error>,
+    synced: Decided,
 ) -> Result<(), Error> {
     let current = user.status.clone().unwrap_or_default();
-    let synced = match outcome {
-        Ok(()) => Decided::new(SYNCED, true, "Synced", SYNCED_MESSAGE),
-        Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
-    };
     let decided = vec![conditions::summary(std::slice::from_ref(&synced)), synced];
     let generation = user.metadata.generation;
     let merged = conditions::merge(&current.conditions, &decided, generation, &now());
@@ -486,7 +636,8 @@ async fn record_failure(user: &User, ctx: &Context, error: &Error, deleting: boo
         return;
     }
     let account = user.status.as_ref().and_then(|s| s.account.clone());
-    if let Err(status_error) = write_status(user, ctx, account, Err(error)).await {
+    if let Err(status_error) = write_status(user, ctx, account, synced_condition(Err(error))).await
+    {
         tracing::warn!(%status_error, "could not record a failed sync");
     }
     if error.needs_change() || deleting {

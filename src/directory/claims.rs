@@ -115,6 +115,24 @@ impl UserNames {
         Err(ClaimError::Conflict)
     }
 
+    /// The User (not being deleted) that holds `user_name`, if any.
+    pub async fn holder(&self, user_name: &str) -> Result<Option<String>, kube::Error> {
+        let Some(claim) = self
+            .claims
+            .get_opt(&claim_name(&self.policy, user_name))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let holder = self.users.get_opt(&claim.spec.user).await?;
+        Ok(holder
+            .filter(|u| {
+                u.metadata.deletion_timestamp.is_none()
+                    && same_user_name(&u.spec.user_name, user_name)
+            })
+            .map(|_| claim.spec.user))
+    }
+
     /// Releases `user_name` if user `id` holds it. Best effort: a claim left
     /// behind is recognised as stale by the next `claim`.
     pub async fn release(&self, user_name: &str, id: &str) {

@@ -216,6 +216,7 @@ mod tests {
                     scim: None,
                     webhook: None,
                     deprovision: DeprovisionAction::Disable,
+                    delete_after_seconds: 86_400,
                 },
                 scim: None,
                 saml: Some(saml),

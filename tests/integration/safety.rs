@@ -375,3 +375,92 @@ async fn an_account_roster_never_managed_is_never_disabled_or_deleted() {
         .unwrap();
     assert_eq!(synced(&users, "u-zed2").await, theirs);
 }
+
+#[tokio::test]
+async fn a_deleted_user_keeps_a_disabled_account_for_the_grace_period_and_can_come_back() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Delete).await;
+    let grace = json!({"spec": {"application": {"deleteAfterSeconds": 15}}});
+    env.api::<ProvisioningPolicy>()
+        .patch("crm", &PatchParams::default(), &Patch::Merge(&grace))
+        .await
+        .unwrap();
+    let users: Api<User> = env.api();
+    for (id, name) in [("u-ann", "ann"), ("u-bob", "bob"), ("u-cat", "cat")] {
+        users
+            .create(
+                &PostParams::default(),
+                &user(id, "crm", &format!("{name}@example.com")),
+            )
+            .await
+            .unwrap();
+    }
+    let _controllers = start_controllers(&env);
+    let ann = synced(&users, "u-ann").await;
+    let bob = synced(&users, "u-bob").await;
+    let cat = synced(&users, "u-cat").await;
+    let account = |remote: String| {
+        let app = &app;
+        async move { app.get(&format!("/Users/{remote}")).await }
+    };
+
+    for id in ["u-ann", "u-bob", "u-cat"] {
+        users.delete(id, &Default::default()).await.unwrap();
+    }
+    for remote in [&ann, &bob, &cat] {
+        eventually("the account to be disabled at once", || async {
+            let (status, body) = account(remote.clone()).await;
+            (status == 200 && body["active"] == false).then_some(())
+        })
+        .await;
+    }
+    let pending = eventually("the User to show its pending deletion", || async {
+        let status = users.get_opt("u-bob").await.ok()??.status?;
+        let synced = status.conditions.iter().find(|c| c.type_ == "Synced")?;
+        (synced.reason == "DeletionPending").then_some(status.account?.delete_at)
+    })
+    .await;
+    assert!(pending.is_some(), "status.account.deleteAt says when");
+
+    // Ann comes back under her userName: the same account, enabled, data intact.
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-ann-again", "crm", "ann@example.com"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(synced(&users, "u-ann-again").await, ann);
+    let (_, body) = account(ann.clone()).await;
+    assert_eq!(body["active"], true);
+
+    // An operator deletes Cat's account now.
+    let now = json!({"metadata": {"annotations": {"roster.dev/delete-now": "true"}}});
+    users
+        .patch("u-cat", &PatchParams::default(), &Patch::Merge(&now))
+        .await
+        .unwrap();
+    eventually("the forced deletion", || async {
+        (account(cat.clone()).await.0 == 404).then_some(())
+    })
+    .await;
+
+    // Bob's period ends: his account is deleted and the User goes.
+    eventually("bob's account to be deleted after the period", || async {
+        (account(bob.clone()).await.0 == 404).then_some(())
+    })
+    .await;
+    eventually("the Users to be gone", || async {
+        let ann_gone = users.get_opt("u-ann").await.ok()?.is_none();
+        let bob_gone = users.get_opt("u-bob").await.ok()?.is_none();
+        (ann_gone && bob_gone).then_some(())
+    })
+    .await;
+    let (status, body) = account(ann).await;
+    assert_eq!(
+        (status, body["active"].clone()),
+        (200, json!(true)),
+        "ann's account was handed over, not deleted"
+    );
+}

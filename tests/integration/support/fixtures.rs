@@ -38,6 +38,7 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                     },
                 }),
                 deprovision: DeprovisionAction::Delete,
+                delete_after_seconds: 0,
             },
             scim: None,
             saml: Some(saml_trust()),
@@ -66,6 +67,7 @@ pub fn scim_application() -> ApplicationSpec {
         }),
         webhook: None,
         deprovision: DeprovisionAction::Disable,
+        delete_after_seconds: 86_400,
     }
 }
 
