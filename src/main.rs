@@ -23,6 +23,15 @@ enum Command {
     Dev(Box<dev::DevArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Print what a dry-run policy (`spec.application.dryRun`) would do in
+    /// its application: counts, then one line per User and Group.
+    Plan {
+        /// The policy's namespace.
+        #[arg(long, short)]
+        namespace: String,
+        /// The policy's name.
+        policy: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +52,13 @@ async fn run() -> anyhow::Result<()> {
     telemetry::init(&cli.log);
     match cli.command {
         Command::Crds => print!("{}", api::crds_yaml()),
+        Command::Plan { namespace, policy } => {
+            let client = kube::Client::try_default().await?;
+            print!(
+                "{}",
+                roster::controller::dry_run::report(client, &namespace, &policy).await?
+            );
+        }
         Command::Run(args) => {
             let client = kube::Client::try_default().await?;
             operator::run(client, &args, shutdown_signal()).await?;

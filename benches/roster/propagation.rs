@@ -122,6 +122,7 @@ pub async fn setup(client: &kube::Client, app: &App) {
         webhook: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
+        dry_run: false,
     };
     scim_policy(client, NS, "prop", application).await;
 }

@@ -21,8 +21,8 @@ pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
     AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, CircuitBreaker,
     DeprovisionAction, GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts,
-    ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus, Quarantine, RateLimit,
-    SamlTrust, ScimConnector, ScimService, WebhookConnector,
+    ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus,
+    Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService, WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

@@ -1,5 +1,7 @@
 //! `ProvisioningPolicy`: one application's identity directory and how it is fed.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -267,6 +269,13 @@ pub struct ApplicationSpec {
     #[serde(default = "default_delete_after")]
     #[schemars(range(min = 0, max = 31536000))]
     pub delete_after_seconds: i32,
+    /// Plan only: compute what provisioning would do (accounts to create,
+    /// adopt, update, disable or delete; groups and member changes) and show
+    /// it in the policy's `status.plan` and each object's Synced condition,
+    /// without writing to the application. Setting it back to false performs
+    /// the plan. How an application that already has accounts is onboarded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 fn default_delete_after() -> i32 {
@@ -526,6 +535,25 @@ pub struct ProvisioningPolicyStatus {
     /// Set while the circuit breaker holds deprovisioning actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<Quarantine>,
+    /// With `spec.application.dryRun`: what provisioning would do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<ProvisioningPlan>,
+}
+
+/// What a dry-run policy would do in its application. The full list:
+/// `roster plan --namespace NS POLICY`, or each User's and Group's Synced
+/// condition (reason `Planned`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningPlan {
+    /// Planned actions by kind: `createAccount`, `adoptAccount`,
+    /// `updateAccount`, `disableAccount`, `deleteAccount`, `createGroup`,
+    /// `adoptGroup`, `updateGroup`, `addMember`, `removeMember`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, i64>,
+    /// The first planned actions, e.g. `User u-1: adopt account 42`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<String>,
 }
 
 /// Deprovisioning held by the circuit breaker. Approve with

@@ -96,6 +96,8 @@ pub struct Context {
     breakers: Mutex<HashMap<(String, String), PolicyBreaker>>,
     /// Asks the controllers for a reconcile out of turn.
     nudges: Nudges,
+    /// What dry-run policies would do.
+    pub plans: super::dry_run::Plans,
 }
 
 /// Senders into each controller's queue, for reconciles the watches would
@@ -162,6 +164,7 @@ impl Context {
             public_url,
             breakers: Mutex::default(),
             nudges: Nudges::default(),
+            plans: Default::default(),
         }
     }
 

@@ -14,9 +14,10 @@ use serde_json::json;
 use super::breaker::{Removal, Request};
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
+use super::dry_run::Planned;
 use super::plan::{self, MemberDiff, MemberState, Skipped};
 use super::{Context, Error, holds_finalizer};
-use crate::api::{Group, GroupMemberSlice, Source};
+use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy, Source};
 use crate::connectors::{AnyConnector, Connector, DesiredGroup};
 use crate::directory::writers::SOURCE_LABEL;
 
@@ -64,7 +65,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         }
         Err(error) => {
             if let Err(status_error) =
-                write_status(&group, &ctx, None, None, None, Err(&error)).await
+                write_status(&group, &ctx, None, None, None, Err(failed(&error))).await
             {
                 tracing::warn!(%status_error, "could not record a failed group sync");
             }
@@ -84,6 +85,12 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let declared: BTreeSet<String> = group.spec.members.iter().map(|m| m.value.clone()).collect();
     let mut diff = diff_members(group, ctx, &declared, &status.synced_members).await?;
     warn_skipped(group, ctx, &diff.skipped).await;
+    let dry_run = ctx.policy(&namespace, &group.spec.policy).await;
+    if let Some(policy) = dry_run.filter(|p| p.spec.application.dry_run) {
+        if let Some(planned) = plan_only(group, ctx, &policy, &diff).await? {
+            return Ok(planned);
+        }
+    }
     let held = hold_removals(group, ctx, ("Group", group.name_any()), &mut diff).await;
     let in_sync = status.remote_id.is_some()
         && status.synced_generation == Some(generation)
@@ -178,6 +185,80 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     )
     .await?;
     held.map(|()| requeue_if_waiting(&diff))
+}
+
+/// For a dry-run policy: records what syncing the group would do (the
+/// group itself, and its members inline and in slices), in the policy's
+/// plan and the group's Synced condition, and does nothing downstream.
+/// `None`: nothing to plan, the group is in sync.
+async fn plan_only(
+    group: &Group,
+    ctx: &Context,
+    policy: &ProvisioningPolicy,
+    diff: &MemberDiff,
+) -> Result<Option<Action>, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let status = group.status.clone().unwrap_or_default();
+    let mut planned = Vec::new();
+    match &status.remote_id {
+        None => {
+            let connector = ctx.connector(policy).await?;
+            let found = connector
+                .find_group(&group.spec.display_name)
+                .await
+                .map_err(Error::Connector)?;
+            planned.push(match found {
+                Some(id) => Planned::one("adoptGroup", format!("adopt group {id}")),
+                None => Planned::one("createGroup", "create the group"),
+            });
+        }
+        Some(id) if status.synced_generation != group.metadata.generation => {
+            planned.push(Planned::one("updateGroup", format!("update group {id}")));
+        }
+        Some(_) => {}
+    }
+    // A member whose User has no account yet would get one first.
+    let mut adds = (diff.add.len() + diff.waiting.len()) as u64;
+    let mut removes = diff.remove.len() as u64;
+    for slice in ctx.slices_of(&namespace, &group.name_any()) {
+        let desired: BTreeSet<String> = slice.spec.members.keys().cloned().collect();
+        let synced = slice
+            .status
+            .as_ref()
+            .map(|s| s.synced_members.clone())
+            .unwrap_or_default();
+        let of_slice = diff_members(group, ctx, &desired, &synced).await?;
+        adds += (of_slice.add.len() + of_slice.waiting.len()) as u64;
+        removes += of_slice.remove.len() as u64;
+    }
+    for (kind, count, verb) in [
+        ("addMember", adds, "add"),
+        ("removeMember", removes, "remove"),
+    ] {
+        if count > 0 {
+            planned.push(Planned {
+                kind,
+                count,
+                text: format!("{verb} {count} member(s)"),
+            });
+        }
+    }
+    let texts: Vec<String> = planned.iter().map(|p| p.text.clone()).collect();
+    let subject = ("Group", group.name_any());
+    let nothing = planned.is_empty();
+    ctx.plans
+        .record(&namespace, &group.spec.policy, subject, planned);
+    if nothing {
+        return Ok(None);
+    }
+    let synced = Decided::new(
+        SYNCED,
+        false,
+        "Planned",
+        format!("dry run: would {}", texts.join("; ")),
+    );
+    write_status(group, ctx, None, None, Some(&diff.skipped), Err(synced)).await?;
+    Ok(Some(Action::await_change()))
 }
 
 /// Member removals go out only if the policy's circuit breaker admits
@@ -358,15 +439,23 @@ fn member_count(group: &Group, ctx: &Context) -> i64 {
     members.len() as i64
 }
 
+/// The Synced condition of a failed sync.
+fn failed(error: &Error) -> Decided {
+    Decided::new(SYNCED, false, error.reason(), error.to_string())
+}
+
+/// Writes the status if it differs; with `Err(synced)` only the
+/// conditions (and counts) change, not what is recorded as synced.
 async fn write_status(
     group: &Group,
     ctx: &Context,
     remote_id: Option<String>,
     synced_members: Option<BTreeMap<String, String>>,
     skipped: Option<&[Skipped]>,
-    outcome: Result<(), &Error>,
+    outcome: Result<(), Decided>,
 ) -> Result<(), Error> {
     let current = group.status.clone().unwrap_or_default();
+    let ok = outcome.is_ok();
     let synced = match outcome {
         Ok(()) => Decided::new(
             SYNCED,
@@ -374,14 +463,13 @@ async fn write_status(
             "Synced",
             "the application's group matches the spec",
         ),
-        Err(error) => Decided::new(SYNCED, false, error.reason(), error.to_string()),
+        Err(synced) => synced,
     };
     // Without a verdict on the members (a failed sync), the last one stays.
     let mut aspects = vec![synced];
     aspects.extend(skipped.map(|skipped| members_condition(group, skipped)));
     let mut decided = vec![conditions::summary(&aspects)];
     decided.extend(aspects);
-    let ok = outcome.is_ok();
     let mut status = current.clone();
     status.source = Some(match group.labels().get(SOURCE_LABEL).map(String::as_str) {
         Some("scim") => Source::Scim,
@@ -443,6 +531,11 @@ async fn sync_slice(slice: Arc<GroupMemberSlice>, ctx: &Context) -> Result<Actio
         return Ok(Action::await_change());
     };
     if group.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let dry_run = ctx.policy(&namespace, &group.spec.policy).await;
+    if dry_run.is_some_and(|p| p.spec.application.dry_run) {
+        // The group's plan counts this slice's members.
         return Ok(Action::await_change());
     }
     let status = slice.status.clone().unwrap_or_default();

@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod conditions;
 pub mod context;
+pub mod dry_run;
 mod group;
 pub mod plan;
 mod policy;
@@ -241,7 +242,7 @@ pub async fn run(
     let (groups, mut group_events, groups_ready, groups_feed) =
         cached::<Group>(&client, namespace.as_deref(), 3, strip, |_| {});
     let (policies, mut policy_events, policies_ready, policies_feed) =
-        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 2, strip_policy, |_| {});
+        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 3, strip_policy, |_| {});
     let slice_index = slices::SliceIndex::default();
     let (slices, mut slice_events, slices_ready, slices_feed) = {
         let index = slice_index.clone();
@@ -327,7 +328,31 @@ pub async fn run(
                 .within(&slice.namespace().unwrap_or_default()),
         )
     };
+    // A policy's spec change (a dry run going live, say) reaches its Groups
+    // that are not synced.
+    let groups_of_policy = {
+        let groups = groups.clone();
+        move |policy: Arc<ProvisioningPolicy>| {
+            let namespace = policy.namespace();
+            let name = policy.name_any();
+            groups
+                .state()
+                .into_iter()
+                .filter(|g| g.namespace() == namespace && g.spec.policy == name)
+                .filter(|g| {
+                    let conditions = g.status.as_ref().map(|s| s.conditions.as_slice());
+                    !conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == conditions::SYNCED && c.status == "True")
+                })
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let group_policy_changes = policy_events.remove(0).filter(spec_changed());
     let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
+        .watches_shared_stream(group_policy_changes, groups_of_policy)
         .watches_shared_stream(slice_events.remove(0), group_of_slice)
         .reconcile_on(queue(group_nudged))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))

@@ -14,8 +14,8 @@ use super::breaker::{self, Summary};
 use super::conditions::{self, Decided};
 use super::{Context, Error};
 use crate::api::{
-    ApplicationKind, Mode, PolicyCounts, ProvisioningPolicy, ProvisioningPolicyStatus, Quarantine,
-    SamlTrust,
+    ApplicationKind, Mode, PolicyCounts, ProvisioningPlan, ProvisioningPolicy,
+    ProvisioningPolicyStatus, Quarantine, SamlTrust,
 };
 use crate::directory::tokens::{self, Refusal};
 
@@ -49,6 +49,8 @@ struct Facts {
     public_url: Option<String>,
     /// What the circuit breaker holds, if it tripped.
     quarantine: Option<Summary>,
+    /// What a dry-run policy would do.
+    plan: Option<ProvisioningPlan>,
 }
 
 async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Error> {
@@ -74,6 +76,12 @@ async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Err
         public_url: ctx.public_url.clone(),
         // Takes in an approval first: what it releases goes out now.
         quarantine: ctx.settle_quarantine(policy).await,
+        plan: if policy.spec.application.dry_run {
+            Some(ctx.plans.summary(&namespace, &policy.name_any()))
+        } else {
+            ctx.plans.forget_policy(&namespace, &policy.name_any());
+            None
+        },
     })
 }
 
@@ -162,6 +170,18 @@ fn plan(
             quarantined.message.clone(),
         );
     }
+    if let (true, Some(plan)) = (summary.status, &facts.plan) {
+        let planned: i64 = plan.counts.values().sum();
+        summary = Decided::new(
+            conditions::READY,
+            false,
+            "DryRun",
+            format!(
+                "dry run: {planned} change(s) planned, none made; see status.plan, and set \
+                 spec.application.dryRun to false to carry them out"
+            ),
+        );
+    }
     decided.insert(0, summary);
     // Positive when True, so it stays out of the summary's "first False".
     decided.push(Decided {
@@ -191,6 +211,7 @@ fn plan(
             held_member_removals: q.held_member_removals as i64,
             held: q.named.clone(),
         }),
+        plan: facts.plan.clone(),
     }
 }
 
@@ -426,6 +447,7 @@ mod tests {
                     webhook: None,
                     deprovision: crate::api::DeprovisionAction::Disable,
                     delete_after_seconds: 86_400,
+                    dry_run: false,
                 },
                 scim: None,
                 saml: None,
@@ -451,6 +473,7 @@ mod tests {
             },
             public_url: Some("https://roster.example.com".into()),
             quarantine: None,
+            plan: None,
         }
     }
 

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::breaker::{Removal, Request};
 use super::conditions::{self, Decided, SYNCED};
 use super::context::Lane;
+use super::dry_run::Planned;
 use super::plan::{self, GraceStep, Inactivity, UserAction};
 use super::{Context, Error, holds_finalizer};
 use crate::api::API_VERSION;
@@ -284,6 +285,9 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
     if let UserAction::LeaveUnmanaged(id) = action {
         return Err(Error::AccountNotManaged(id));
     }
+    if policy.spec.application.dry_run {
+        return plan_only(user, ctx, &action).await;
+    }
     pass_breaker(ctx, &policy, user, &action).await?;
     let (remote_id, state, reason) = execute(&connector, &action, &want).await?;
     let account = Account {
@@ -392,6 +396,10 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
     };
     let deprovision = policy.spec.application.deprovision;
     let mut action = plan::plan_deprovision(deprovision, account.as_ref());
+    if policy.spec.application.dry_run && action != UserAction::Nothing {
+        // The finalizer holds until the policy goes live and does it.
+        return plan_only(user, ctx, &action).await;
+    }
     let grace = policy.spec.application.delete_after_seconds;
     if let (UserAction::Delete(remote_id), true) = (&action, grace > 0) {
         match grace_step(user, ctx, remote_id, grace).await? {
@@ -442,6 +450,34 @@ async fn deprovision(user: &User, ctx: &Context) -> Result<Action, Error> {
         .release(&user.spec.user_name, &user.name_any())
         .await;
     ctx.set_finalizer(user, false).await?;
+    Ok(Action::await_change())
+}
+
+/// For a dry-run policy: records what `action` would do, in the policy's
+/// plan and the User's Synced condition, and does nothing downstream.
+async fn plan_only(user: &User, ctx: &Context, action: &UserAction) -> Result<Action, Error> {
+    let planned = match action {
+        UserAction::Create => Planned::one("createAccount", "create an account"),
+        UserAction::Adopt(id) => Planned::one("adoptAccount", format!("adopt account {id}")),
+        UserAction::Update(id) => Planned::one("updateAccount", format!("update account {id}")),
+        UserAction::Disable(id) => Planned::one("disableAccount", format!("disable account {id}")),
+        UserAction::Delete(id) => Planned::one("deleteAccount", format!("delete account {id}")),
+        UserAction::Nothing | UserAction::Lookup | UserAction::LeaveUnmanaged(_) => {
+            unreachable!("planned away before a dry run")
+        }
+    };
+    let synced = Decided::new(
+        SYNCED,
+        false,
+        "Planned",
+        format!("dry run: would {}", planned.text),
+    );
+    let namespace = user.namespace().unwrap_or_default();
+    let subject = ("User", user.name_any());
+    ctx.plans
+        .record(&namespace, &user.spec.policy, subject, vec![planned]);
+    let account = user.status.as_ref().and_then(|s| s.account.clone());
+    write_status(user, ctx, account, synced).await?;
     Ok(Action::await_change())
 }
 

@@ -217,6 +217,7 @@ mod tests {
                     webhook: None,
                     deprovision: DeprovisionAction::Disable,
                     delete_after_seconds: 86_400,
+                    dry_run: false,
                 },
                 scim: None,
                 saml: Some(saml),

@@ -58,6 +58,7 @@ pub async fn policy_for(env: &TestEnv, name: &str, app: &Scim2Server, action: De
         webhook: None,
         deprovision: action,
         delete_after_seconds: 0,
+        dry_run: false,
     };
     env.api::<ProvisioningPolicy>()
         .create(&PostParams::default(), &policy)
@@ -464,6 +465,7 @@ pub async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
         }),
         deprovision: DeprovisionAction::Delete,
         delete_after_seconds: 0,
+        dry_run: false,
     };
     env.api::<ProvisioningPolicy>()
         .create(&PostParams::default(), &policy)

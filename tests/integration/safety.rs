@@ -464,3 +464,136 @@ async fn a_deleted_user_keeps_a_disabled_account_for_the_grace_period_and_can_co
         "ann's account was handed over, not deleted"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_adoptions_and_creates_and_going_live_performs_exactly_them() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    let _idp = crm(&env, &app).await;
+    let dry = json!({"spec": {"application": {"dryRun": true}}});
+    let policies: Api<ProvisioningPolicy> = env.api();
+    policies
+        .patch("crm", &PatchParams::default(), &Patch::Merge(&dry))
+        .await
+        .unwrap();
+    // The application already has 200 accounts; 150 of them are Users'.
+    let http = reqwest::Client::new();
+    let mut existing = std::collections::BTreeMap::new();
+    for i in 0..200 {
+        let reply = http
+            .post(format!("{}/Users", app.base_url()))
+            .bearer_auth(&app.token)
+            .header("Content-Type", "application/scim+json")
+            .body(
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": format!("acct{i:03}@example.com"),
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let body: Value = reply.json().await.unwrap();
+        existing.insert(i, body["id"].as_str().unwrap().to_owned());
+    }
+    let users: Api<User> = env.api();
+    let ids: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("u-acct{i:03}"), format!("acct{i:03}@example.com")))
+        .chain((0..50).map(|i| (format!("u-new{i:03}"), format!("new{i:03}@example.com"))))
+        .collect();
+    futures::stream::iter(&ids)
+        .map(|(id, name)| {
+            let users = users.clone();
+            async move {
+                users
+                    .create(&PostParams::default(), &user(id, "crm", name))
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let mut team = group("team", "crm", "Team");
+    team.spec.members = ids[..10]
+        .iter()
+        .map(|(id, _)| GroupMember {
+            value: id.clone(),
+            ..Default::default()
+        })
+        .collect();
+    env.api::<Group>()
+        .create(&PostParams::default(), &team)
+        .await
+        .unwrap();
+    let _controllers = start_controllers(&env);
+
+    let plan = eventually("the plan to be complete", || async {
+        let plan = policies.get("crm").await.ok()?.status?.plan?;
+        let complete = plan.counts.get("adoptAccount") == Some(&150)
+            && plan.counts.get("createAccount") == Some(&50)
+            && plan.counts.get("createGroup") == Some(&1)
+            && plan.counts.get("addMember") == Some(&10);
+        complete.then_some(plan)
+    })
+    .await;
+    assert_eq!(plan.sample.len(), 10);
+    let (ready, reason) = condition(&policies.get("crm").await.unwrap(), "Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "DryRun"));
+    let report = roster::controller::dry_run::report(env.client.clone(), &env.namespace, "crm")
+        .await
+        .unwrap();
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("User ")).count(),
+        200,
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "User u-acct007 (acct007@example.com): would adopt account {}",
+            existing[&7]
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("User u-new003 (new003@example.com): would create an account"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Group team (Team): would create the group; add 10 member(s)"),
+        "{report}"
+    );
+    assert_eq!(app.users().await.len(), 200, "a dry run writes nothing");
+
+    let live = json!({"spec": {"application": {"dryRun": false}}});
+    policies
+        .patch("crm", &PatchParams::default(), &Patch::Merge(&live))
+        .await
+        .unwrap();
+    all_synced(&users, 200).await;
+    let accounts = app.users().await;
+    assert_eq!(accounts.len(), 250, "150 adopted, 50 created, no duplicate");
+    for i in [0, 7, 149] {
+        let remote = synced(&users, &format!("u-acct{i:03}")).await;
+        assert_eq!(remote, existing[&i], "adopted, not re-created");
+    }
+    let remote_group = eventually("the group and its members to go live", || async {
+        let status = env.api::<Group>().get("team").await.ok()?.status?;
+        (status.synced_members.len() == 10).then_some(status.remote_id?)
+    })
+    .await;
+    let (_, body) = app.get(&format!("/Groups/{remote_group}")).await;
+    assert_eq!(body["members"].as_array().map_or(0, Vec::len), 10);
+    eventually("the plan to leave the status", || async {
+        policies
+            .get("crm")
+            .await
+            .ok()?
+            .status?
+            .plan
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

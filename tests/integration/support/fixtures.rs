@@ -39,6 +39,7 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                 }),
                 deprovision: DeprovisionAction::Delete,
                 delete_after_seconds: 0,
+                dry_run: false,
             },
             scim: None,
             saml: Some(saml_trust()),
@@ -68,6 +69,7 @@ pub fn scim_application() -> ApplicationSpec {
         webhook: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
+        dry_run: false,
     }
 }
 
