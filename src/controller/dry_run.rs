@@ -32,9 +32,12 @@ impl Planned {
     }
 }
 
-/// The planned changes of every dry-run policy, by object.
+/// One policy's planned changes, by object.
+type PolicyPlan = BTreeMap<Subject, Vec<Planned>>;
+
+/// The planned changes of every dry-run policy, by (namespace, policy).
 #[derive(Default)]
-pub struct Plans(Mutex<HashMap<(String, String), BTreeMap<Subject, Vec<Planned>>>>);
+pub struct Plans(Mutex<HashMap<(String, String), PolicyPlan>>);
 
 impl Plans {
     /// What `subject` of `namespace/policy` would change; nothing forgets it.
