@@ -117,7 +117,7 @@ async fn main() {
         let roster = Roster::start(kubeconfig, Some("bench-prop"));
         roster.ready(&http, Duration::from_secs(300)).await;
         let n = size("ROSTER_BENCH_PROPAGATION", 30);
-        let prop = propagation::propagation(&http, &roster, &app, n).await;
+        let prop = propagation::propagation(&client, &http, &roster, &app, n).await;
         report.insert("propagation".into(), prop);
         let users = size("ROSTER_BENCH_RESYNC_USERS", 10_000);
         let resync = propagation::resync(&client, kubeconfig, &http, roster, &app, users).await;

@@ -5,10 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use roster::api::{
-    ApplicationKind, ApplicationSpec, DeprovisionAction, ScimConnector, SecretKeyRef, User,
-    UserSpec,
+    ApplicationKind, ApplicationSpec, DeprovisionAction, ProvisioningPolicy, ScimConnector,
+    SecretKeyRef, User, UserSpec,
 };
 use serde_json::{Value, json};
 
@@ -154,7 +154,13 @@ fn patch_op(op: &str, path: &str, value: Value) -> Value {
 }
 
 /// One change at a time (steady state, empty queues), `n` of each kind.
-pub async fn propagation(http: &reqwest::Client, roster: &Roster, app: &App, n: usize) -> Value {
+pub async fn propagation(
+    client: &kube::Client,
+    http: &reqwest::Client,
+    roster: &Roster,
+    app: &App,
+    n: usize,
+) -> Value {
     let group = scim(
         http,
         roster,
@@ -209,10 +215,35 @@ pub async fn propagation(http: &reqwest::Client, roster: &Roster, app: &App, n: 
             .latencies
             .push(deactivate(http, roster, app, &id, &remote).await);
     }
+    // The same deactivations with the circuit breaker off: the breaker's
+    // cost is the difference, within one run.
+    let off = json!({"spec": {"circuitBreaker": {"enabled": false}}});
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)
+        .patch("prop", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .expect("turning the breaker off");
+    let mut unguarded = Sample::default();
+    for i in 0..n {
+        let user_name = format!("unguarded{i}@example.com");
+        let user = scim(
+            http,
+            roster,
+            reqwest::Method::POST,
+            "/Users",
+            json!({"userName": user_name, "active": true}),
+        )
+        .await;
+        let (remote, _) = app.user_id(http, &user_name).await;
+        let id = user["id"].as_str().unwrap().to_owned();
+        unguarded
+            .latencies
+            .push(deactivate(http, roster, app, &id, &remote).await);
+    }
     let kinds = [
         ("create", &created),
         ("membership change", &joined),
         ("deactivate", &deactivated),
+        ("deactivate, circuit breaker off", &unguarded),
     ];
     for (kind, sample) in kinds {
         println!(

@@ -133,6 +133,7 @@ fn propagation(out: &mut String, p: &Value) {
             verdict(num(&k["p99_ms"]) <= 1000.0)
         );
     }
+    *out += "\nThe deprovisioning circuit breaker is on in every row but the last (with limits this bench never reaches: it deactivates one user after another); the last row turns it off, so the breaker's cost is the difference between the two deactivation rows of one run.\n";
     let behind = &p["deactivation_behind_burst"];
     *out += &format!(
         "\nDeactivations first: each application's throttle keeps one of its 4 call slots for deactivations, deletions and member removals, so they do not queue behind creates. A deactivation sent right after {} SCIM creates reached the application after {} ms.\n\n",
