@@ -215,8 +215,8 @@ impl PolicyBreaker {
         Some(self.release_all())
     }
 
-    /// Ends any trip, approving what it held.
-    fn release_all(&mut self) -> Vec<Subject> {
+    /// Ends any trip, approving what it held (the breaker was turned off).
+    pub fn release_all(&mut self) -> Vec<Subject> {
         self.trip = None;
         self.forget_all_recent();
         let released: Vec<Subject> = std::mem::take(&mut self.held).into_keys().collect();

@@ -247,7 +247,7 @@ impl Context {
             let mut breakers = self.breakers.lock().expect("breaker lock");
             let breaker = breaker_of(&mut breakers, policy);
             let released = if !limits.enabled && breaker.is_tripped() {
-                breaker.approve(&breaker.summary().map(|s| s.trip.token).unwrap_or_default())
+                Some(breaker.release_all())
             } else {
                 approval.and_then(|token| breaker.approve(token))
             };
