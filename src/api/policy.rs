@@ -43,6 +43,12 @@ use super::common::{SecretKeyRef, SecretRef};
         description = "Whether the policy is complete and serving"
     ),
     printcolumn(
+        name = "Quarantined",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Quarantined\")].status",
+        description = "True while the circuit breaker holds mass deprovisioning for approval"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

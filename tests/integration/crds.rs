@@ -355,7 +355,7 @@ async fn printer_columns_appear_in_table_output() {
     let rendered = table_of::<ProvisioningPolicy>(&env).await;
     assert_eq!(
         columns(&rendered),
-        ["Name", "Mode", "Application", "Ready", "Age"]
+        ["Name", "Mode", "Application", "Ready", "Quarantined", "Age"]
     );
     assert_eq!(
         &row(&rendered)[..3],
