@@ -177,10 +177,56 @@ pub async fn propagation(
         let body = app.get(http, path).await.unwrap();
         (body["Resources"][0]["id"].as_str().unwrap().to_owned(), ())
     };
+    let guarded = user_cycles(http, roster, app, (&group_id, &remote_group), "prop", n).await;
+    // The same cycles with the circuit breaker off: the breaker's cost is
+    // the difference between the two deactivation rows of one run.
+    let off = json!({"spec": {"circuitBreaker": {"enabled": false}}});
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)
+        .patch("prop", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .expect("turning the breaker off");
+    let unguarded = user_cycles(http, roster, app, (&group_id, &remote_group), "off", n).await;
+    let (created, joined, deactivated) = &guarded;
+    let unguarded = &unguarded.2;
+    let kinds = [
+        ("create", created),
+        ("membership change", joined),
+        ("deactivate", deactivated),
+        ("deactivate, circuit breaker off", unguarded),
+    ];
+    for (kind, sample) in kinds {
+        println!(
+            "propagation of {kind}: p50 {:.0} ms p99 {:.0} ms",
+            sample.percentile(0.5),
+            sample.percentile(0.99)
+        );
+    }
+    let behind = deactivation_behind_burst(http, roster, app).await;
+    json!({
+        "changes_per_kind": n,
+        "poll_interval_ms": POLL.as_millis(),
+        "kinds": kinds.iter().map(|(kind, s)| json!({"kind": kind, "p50_ms": round(s.percentile(0.5), 0), "p99_ms": round(s.percentile(0.99), 0)})).collect::<Vec<_>>(),
+        "deactivation_behind_burst": behind,
+        "target_p99_ms": 1000,
+        "deactivation_priority": true,
+    })
+}
+
+/// `n` users, one at a time: each created, added to the group
+/// (`(id, remote id)`) and deactivated over SCIM; the time each change
+/// took to reach the application.
+async fn user_cycles(
+    http: &reqwest::Client,
+    roster: &Roster,
+    app: &App,
+    (group_id, remote_group): (&str, &str),
+    prefix: &str,
+    n: usize,
+) -> (Sample, Sample, Sample) {
     let (mut created, mut joined, mut deactivated) =
         (Sample::default(), Sample::default(), Sample::default());
     for i in 0..n {
-        let user_name = format!("prop{i}@example.com");
+        let user_name = format!("{prefix}{i}@example.com");
         let t = Instant::now();
         let user = scim(
             http,
@@ -215,52 +261,7 @@ pub async fn propagation(
             .latencies
             .push(deactivate(http, roster, app, &id, &remote).await);
     }
-    // The same deactivations with the circuit breaker off: the breaker's
-    // cost is the difference, within one run.
-    let off = json!({"spec": {"circuitBreaker": {"enabled": false}}});
-    Api::<ProvisioningPolicy>::namespaced(client.clone(), NS)
-        .patch("prop", &PatchParams::default(), &Patch::Merge(&off))
-        .await
-        .expect("turning the breaker off");
-    let mut unguarded = Sample::default();
-    for i in 0..n {
-        let user_name = format!("unguarded{i}@example.com");
-        let user = scim(
-            http,
-            roster,
-            reqwest::Method::POST,
-            "/Users",
-            json!({"userName": user_name, "active": true}),
-        )
-        .await;
-        let (remote, _) = app.user_id(http, &user_name).await;
-        let id = user["id"].as_str().unwrap().to_owned();
-        unguarded
-            .latencies
-            .push(deactivate(http, roster, app, &id, &remote).await);
-    }
-    let kinds = [
-        ("create", &created),
-        ("membership change", &joined),
-        ("deactivate", &deactivated),
-        ("deactivate, circuit breaker off", &unguarded),
-    ];
-    for (kind, sample) in kinds {
-        println!(
-            "propagation of {kind}: p50 {:.0} ms p99 {:.0} ms",
-            sample.percentile(0.5),
-            sample.percentile(0.99)
-        );
-    }
-    let behind = deactivation_behind_burst(http, roster, app).await;
-    json!({
-        "changes_per_kind": n,
-        "poll_interval_ms": POLL.as_millis(),
-        "kinds": kinds.iter().map(|(kind, s)| json!({"kind": kind, "p50_ms": round(s.percentile(0.5), 0), "p99_ms": round(s.percentile(0.99), 0)})).collect::<Vec<_>>(),
-        "deactivation_behind_burst": behind,
-        "target_p99_ms": 1000,
-        "deactivation_priority": true,
-    })
+    (created, joined, deactivated)
 }
 
 /// A deactivation sent right after a burst of creates: with the reserved
