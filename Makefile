@@ -84,4 +84,4 @@ bench: deps ## Benchmarks against the local control plane; writes BENCHMARKS.md 
 .PHONY: run
 run: deps ## Run Roster: against the current cluster, or a local control plane it starts.
 	assets=$$(tools/controlplane/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets $(CARGO) run --locked $(FEATURES) -- dev
+	  KUBEBUILDER_ASSETS=$$assets $(CARGO) run --locked $(FEATURES) -- dev $(ARGS)

@@ -25,6 +25,10 @@ pub struct DevArgs {
     /// Start a local control plane even if a cluster is reachable.
     #[arg(long)]
     pub local: bool,
+    /// Apply `examples/` to the current cluster too. Without it they are
+    /// applied only to a local control plane: their tokens are public.
+    #[arg(long)]
+    pub apply_examples: bool,
     #[command(flatten)]
     pub run: operator::RunArgs,
 }
@@ -33,14 +37,20 @@ pub async fn run(
     args: &DevArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (client, local) = connect(args.local).await?;
+    let (client, local, cluster_url) = connect(args.local).await?;
     let kubeconfig_hint = match &local {
         Some((plane, _)) => format!("export KUBECONFIG={}", plane.kubeconfig_path().display()),
-        None => "using your current kubeconfig".to_owned(),
+        None => format!("Using your current cluster, {cluster_url}."),
     };
 
     cluster::install_crds(&client, &api::crds(), Duration::from_secs(60)).await?;
-    let applied = apply_examples(&client, &args.examples).await?;
+    // The examples' tokens are in this repository: never applied to a real
+    // cluster unless asked for.
+    let applied = if local.is_some() || args.apply_examples {
+        apply_examples(&client, &args.examples).await?
+    } else {
+        Vec::new()
+    };
 
     let kubectl = local
         .as_ref()
@@ -50,6 +60,12 @@ pub async fn run(
     println!("Roster is starting. {kubeconfig_hint}");
     for line in &applied {
         println!("  applied {line}");
+    }
+    if applied.is_empty() && local.is_none() {
+        println!(
+            "  {} not applied: its tokens are public. `make run ARGS=--apply-examples` applies them here; `make run ARGS=--local` starts a local control plane instead.",
+            args.examples.display()
+        );
     }
     // SAML is served only with a public URL (the ACS URL and audience never
     // come from request headers): locally, where this process listens.
@@ -142,13 +158,14 @@ async fn endpoints(client: &kube::Client, applied: &[String], origin: &str) -> V
     endpoints
 }
 
-/// The current cluster if one answers, else a local control plane.
+/// The current cluster if one answers, else a local control plane; and
+/// the API server's URL.
 async fn connect(
     force_local: bool,
-) -> anyhow::Result<(kube::Client, Option<(ControlPlane, Binaries)>)> {
+) -> anyhow::Result<(kube::Client, Option<(ControlPlane, Binaries)>, String)> {
     if !force_local {
         match current_cluster().await {
-            Ok(client) => return Ok((client, None)),
+            Ok((client, url)) => return Ok((client, None, url)),
             Err(error) => {
                 tracing::info!(%error, "no cluster reachable; starting a local control plane")
             }
@@ -157,16 +174,20 @@ async fn connect(
     let binaries = Binaries::from_env()?;
     let plane = ControlPlane::start(&binaries).await?;
     tracing::info!(dir = %plane.dir().display(), "local control plane is up");
-    let client = kube::Client::try_from(plane.config().await?)?;
-    Ok((client, Some((plane, binaries))))
+    let config = plane.config().await?;
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)?;
+    Ok((client, Some((plane, binaries)), url))
 }
 
-async fn current_cluster() -> anyhow::Result<kube::Client> {
-    let client = kube::Client::try_default().await?;
+async fn current_cluster() -> anyhow::Result<(kube::Client, String)> {
+    let config = kube::Config::infer().await?;
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)?;
     tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
         .await
         .context("the API server did not answer within 5s")??;
-    Ok(client)
+    Ok((client, url))
 }
 
 /// Applies every YAML document under `dir` (server-side apply), namespaces
