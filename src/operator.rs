@@ -143,6 +143,14 @@ struct Controllers {
 }
 
 impl Controllers {
+    /// Stops at once, in-flight reconciles dropped: the Lease is lost, and
+    /// another replica may be writing already. An interrupted downstream
+    /// call is safe to repeat (accounts are looked up before creation).
+    async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(10), self.task)
@@ -220,7 +228,7 @@ async fn lead(
                 tracing::warn!(identity, "lost the lease: stopping the controllers");
                 crate::metrics::METRICS.leader.set(0);
                 if let Some(controllers) = running.take() {
-                    controllers.stop().await;
+                    controllers.abort().await;
                 }
             }
             _ => {}

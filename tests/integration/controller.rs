@@ -38,9 +38,20 @@ pub fn start_controllers(env: &TestEnv) -> Running {
 
 /// A Scim policy `name` whose application is `app`, deprovisioning by `action`.
 pub async fn policy_for(env: &TestEnv, name: &str, app: &Scim2Server, action: DeprovisionAction) {
+    policy_at(env, name, &app.base_url(), &app.token, action).await;
+}
+
+/// A Scim policy `name` whose application is the SCIM API at `base_url`.
+async fn policy_at(
+    env: &TestEnv,
+    name: &str,
+    base_url: &str,
+    token: &str,
+    action: DeprovisionAction,
+) {
     let mut secret = Secret::default();
     secret.metadata.name = Some(format!("{name}-app"));
-    secret.string_data = Some([("token".to_owned(), app.token.clone())].into());
+    secret.string_data = Some([("token".to_owned(), token.to_owned())].into());
     env.api::<Secret>()
         .create(&PostParams::default(), &secret)
         .await
@@ -49,7 +60,7 @@ pub async fn policy_for(env: &TestEnv, name: &str, app: &Scim2Server, action: De
     policy.spec.application = ApplicationSpec {
         kind: ApplicationKind::Scim,
         scim: Some(ScimConnector {
-            base_url: app.base_url(),
+            base_url: base_url.to_owned(),
             token_secret_ref: SecretKeyRef {
                 name: format!("{name}-app"),
                 key: "token".into(),
@@ -374,6 +385,73 @@ async fn an_application_outage_is_reported_and_converges_when_it_returns() {
     assert_eq!(
         app.get(&format!("/Users/{remote}")).await.1["userName"],
         "fay@example.com"
+    );
+}
+
+#[tokio::test]
+async fn an_application_that_never_answers_holds_up_only_its_own_policy() {
+    let env = env().await;
+    // Accepts connections and never answers a byte.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_url = format!("http://{}", stalled.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = stalled.accept().await {
+            open.push(socket);
+        }
+    });
+    let app = Scim2Server::start(0).await;
+    policy_at(
+        &env,
+        "stuck",
+        &stalled_url,
+        "a-token",
+        DeprovisionAction::Disable,
+    )
+    .await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let users: Api<User> = env.api();
+    for i in 0..10 {
+        for policy in ["stuck", "crm"] {
+            let id = format!("{policy}-{i}");
+            users
+                .create(
+                    &PostParams::default(),
+                    &user(&id, policy, &format!("{id}@example.com")),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let _controllers = start_controllers(&env);
+    for i in 0..10 {
+        synced(&users, &format!("crm-{i}")).await;
+    }
+    // The healthy application was served while the stalled one's first
+    // calls still hung: none has timed out yet.
+    let stuck_reported = users
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|u| u.spec.policy == "stuck")
+        .filter(|u| u.status.as_ref().is_some_and(|s| !s.conditions.is_empty()))
+        .count();
+    assert_eq!(stuck_reported, 0, "crm waited for the stalled application");
+    let stuck = eventually("the stalled application's timeout to show", || async {
+        let status = users.get("stuck-0").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    assert_eq!(stuck.reason, "ApplicationUnavailable");
+    assert!(
+        stuck.message.contains("timed out after 10s"),
+        "{}",
+        stuck.message
     );
 }
 

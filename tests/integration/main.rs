@@ -13,6 +13,7 @@ mod hostile_saml;
 mod identity;
 mod isolation;
 mod operator;
+mod partition;
 mod rbac;
 mod safety;
 mod saml;
