@@ -126,21 +126,20 @@ async fn confirm(
         let says = *manager_says.borrow_and_update();
         if says {
             let sent = Instant::now();
-            match tokio::time::timeout(LEASE_READ_TIMEOUT, leases.get_opt(&name)).await {
-                Ok(Ok(lease)) => {
-                    let spec = lease.and_then(|l| l.spec).unwrap_or_default();
-                    let renewed = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
-                    valid_until = valid_until_of(
-                        spec.holder_identity.as_deref() == Some(identity.as_str()),
-                        renewed,
-                        spec.lease_duration_seconds,
-                        Timestamp::now(),
-                        sent,
-                        margin,
-                    );
-                }
-                // Unanswered: what the last read showed still holds.
-                Ok(Err(_)) | Err(_) => {}
+            // Unanswered: what the last read showed still holds.
+            if let Ok(Ok(lease)) =
+                tokio::time::timeout(LEASE_READ_TIMEOUT, leases.get_opt(&name)).await
+            {
+                let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+                let renewed = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
+                valid_until = valid_until_of(
+                    spec.holder_identity.as_deref() == Some(identity.as_str()),
+                    renewed,
+                    spec.lease_duration_seconds,
+                    Timestamp::now(),
+                    sent,
+                    margin,
+                );
             }
         } else {
             valid_until = None;
