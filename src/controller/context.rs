@@ -112,27 +112,26 @@ pub struct Nudges {
 
 impl Nudges {
     fn subject(&self, namespace: &str, (kind, name): &Subject) {
-        // A closed queue means the controllers are stopping.
-        let _ = match *kind {
-            "User" => self
-                .users
-                .as_ref()
-                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
-            "Group" => self
-                .groups
-                .as_ref()
-                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
-            _ => self
-                .slices
-                .as_ref()
-                .map(|s| s.send(ObjectRef::new(name).within(namespace)).is_ok()),
-        };
+        match *kind {
+            "User" => send(&self.users, namespace, name),
+            "Group" => send(&self.groups, namespace, name),
+            _ => send(&self.slices, namespace, name),
+        }
     }
 
     fn policy(&self, namespace: &str, name: &str) {
-        if let Some(sender) = &self.policies {
-            let _ = sender.send(ObjectRef::new(name).within(namespace));
-        }
+        send(&self.policies, namespace, name);
+    }
+}
+
+/// Queues `namespace/name`; a closed queue means the controllers stop.
+fn send<K: Resource<DynamicType = ()>>(
+    queue: &Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<K>>>,
+    namespace: &str,
+    name: &str,
+) {
+    if let Some(queue) = queue {
+        let _ = queue.send(ObjectRef::new(name).within(namespace));
     }
 }
 
@@ -175,8 +174,8 @@ impl Context {
     }
 
     /// Whether a deprovisioning action may reach `policy`'s application
-    /// now, by the policy's circuit breaker. A held action is recorded for the policy's
-    /// status; the first one held warns with an Event on the policy.
+    /// now, by the policy's circuit breaker. A held action is recorded for
+    /// the policy's status; the one that trips it warns with an Event.
     pub async fn admit_deprovision(&self, policy: &ProvisioningPolicy, request: Request) -> bool {
         let namespace = policy.namespace().unwrap_or_default();
         let limits = Limits::of(&policy.spec.circuit_breaker);
