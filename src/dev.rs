@@ -63,7 +63,7 @@ pub async fn run(
     }
     if applied.is_empty() && local.is_none() {
         println!(
-            "  {} not applied: its tokens are public. `make run ARGS=--apply-examples` applies them here; `make run ARGS=--local` starts a local control plane instead.",
+            "  {} not applied here: the tokens in it are public. `make run ARGS=--apply-examples` applies them; `make run ARGS=--local` starts a local control plane instead.",
             args.examples.display()
         );
     }
