@@ -135,6 +135,17 @@ async fn all_synced(users: &Api<User>, n: usize) {
     .await;
 }
 
+/// Waits until `n` Users are synced and the policy counts them active,
+/// the share its circuit breaker's limit is taken of.
+async fn provisioned(env: &TestEnv, users: &Api<User>, n: i64) {
+    all_synced(users, n as usize).await;
+    eventually(&format!("the policy to count {n} active users"), || async {
+        let counts = policy(env).await.status?.counts?;
+        (counts.active_users == n).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_mass_deactivation_is_held_at_the_limit_until_an_operator_approves_it() {
     let env = env().await;
@@ -143,12 +154,7 @@ async fn a_mass_deactivation_is_held_at_the_limit_until_an_operator_approves_it(
     let ids = push_users(&idp, 1000).await;
     let _controllers = start_controllers(&env);
     let users: Api<User> = env.api();
-    all_synced(&users, 1000).await;
-    eventually("the policy to count 1000 active users", || async {
-        let counts = policy(&env).await.status?.counts?;
-        (counts.active_users == 1000).then_some(())
-    })
-    .await;
+    provisioned(&env, &users, 1000).await;
 
     // A wrong scope in the IdP: everyone is deactivated.
     set_active(&idp, &ids, false).await;
@@ -217,12 +223,7 @@ async fn held_deactivations_the_identity_provider_takes_back_never_leave() {
     let ids = push_users(&idp, 200).await;
     let _controllers = start_controllers(&env);
     let users: Api<User> = env.api();
-    all_synced(&users, 200).await;
-    eventually("the policy to count 200 active users", || async {
-        let counts = policy(&env).await.status?.counts?;
-        (counts.active_users == 200).then_some(())
-    })
-    .await;
+    provisioned(&env, &users, 200).await;
 
     set_active(&idp, &ids, false).await;
     // max(20, 10 % of 200) = 20 go out; 180 are held.
