@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod controller;
 #[cfg(feature = "dev")]
 pub mod controlplane;
+pub mod deadline;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod directory;

@@ -72,6 +72,12 @@ pub struct Policy {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Surface {
+    /// `scim`, `saml` or `gate`.
+    pub surface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Deprovision {
     /// `admitted` or `held` by the circuit breaker.
     pub outcome: String,
@@ -90,6 +96,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub quarantined: Family<Policy, Gauge>,
     pub deprovisions: Family<Deprovision, Counter>,
+    pub over_budget: Family<Surface, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -118,6 +125,12 @@ impl Metrics {
         let leader = Gauge::default();
         let quarantined = Family::<Policy, Gauge>::default();
         let deprovisions = Family::<Deprovision, Counter>::default();
+        let over_budget = Family::<Surface, Counter>::default();
+        registry.register(
+            "requests_over_budget",
+            "Requests answered 503 because the Kubernetes API did not answer within the request budget",
+            over_budget.clone(),
+        );
         registry.register(
             "policy_quarantined",
             "1 while the policy's circuit breaker holds deprovisioning for approval",
@@ -182,6 +195,7 @@ impl Metrics {
             leader,
             quarantined,
             deprovisions,
+            over_budget,
         }
     }
 

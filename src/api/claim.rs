@@ -47,6 +47,12 @@ pub struct UserNameClaimSpec {
     pub user_name: String,
     /// Name (SCIM id) of the User holding the claim.
     pub user: String,
+    /// The deadline of the request that wrote the claim. Until then a claim
+    /// whose User does not exist yet is a creation in flight; a User
+    /// created after it was written by a request that had already been
+    /// answered 503, and the next creation of this userName takes it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// The claim's object name for a userName in a policy: case-insensitive and

@@ -48,6 +48,12 @@ pub const API_VERSION: &str = "roster.dev/v1alpha1";
 /// changes).
 pub const LAST_MODIFIED_ANNOTATION: &str = "roster.dev/last-modified";
 
+/// Annotation on a Group a SCIM POST creates: the request's deadline (RFC
+/// 3339). A Group the API server wrote after it belongs to a request that
+/// was answered 503 (see [`crate::deadline`]); the Group controller removes
+/// it unprovisioned, and the identity provider's retry creates the group.
+pub const REQUEST_DEADLINE_ANNOTATION: &str = "roster.dev/request-deadline";
+
 /// Annotation on a User ending its sessions issued before an RFC 3339 time,
 /// e.g. `kubectl annotate user <id> roster.dev/sessions-not-before=$(date -u +%FT%TZ) --overwrite`:
 /// the SSO gate refuses them at the next check.

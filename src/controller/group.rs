@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
@@ -17,8 +19,11 @@ use super::context::Lane;
 use super::dry_run::Planned;
 use super::plan::{self, MemberDiff, MemberState, Skipped};
 use super::{Context, Error, holds_finalizer};
-use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy, Source};
+use crate::api::{
+    GROUP_LABEL, Group, GroupMemberSlice, ProvisioningPolicy, REQUEST_DEADLINE_ANNOTATION, Source,
+};
 use crate::connectors::{AnyConnector, Connector, DesiredGroup};
+use crate::deadline::landed_after;
 use crate::directory::writers::SOURCE_LABEL;
 
 /// How soon to look again at members whose users have no account yet.
@@ -51,6 +56,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         delete(&group, &ctx).await
     } else {
         if !has_finalizer {
+            if let Some(deadline) = abandoned(&group) {
+                return remove_abandoned(&group, deadline, &ctx).await;
+            }
             ctx.set_finalizer(group.as_ref(), true).await?;
         }
         sync(&group, &ctx).await
@@ -391,6 +399,101 @@ fn requeue_if_waiting(diff: &MemberDiff) -> Action {
     }
 }
 
+/// The deadline of the SCIM request that created `group`, if the API server
+/// wrote the Group after it: that request was answered 503, so nobody was
+/// told of the group, and the identity provider's retry creates another.
+fn abandoned(group: &Group) -> Option<Timestamp> {
+    let deadline: Timestamp = group
+        .annotations()
+        .get(REQUEST_DEADLINE_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let created = group.metadata.creation_timestamp.as_ref()?.0;
+    landed_after(created, deadline).then_some(deadline)
+}
+
+/// Removes an abandoned group before it is ever provisioned: the Group and
+/// its slices.
+async fn remove_abandoned(
+    group: &Group,
+    deadline: Timestamp,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let name = group.name_any();
+    ctx.event(
+        group,
+        true,
+        "Abandoned",
+        format!(
+            "written after its SCIM request had been answered 503 at its deadline {deadline}; removed before provisioning (the identity provider's retry creates the group)"
+        ),
+    )
+    .await;
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: group.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match Api::<Group>::namespaced(ctx.client.clone(), &namespace)
+        .delete(&name, &params)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(error) => return Err(Error::Kube(error)),
+    }
+    delete_slices_of(ctx, &namespace, &name).await?;
+    Ok(Action::await_change())
+}
+
+async fn delete_slices_of(ctx: &Context, namespace: &str, group: &str) -> Result<(), Error> {
+    let slices = ListParams::default().labels(&format!("{GROUP_LABEL}={group}"));
+    Api::<GroupMemberSlice>::namespaced(ctx.client.clone(), namespace)
+        .delete_collection(&DeleteParams::default(), &slices)
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// How long a slice waits for its Group before it counts as orphaned: a
+/// SCIM creation writes a new group's slices first and its Group within the
+/// request's budget.
+const ORPHAN_SLICE_AGE: Duration = Duration::from_secs(120);
+
+/// A slice whose Group does not exist: from a SCIM creation that gave up
+/// before its Group was written, or a Group deleted by hand. Once it is
+/// older than [`ORPHAN_SLICE_AGE`] and the API confirms there is no such
+/// Group, the group's slices are removed.
+async fn sweep_orphan(slice: &GroupMemberSlice, ctx: &Context) -> Result<Action, Error> {
+    let age = slice
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .and_then(|age| Duration::try_from(age).ok())
+        .unwrap_or_default();
+    if age < ORPHAN_SLICE_AGE {
+        return Ok(Action::requeue(ORPHAN_SLICE_AGE - age));
+    }
+    let namespace = slice.namespace().unwrap_or_default();
+    let group = &slice.spec.group;
+    let groups = Api::<Group>::namespaced(ctx.client.clone(), &namespace);
+    if groups.get_opt(group).await.map_err(Error::Kube)?.is_some() {
+        return Ok(Action::await_change());
+    }
+    tracing::info!(
+        %namespace,
+        group,
+        slice = slice.name_any(),
+        "removing the member slices of a group that does not exist"
+    );
+    delete_slices_of(ctx, &namespace, group).await?;
+    Ok(Action::await_change())
+}
+
 async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let namespace = group.namespace().unwrap_or_default();
     let remote_id = group.status.as_ref().and_then(|s| s.remote_id.clone());
@@ -524,7 +627,7 @@ pub async fn reconcile_slice(
 async fn sync_slice(slice: Arc<GroupMemberSlice>, ctx: &Context) -> Result<Action, Error> {
     let namespace = slice.namespace().unwrap_or_default();
     let Some(group) = ctx.group(&namespace, &slice.spec.group) else {
-        return Ok(Action::await_change());
+        return sweep_orphan(&slice, ctx).await;
     };
     let Some(remote_id) = group.status.as_ref().and_then(|s| s.remote_id.clone()) else {
         // The group's own reconcile creates it first; its status change wakes us.
@@ -595,4 +698,51 @@ async fn sync_slice(slice: Arc<GroupMemberSlice>, ctx: &Context) -> Result<Actio
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GroupSpec;
+
+    fn group(created: &str, deadline: Option<&str>) -> Group {
+        let mut group = Group::new(
+            "g-1",
+            GroupSpec {
+                policy: "crm".into(),
+                display_name: "Engineering".into(),
+                ..Default::default()
+            },
+        );
+        group.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+        if let Some(deadline) = deadline {
+            group
+                .annotations_mut()
+                .insert(REQUEST_DEADLINE_ANNOTATION.into(), deadline.into());
+        }
+        group
+    }
+
+    #[test]
+    fn only_a_group_written_after_its_requests_deadline_is_abandoned() {
+        let deadline = "2026-12-02T10:00:08Z";
+        assert_eq!(
+            abandoned(&group("2026-12-02T10:00:09Z", Some(deadline))),
+            Some(deadline.parse().unwrap())
+        );
+        assert_eq!(
+            abandoned(&group("2026-12-02T10:00:08Z", Some(deadline))),
+            None
+        );
+        assert_eq!(
+            abandoned(&group("2026-12-02T10:00:01Z", Some(deadline))),
+            None
+        );
+        // Written by hand or GitOps, or replaced since: no deadline.
+        assert_eq!(abandoned(&group("2026-12-02T10:00:09Z", None)), None);
+        assert_eq!(
+            abandoned(&group("2026-12-02T10:00:09Z", Some("soon"))),
+            None
+        );
+    }
 }

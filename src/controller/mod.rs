@@ -157,6 +157,16 @@ fn strip_policy(policy: &mut ProvisioningPolicy) {
     policy.annotations_mut().extend(approval);
 }
 
+/// [`strip`], but a group keeps the deadline of the SCIM request that
+/// created it, which tells an abandoned creation (see `group::abandoned`).
+fn strip_group(group: &mut Group) {
+    let deadline = group
+        .annotations_mut()
+        .remove_entry(crate::api::REQUEST_DEADLINE_ANNOTATION);
+    strip(group);
+    group.annotations_mut().extend(deadline);
+}
+
 /// [`strip`], and the labels too: nothing reads a slice's labels (its
 /// group is in its spec), and each label map costs half a kilobyte.
 fn strip_slice(slice: &mut GroupMemberSlice) {
@@ -240,7 +250,7 @@ pub async fn run(
     let (users, mut user_events, users_ready, users_feed) =
         cached::<UserView>(&client, namespace.as_deref(), 2, |_| {}, |_| {});
     let (groups, mut group_events, groups_ready, groups_feed) =
-        cached::<Group>(&client, namespace.as_deref(), 3, strip, |_| {});
+        cached::<Group>(&client, namespace.as_deref(), 3, strip_group, |_| {});
     let (policies, mut policy_events, policies_ready, policies_feed) =
         cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 3, strip_policy, |_| {});
     let slice_index = slices::SliceIndex::default();

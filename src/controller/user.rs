@@ -315,10 +315,15 @@ async fn sync(user: &User, ctx: &Context) -> Result<Action, Error> {
 async fn claim_user_name(user: &User, ctx: &Context) -> Result<(), Error> {
     let namespace = user.namespace().unwrap_or_default();
     UserNames::new(ctx.client.clone(), &namespace, &user.spec.policy)
-        .claim(&user.spec.user_name, &user.name_any())
+        .claim(
+            &user.spec.user_name,
+            &user.name_any(),
+            crate::deadline::Deadline::from_now().wall,
+        )
         .await
         .map_err(|error| match error {
             ClaimError::Taken(name) => Error::UserNameTaken(name),
+            ClaimError::Abandoned(_) => Error::UserNameTaken(user.spec.user_name.clone()),
             ClaimError::Conflict => Error::UserNameTaken(user.spec.user_name.clone()),
             ClaimError::Api(error) => Error::Kube(error),
         })

@@ -8,9 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use crate::api::{User, UserNameClaim, UserNameClaimSpec, claim_name};
+use crate::deadline::landed_after;
 use crate::identity::{fold_user_name, same_user_name};
 
 /// The name of the Group a JIT login creates for `display_name`: derived
@@ -32,6 +36,12 @@ pub enum ClaimError {
     /// A live User of the policy holds the name.
     #[error("userName \"{0}\" is already taken")]
     Taken(String),
+    /// The name is held by a User which a request created after it had
+    /// been answered 503 (its write landed once a stalled API server
+    /// resumed): nobody was told of it, and a creation of the same userName
+    /// may [`UserNames::take_over`] this claim and its User.
+    #[error("userName is held by user {}, created after its request gave up", .0.spec.user)]
+    Abandoned(Box<UserNameClaim>),
     /// The claim kept changing under us.
     #[error("the userName claim changed concurrently")]
     Conflict,
@@ -56,10 +66,18 @@ impl UserNames {
         }
     }
 
-    /// Reserves `user_name` for user `id`. A claim left behind by a user that
-    /// no longer holds the name (deleted by hand, or a crash mid-rename) is
-    /// taken over; a live one is [`ClaimError::Taken`].
-    pub async fn claim(&self, user_name: &str, id: &str) -> Result<(), ClaimError> {
+    /// Reserves `user_name` for user `id`, for a request that stops waiting
+    /// at `deadline`. A claim left behind by a user that no longer holds the
+    /// name (deleted by hand, a crash mid-rename, a creation whose request
+    /// gave up before its User was written) is taken over; a live one is
+    /// [`ClaimError::Taken`], or [`ClaimError::Abandoned`] if its User was
+    /// written after its own request had given up.
+    pub async fn claim(
+        &self,
+        user_name: &str,
+        id: &str,
+        deadline: Timestamp,
+    ) -> Result<(), ClaimError> {
         let name = claim_name(&self.policy, user_name);
         let mut claim = UserNameClaim::new(
             &name,
@@ -67,6 +85,7 @@ impl UserNames {
                 policy: self.policy.clone(),
                 user_name: fold_user_name(user_name),
                 user: id.to_owned(),
+                pending_until: Some(Time(deadline)),
             },
         );
         claim.metadata.labels = Some(BTreeMap::from([(
@@ -86,17 +105,12 @@ impl UserNames {
                 return Ok(());
             }
             let holder = self.users.get_opt(&existing.spec.user).await?;
-            let held = match holder {
-                Some(u) => {
-                    u.metadata.deletion_timestamp.is_none()
-                        && same_user_name(&u.spec.user_name, user_name)
+            match standing(&existing, holder.as_ref(), user_name, Timestamp::now()) {
+                Standing::Held | Standing::InFlight => {
+                    return Err(ClaimError::Taken(user_name.to_owned()));
                 }
-                // A claim is written just before its user: a young claim
-                // without a user is a creation in flight, not a leftover.
-                None => is_young(&existing),
-            };
-            if held {
-                return Err(ClaimError::Taken(user_name.to_owned()));
+                Standing::Abandoned => return Err(ClaimError::Abandoned(Box::new(existing))),
+                Standing::Stale => {}
             }
             // A stale claim: remove exactly that one, then retry.
             let params = DeleteParams {
@@ -113,6 +127,35 @@ impl UserNames {
             }
         }
         Err(ClaimError::Conflict)
+    }
+
+    /// Makes an abandoned claim (and its User) this request's: its deadline
+    /// becomes `deadline`, so its User counts as written in time from now
+    /// on, and a second creation of the name is refused. Conditional on the
+    /// claim being unchanged, so of two racing takeovers one wins. Returns
+    /// the User's name.
+    pub async fn take_over(
+        &self,
+        claim: &UserNameClaim,
+        deadline: Timestamp,
+    ) -> Result<String, ClaimError> {
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": claim.metadata.resource_version },
+            "spec": { "pendingUntil": Time(deadline) },
+        });
+        match self
+            .claims
+            .patch(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(claim.spec.user.clone()),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Err(ClaimError::Conflict),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The User (not being deleted) that holds `user_name`, if any.
@@ -154,19 +197,59 @@ impl UserNames {
     }
 }
 
-/// How long a claim without its user counts as a creation in flight.
-const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn is_young(claim: &UserNameClaim) -> bool {
-    claim
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .is_none_or(|created| {
-            let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
-            age.unsigned_abs() < CLAIM_GRACE
-        })
+/// What a claim held for another user means to a new claim of its name.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    /// A live User holds the name.
+    Held,
+    /// The claim's User is being created: its request has not given up yet.
+    InFlight,
+    /// The holder was created after its request gave up (see
+    /// [`ClaimError::Abandoned`]).
+    Abandoned,
+    /// Nobody holds the name any more.
+    Stale,
 }
+
+fn standing(
+    claim: &UserNameClaim,
+    holder: Option<&User>,
+    user_name: &str,
+    now: Timestamp,
+) -> Standing {
+    let pending_until = claim.spec.pending_until.as_ref().map(|t| t.0);
+    match holder {
+        Some(user)
+            if user.metadata.deletion_timestamp.is_none()
+                && same_user_name(&user.spec.user_name, user_name) =>
+        {
+            let created = user.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            match (created, pending_until) {
+                (Some(created), Some(deadline)) if landed_after(created, deadline) => {
+                    Standing::Abandoned
+                }
+                _ => Standing::Held,
+            }
+        }
+        Some(_) => Standing::Stale,
+        None => {
+            // Claims written before requests had deadlines: a minute.
+            let until = pending_until.or_else(|| {
+                let created = claim.metadata.creation_timestamp.as_ref()?.0;
+                Some(created + LEGACY_GRACE)
+            });
+            if until.is_none_or(|until| now < until) {
+                Standing::InFlight
+            } else {
+                Standing::Stale
+            }
+        }
+    }
+}
+
+/// How long a claim without `pendingUntil` and without its user counts as a
+/// creation in flight.
+const LEGACY_GRACE: SignedDuration = SignedDuration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
@@ -178,5 +261,99 @@ mod tests {
         assert_eq!(a, jit_group_name("wiki", "engineering"));
         assert_ne!(a, jit_group_name("crm", "Engineering"));
         assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn claim(pending_until: Option<&str>, created: &str) -> UserNameClaim {
+        let mut claim = UserNameClaim::new(
+            "un-1",
+            UserNameClaimSpec {
+                policy: "crm".into(),
+                user_name: "ada".into(),
+                user: "u-1".into(),
+                pending_until: pending_until.map(|t| Time(at(t))),
+            },
+        );
+        claim.metadata.creation_timestamp = Some(Time(at(created)));
+        claim
+    }
+
+    fn user(user_name: &str, created: &str) -> User {
+        let mut user = User::new(
+            "u-1",
+            crate::api::UserSpec {
+                policy: "crm".into(),
+                user_name: user_name.into(),
+                ..Default::default()
+            },
+        );
+        user.metadata.creation_timestamp = Some(Time(at(created)));
+        user
+    }
+
+    const T0: &str = "2026-12-02T10:00:00Z";
+    const DEADLINE: &str = "2026-12-02T10:00:08Z";
+
+    #[test]
+    fn a_user_written_within_its_request_holds_the_name() {
+        let claim = claim(Some(DEADLINE), T0);
+        let held = user("Ada", "2026-12-02T10:00:01Z");
+        let now = at("2026-12-02T11:00:00Z");
+        assert_eq!(standing(&claim, Some(&held), "ada", now), Standing::Held);
+    }
+
+    #[test]
+    fn a_user_written_after_its_request_gave_up_is_abandoned() {
+        let claim = claim(Some(DEADLINE), T0);
+        let late = user("ada", "2026-12-02T10:00:40Z");
+        let now = at("2026-12-02T10:01:00Z");
+        assert_eq!(
+            standing(&claim, Some(&late), "ada", now),
+            Standing::Abandoned
+        );
+    }
+
+    #[test]
+    fn a_renamed_or_deleted_holder_leaves_a_stale_claim() {
+        let claim = claim(Some(DEADLINE), T0);
+        let now = at("2026-12-02T10:00:01Z");
+        let renamed = user("grace", "2026-12-02T09:00:00Z");
+        assert_eq!(
+            standing(&claim, Some(&renamed), "ada", now),
+            Standing::Stale
+        );
+        let mut deleted = user("ada", "2026-12-02T09:00:00Z");
+        deleted.metadata.deletion_timestamp = Some(Time(now));
+        assert_eq!(
+            standing(&claim, Some(&deleted), "ada", now),
+            Standing::Stale
+        );
+    }
+
+    #[test]
+    fn a_claim_without_its_user_is_in_flight_until_its_deadline() {
+        // Written after a stalled API server resumed: created long after
+        // its deadline, so stale at once.
+        let claim = claim(Some(DEADLINE), "2026-12-02T10:05:00Z");
+        assert_eq!(
+            standing(&claim, None, "ada", at("2026-12-02T10:00:07Z")),
+            Standing::InFlight
+        );
+        assert_eq!(
+            standing(&claim, None, "ada", at("2026-12-02T10:05:01Z")),
+            Standing::Stale
+        );
+    }
+
+    #[test]
+    fn a_claim_without_a_deadline_is_in_flight_for_a_minute() {
+        let claim = claim(None, T0);
+        let held = standing(&claim, None, "ada", at("2026-12-02T10:00:59Z"));
+        assert_eq!(held, Standing::InFlight);
+        let stale = standing(&claim, None, "ada", at("2026-12-02T10:01:01Z"));
+        assert_eq!(stale, Standing::Stale);
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
@@ -16,11 +17,12 @@ use serde_json::json;
 
 use super::membership::{self, GroupSlices, MembershipIndex};
 use super::tokens;
-use crate::api::{API_VERSION, LAST_MODIFIED_ANNOTATION};
+use crate::api::{API_VERSION, LAST_MODIFIED_ANNOTATION, REQUEST_DEADLINE_ANNOTATION};
 use crate::api::{
     GROUP_LABEL, Group, GroupMember, GroupMemberSlice, GroupMemberSliceSpec, GroupSpec, MemberKind,
     User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::deadline::Deadline;
 use crate::directory::writers::{SCIM_MANAGER, SOURCE_LABEL};
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::same_user_name;
@@ -72,6 +74,17 @@ fn is_object_name(id: &str) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A claim of `user_name` that failed. Held by an abandoned user is taken,
+/// for every write but a creation (which takes that user over).
+fn claim_error(error: ClaimError, user_name: &str) -> StoreError {
+    match error {
+        ClaimError::Taken(name) => StoreError::UserNameTaken(name),
+        ClaimError::Abandoned(_) => StoreError::UserNameTaken(user_name.to_owned()),
+        ClaimError::Conflict => StoreError::Conflict,
+        ClaimError::Api(error) => error.into(),
+    }
+}
+
 /// A policy's directory: namespace + policy name.
 #[derive(Clone)]
 pub struct Directory {
@@ -79,6 +92,9 @@ pub struct Directory {
     index: MembershipIndex,
     namespace: String,
     policy: String,
+    /// When the request this directory serves stops waiting, recorded in
+    /// the claims and Groups it creates (see [`crate::deadline`]).
+    deadline: Timestamp,
 }
 
 impl Directory {
@@ -93,7 +109,14 @@ impl Directory {
             index,
             namespace: namespace.to_owned(),
             policy: policy.to_owned(),
+            deadline: Deadline::from_now().wall,
         }
+    }
+
+    /// For a request that stops waiting at `deadline`.
+    pub fn until(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline.wall;
+        self
     }
 
     fn api<K>(&self) -> Api<K>
@@ -157,7 +180,31 @@ impl Directory {
     /// of two racing creations exactly one wins; the loser gets 409.
     pub async fn create_user(&self, spec: UserSpec) -> Result<User> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.claim(&spec.user_name, &id).await?;
+        match self
+            .user_names()
+            .claim(&spec.user_name, &id, self.deadline)
+            .await
+        {
+            Ok(()) => {}
+            Err(ClaimError::Abandoned(claim)) => {
+                // This is the retry of the request that created it (or a
+                // later creation of the same userName): the user it asks
+                // for becomes that one, so there is exactly one.
+                let abandoned = self
+                    .user_names()
+                    .take_over(&claim, self.deadline)
+                    .await
+                    .map_err(|error| claim_error(error, &spec.user_name))?;
+                tracing::info!(
+                    namespace = self.namespace,
+                    policy = self.policy,
+                    user = abandoned,
+                    "took over a user written after its request had been answered 503"
+                );
+                return self.apply_user(&abandoned, &spec, None).await;
+            }
+            Err(error) => return Err(claim_error(error, &spec.user_name)),
+        }
         match self.apply_user(&id, &spec, None).await {
             Ok(user) => Ok(user),
             Err(error) => {
@@ -269,13 +316,9 @@ impl Directory {
     /// holder means 409 uniqueness.
     async fn claim(&self, user_name: &str, id: &str) -> Result<()> {
         self.user_names()
-            .claim(user_name, id)
+            .claim(user_name, id, self.deadline)
             .await
-            .map_err(|error| match error {
-                ClaimError::Taken(name) => StoreError::UserNameTaken(name),
-                ClaimError::Conflict => StoreError::Conflict,
-                ClaimError::Api(error) => error.into(),
-            })
+            .map_err(|error| claim_error(error, user_name))
     }
 
     /// Releases `user_name` if user `id` holds it. Best effort.
@@ -369,19 +412,25 @@ impl Directory {
             .collect())
     }
 
+    /// Creates a group with its members. The members' slices are written
+    /// first and the Group last, so the group appears whole or not at all;
+    /// the Group records the request's deadline, so one that lands after
+    /// the request gave up is recognised (and removed by the controller),
+    /// and slices whose Group never came are swept (see `controller::group`).
     pub async fn create_group(&self, spec: GroupSpec, members: Vec<GroupMember>) -> Result<Group> {
         let id = uuid::Uuid::new_v4().to_string();
-        let group = self.apply_group(&id, &spec, None).await?;
-        if let Err(error) = self.change_members(&id, &members, &[]).await {
-            // Nothing half-written: a group without its members is removed.
-            let _ = self
-                .api::<Group>()
-                .delete(&id, &DeleteParams::default())
-                .await;
+        let written = match self.change_members(&id, &members, &[]).await {
+            Ok(()) => {
+                self.write_group(&id, &spec, None, Some(self.deadline))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if written.is_err() {
+            // Nothing half-written: the members of a group that isn't go.
             self.delete_slices(&id).await.ok();
-            return Err(error);
         }
-        Ok(group)
+        written
     }
 
     /// Creates a group, or adopts the one JIT logins created with this
@@ -410,6 +459,17 @@ impl Directory {
         spec: &GroupSpec,
         resource_version: Option<String>,
     ) -> Result<Group> {
+        self.write_group(id, spec, resource_version, None).await
+    }
+
+    /// Applies a group; a creation records its request's `deadline`.
+    async fn write_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        resource_version: Option<String>,
+        deadline: Option<Timestamp>,
+    ) -> Result<Group> {
         let mut object = json!({
             "apiVersion": API_VERSION,
             "kind": "Group",
@@ -426,6 +486,10 @@ impl Directory {
         });
         if let Some(rv) = resource_version {
             object["metadata"]["resourceVersion"] = json!(rv);
+        }
+        if let Some(deadline) = deadline {
+            object["metadata"]["annotations"][REQUEST_DEADLINE_ANNOTATION] =
+                json!(deadline.to_string());
         }
         let params = PatchParams::apply(SCIM_MANAGER).force();
         let group = self

@@ -65,7 +65,21 @@ where
             "/gate/{namespace}/{policy}/signout",
             get(signout).post(signout),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            crate::deadline::Budget {
+                surface: "gate",
+                duration: crate::deadline::REQUEST_BUDGET,
+                expired: unavailable,
+            },
+            crate::deadline::bound,
+        ))
         .with_state(state)
+}
+
+/// The answer when the Kubernetes API did not answer within the budget
+/// (only a fresh session's User the watch hasn't shown is read from it).
+fn unavailable() -> Response {
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,11 +1,11 @@
 //! The assertion consumer (HTTP-POST binding): the I/O edge that runs the
 //! checks, consumes the ids, writes the user, and signs the browser in.
 
-use axum::Form;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use chrono::Utc;
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use super::session::{self, PendingRequest, REQUEST_COOKIE, SESSION_TYPE, SameSit
 use super::trust::{MAX_ISSUE_AGE, Trust};
 use super::{SamlState, page, redirect, verify};
 use crate::api::{ConsumedKind, User};
+use crate::deadline::Deadline;
 use crate::directory::audit::Change;
 use crate::directory::consumed::{Consumed, ReplayError};
 
@@ -59,16 +60,7 @@ impl Failure {
         count_login(namespace, policy, outcome);
         match self {
             Failure::Rejected(_) | Failure::Replay(ReplayError::Replayed(_)) => page::refused(),
-            Failure::Busy(_) => {
-                let mut busy = page::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "The sign-in could not be completed right now. Try again in a moment.",
-                );
-                busy.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                busy
-            }
+            Failure::Busy(_) => page::try_again_after(1),
             Failure::Login(LoginError::UnknownUser) => page::page(
                 StatusCode::FORBIDDEN,
                 "No account",
@@ -91,11 +83,7 @@ impl Failure {
             ),
             Failure::Login(LoginError::Api(_))
             | Failure::Replay(ReplayError::Api(_))
-            | Failure::Internal(_) => page::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "The sign-in could not be completed right now. Try again in a moment.",
-            ),
+            | Failure::Internal(_) => page::try_again(),
         }
     }
 }
@@ -120,8 +108,11 @@ pub async fn consume(
     State(state): State<SamlState>,
     Path((namespace, policy)): Path<(String, String)>,
     headers: HeaderMap,
+    deadline: Option<Extension<Deadline>>,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Response {
+    // Set by the budget layer; a handler called without it gets its own.
+    let deadline = deadline.map_or_else(Deadline::from_now, |Extension(d)| d);
     let form = match form {
         Ok(Form(form)) => form,
         Err(rejection) => {
@@ -145,7 +136,7 @@ pub async fn consume(
         })
         // The RelayState must be the opaque token sent with this browser's request.
         .filter(|p| form.relay_state.as_deref() == Some(p.relay.as_str()));
-    match accept(&state, &trust, &form, pending.as_ref()).await {
+    match accept(&state, &trust, &form, pending.as_ref(), deadline).await {
         Ok(response) => response,
         Err(failure) => failure.respond(&namespace, &policy),
     }
@@ -161,6 +152,7 @@ async fn accept(
     trust: &Trust,
     form: &AcsForm,
     pending: Option<&PendingRequest>,
+    deadline: Deadline,
 ) -> Result<Response, Failure> {
     // samael's clock: it compares chrono instants.
     let now = Utc::now();
@@ -182,7 +174,8 @@ async fn accept(
         state.index.clone(),
         &trust.namespace,
         &trust.policy,
-    );
+    )
+    .until(deadline);
     let decision = users.decide(trust.mode, &mapped, &trust.jit).await?;
 
     // Consumed only once the login will be accepted, so a refused login

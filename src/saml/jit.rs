@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use samael::schema::Assertion;
@@ -19,6 +20,7 @@ use crate::api::{
     AllowedGroup, AttributeMapping, GroupsOverage, JitOptions, Mode, MultiValuedAttribute,
     PersonName, User, UserNameClaim, UserSpec, claim_name,
 };
+use crate::deadline::Deadline;
 use crate::directory::membership::MembershipIndex;
 use crate::directory::writers::{self, JIT_MANAGER, SOURCE_LABEL, Writer};
 use crate::directory::{ClaimError, UserNames};
@@ -372,6 +374,8 @@ pub struct Users {
     index: MembershipIndex,
     namespace: String,
     policy: String,
+    /// The login's deadline, recorded in the userName claims it writes.
+    deadline: Timestamp,
 }
 
 impl Users {
@@ -388,7 +392,14 @@ impl Users {
             index,
             namespace: namespace.to_owned(),
             policy: policy.to_owned(),
+            deadline: Deadline::from_now().wall,
         }
+    }
+
+    /// For a login that stops waiting at `deadline`.
+    pub fn until(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline.wall;
+        self
     }
 
     /// The user of this policy keyed on `subject`. The index names it for a
@@ -554,10 +565,13 @@ impl Users {
 
     async fn claim(&self, user_name: &str, id: &str) -> Result<(), LoginError> {
         self.names
-            .claim(user_name, id)
+            .claim(user_name, id, self.deadline)
             .await
             .map_err(|error| match error {
                 ClaimError::Taken(name) => LoginError::UserNameTaken(name),
+                // Another person's abandoned user: the same person's would
+                // have been found by subject.
+                ClaimError::Abandoned(_) => LoginError::UserNameTaken(user_name.to_owned()),
                 ClaimError::Conflict => LoginError::UserNameTaken(user_name.to_owned()),
                 ClaimError::Api(error) => LoginError::Api(error),
             })

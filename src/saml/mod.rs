@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::api::ProvisioningPolicy;
+use crate::deadline::{Budget, REQUEST_BUDGET};
 use crate::directory::audit::Audit;
 use crate::directory::membership::MembershipIndex;
 use crate::directory::policies::PolicyCache;
@@ -70,6 +71,14 @@ where
         .route("/saml/{namespace}/{policy}/login", get(login::start))
         .route("/saml/{namespace}/{policy}/acs", post(acs::consume))
         .layer(DefaultBodyLimit::max(checks::MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Budget {
+                surface: "saml",
+                duration: REQUEST_BUDGET,
+                expired: page::try_again,
+            },
+            crate::deadline::bound,
+        ))
         .with_state(state)
 }
 

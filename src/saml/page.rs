@@ -36,3 +36,21 @@ pub fn bad_request() -> Response {
         "The sign-in request is not valid.",
     )
 }
+
+/// The page when the sign-in could not be completed now (the directory did
+/// not answer in time, or the replica is busy): 503 with `Retry-After`.
+pub fn try_again() -> Response {
+    try_again_after(crate::deadline::RETRY_AFTER_SECONDS)
+}
+
+pub fn try_again_after(seconds: u64) -> Response {
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The sign-in could not be completed right now. Try again in a moment.",
+    );
+    response
+        .headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    response
+}

@@ -24,6 +24,7 @@ use super::resource::{self, Location, etag};
 use super::schema::ResourceType;
 use super::{discovery, patch};
 use crate::api::{Group, GroupMember, MemberKind, Mode, ProvisioningPolicy, User};
+use crate::deadline::{self, Deadline};
 use crate::directory::audit::{Audit, Change};
 use crate::directory::membership::MembershipIndex;
 use crate::directory::policies::{PolicyCache, is_policy_ref};
@@ -97,8 +98,27 @@ pub fn router(state: ScimState) -> Router {
         .route(&format!("{v2}/{{*rest}}"), any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            deadline::Budget {
+                surface: "scim",
+                duration: deadline::REQUEST_BUDGET,
+                expired: over_budget,
+            },
+            deadline::bound,
+        ))
         .layer(axum::middleware::from_fn(measure))
         .with_state(state)
+}
+
+/// The answer when the Kubernetes API did not answer within the budget.
+fn over_budget() -> Response {
+    let mut error = ScimError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "the directory did not answer in time; retry later",
+    );
+    error.retry_after = Some(deadline::RETRY_AFTER_SECONDS);
+    error.into_response()
 }
 
 tokio::task_local! {
@@ -290,7 +310,15 @@ impl FromRequestParts<ScimState> for Scope {
             Path::<PolicyPath>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ScimError::not_found("no such SCIM endpoint"))?;
-        authorize(state, &namespace, &policy, &parts.headers).await
+        let scope = authorize(state, &namespace, &policy, &parts.headers).await?;
+        // Set by the budget layer; a handler called without it gets its own.
+        let deadline = parts.extensions.get::<Deadline>().copied();
+        Ok(Scope {
+            directory: scope
+                .directory
+                .until(deadline.unwrap_or_else(Deadline::from_now)),
+            ..scope
+        })
     }
 }
 

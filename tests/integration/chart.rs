@@ -301,7 +301,11 @@ fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
         "groupmemberslices",
         &["create", "deletecollection", "list", "patch", "watch"],
     );
-    grant("roster.dev", "usernameclaims", &["create", "delete", "get"]);
+    grant(
+        "roster.dev",
+        "usernameclaims",
+        &["create", "delete", "get", "patch"],
+    );
     grant(
         "roster.dev",
         "consumedassertions",

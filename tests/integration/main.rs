@@ -18,4 +18,5 @@ mod rbac;
 mod safety;
 mod saml;
 mod scim;
+mod stall;
 mod support;

@@ -167,7 +167,11 @@ async fn a_login_never_links_an_existing_account_by_email() {
         .await
         .unwrap();
     roster::directory::UserNames::new(env.client.clone(), &env.namespace, "crm")
-        .claim("alice@example.com", "existing")
+        .claim(
+            "alice@example.com",
+            "existing",
+            roster::deadline::Deadline::from_now().wall,
+        )
         .await
         .unwrap();
     let before = snapshot(&env).await;
@@ -453,7 +457,11 @@ async fn scim_user(env: &TestEnv, user_name: &str, active: bool) -> User {
         .await
         .unwrap();
     roster::directory::UserNames::new(env.client.clone(), &env.namespace, "crm")
-        .claim(user_name, "u-1")
+        .claim(
+            user_name,
+            "u-1",
+            roster::deadline::Deadline::from_now().wall,
+        )
         .await
         .unwrap();
     created

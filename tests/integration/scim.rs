@@ -1069,7 +1069,11 @@ async fn a_user_created_just_in_time_is_adopted_when_the_idp_pushes_it() {
         .await
         .unwrap();
     roster::directory::UserNames::new(env.client.clone(), &env.namespace, "crm")
-        .claim("Kai@Example.com", "jit-1")
+        .claim(
+            "Kai@Example.com",
+            "jit-1",
+            roster::deadline::Deadline::from_now().wall,
+        )
         .await
         .unwrap();
 

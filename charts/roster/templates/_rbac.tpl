@@ -25,11 +25,12 @@ and says where. Nothing here is wildcarded, and no rule lets Roster list or watc
 - apiGroups: ["roster.dev"]
   resources: ["groupmemberslices"]
   verbs: ["list", "watch", "create", "patch", "deletecollection"]
-# UserNameClaims keep userNames unique per policy (directory.rs): created before their User, read
-# by name when the name is taken, deleted when stale or released. Never listed.
+# UserNameClaims keep userNames unique per policy (directory/claims.rs): created before their
+# User, read by name when the name is taken, deleted when stale or released, and patched when a
+# retried creation takes over a User its first request wrote too late. Never listed.
 - apiGroups: ["roster.dev"]
   resources: ["usernameclaims"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 # ConsumedAssertions record every SAML assertion and request id a login consumes, so a replay is
 # refused on every replica (create; a conflict is a replay); expired ones are listed and deleted
 # (saml/replay.rs, controller/mod.rs).

@@ -453,6 +453,12 @@ pub struct Started {
 
 /// Serves Roster's router on a free port, advertising [`PUBLIC_URL`].
 pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
+    start_with(env.client.clone(), env, policy).await
+}
+
+/// [`start`], talking to the API server with `client`; no policy cache
+/// runs, so every login reads its policy from the API.
+pub async fn start_with(client: kube::Client, env: &TestEnv, policy: &str) -> SamlServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let readiness = Readiness::default();
@@ -462,7 +468,7 @@ pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
         public_url: Some(PUBLIC_URL.to_owned()),
         ..ServerArgs::default()
     };
-    let router = server::router(env.client.clone(), index, &args, readiness);
+    let router = server::router(client, index, &args, readiness);
     tokio::spawn(server::serve(
         router,
         listener,
