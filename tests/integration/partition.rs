@@ -1,16 +1,23 @@
 //! A leader cut off from the API server (its connections open, nothing
 //! answered, as in a partition) stops leading before its Lease can expire
-//! for the others; after the cut heals exactly one replica leads.
+//! for the others; after the cut heals exactly one replica leads, and no
+//! account was created twice or left out.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use kube::api::PostParams;
+use roster::api::{DeprovisionAction, User};
 use roster::leader::{self, LeaderArgs};
+use roster::operator::RunArgs;
+use roster::server::ServerArgs;
 
-use crate::controller::eventually;
+use crate::controller::{eventually, policy_for, synced};
+use crate::support::apps::Scim2Server;
 use crate::support::cut::Cut;
 use crate::support::env;
+use crate::support::fixtures::user;
 
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_expires() {
@@ -93,4 +100,114 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_expires() {
     })
     .await;
     assert!(leader == "a" || leader == "b");
+}
+
+/// A replica of `roster run` in this process, talking to the API server
+/// with `client`; it stops when the returned sender is dropped.
+fn replica(client: kube::Client, name: &str, namespace: &str) -> tokio::sync::oneshot::Sender<()> {
+    let args = RunArgs {
+        server: ServerArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            pod_name: Some(name.to_owned()),
+            ..ServerArgs::default()
+        },
+        leader: LeaderArgs {
+            lease_name: "accounts".into(),
+            lease_namespace: namespace.to_owned(),
+            lease_duration_seconds: 8,
+            lease_grace_seconds: 3,
+            ..LeaderArgs::default()
+        },
+        watch_namespace: vec![namespace.to_owned()],
+        ..RunArgs::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = roster::operator::run(client, &args, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    stop
+}
+
+#[tokio::test]
+async fn provisioning_across_a_partitioned_leader_neither_duplicates_nor_loses_an_account() {
+    let env = env().await;
+    let app = Scim2Server::start(0).await;
+    policy_for(&env, "crm", &app, DeprovisionAction::Disable).await;
+    let leases: Api<Lease> = env.api();
+    let cut = Cut::to_api_server().await;
+    let _a = replica(cut.client(), "a", &env.namespace);
+    eventually("a to lead", || async {
+        let holder = leases
+            .get_opt("accounts")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity?;
+        (holder == "a").then_some(())
+    })
+    .await;
+    let _b = replica(env.client.clone(), "b", &env.namespace);
+
+    let users: Api<User> = env.api();
+    let count = 30;
+    for i in 0..count {
+        let name = format!("u-{i}");
+        users
+            .create(
+                &PostParams::default(),
+                &user(&name, "crm", &format!("person-{i}@example.com")),
+            )
+            .await
+            .unwrap();
+    }
+    // Partitioned while provisioning: a may have created accounts whose
+    // status it could not write.
+    eventually("a to provision some users", || async {
+        (app.users().await.len() >= 3).then_some(())
+    })
+    .await;
+    cut.freeze(true);
+    println!(
+        "cut a off with {} accounts created",
+        app.users().await.len()
+    );
+    eventually("b to take over", || async {
+        let holder = leases
+            .get_opt("accounts")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity?;
+        (holder == "b").then_some(())
+    })
+    .await;
+    for i in 0..count {
+        synced(&users, &format!("u-{i}")).await;
+    }
+    cut.freeze(false);
+    // Whatever a does once it hears from the API server again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let accounts = app.users().await;
+    let mut user_names: Vec<&str> = accounts
+        .iter()
+        .filter_map(|a| a["userName"].as_str())
+        .collect();
+    user_names.sort();
+    let mut expected: Vec<String> = (0..count)
+        .map(|i| format!("person-{i}@example.com"))
+        .collect();
+    expected.sort();
+    assert_eq!(user_names, expected, "one account per user, none lost");
+    for i in 0..count {
+        let user = users.get(&format!("u-{i}")).await.unwrap();
+        let remote = user.status.unwrap().account.unwrap().remote_id.unwrap();
+        assert!(
+            accounts.iter().any(|a| a["id"] == remote.as_str()),
+            "u-{i}'s account {remote} is in the application"
+        );
+    }
 }
