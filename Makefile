@@ -10,7 +10,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/roster
 export ROSTER_CACHE_DIR := $(CACHE_DIR)
 VENV := $(CACHE_DIR)/venv
 PYTHON ?= python3
-APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl nginx chromium chromium-driver
+APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl nginx chromium chromium-driver prometheus
 CARGO ?= cargo
 # The local control plane and `roster dev` are behind this feature: every
 # target here builds with it, the container image (Dockerfile) without.
@@ -69,10 +69,16 @@ deny: $(CARGO_DENY) ## cargo-deny with the RustSec advisories too (fetches the a
 chart: ## Build helm from Go modules (cached per version), lint and render the Helm chart.
 	helm=$$(tools/helm/build.sh) && HELM=$$helm tools/chart-check.sh
 
+.PHONY: alerts
+alerts: ## Check the chart's alerting rules and run their tests (promtool, from Debian's prometheus).
+	promtool check rules charts/roster/files/alerts.yaml
+	cd tests/alerts && promtool test rules alerts.test.yaml
+
 .PHONY: test
 test: deps ## Everything CI runs: lint, unit tests, integration tests against a real API server.
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory chart
+	$(MAKE) --no-print-directory alerts
 	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
 	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets $(FEATURES)
 

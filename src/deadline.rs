@@ -19,9 +19,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-/// The longest a request waits for the API server. IdPs time a call out
-/// after 10 s or more (Okta: 60 s; Entra ID: about 30 s), so 8 s answers
-/// them before they give up.
+/// The longest a request waits for the API server: an IdP then gets a 503
+/// it retries with backoff, well before its client gives up on a hung call
+/// and counts it as a failure. A SCIM write normally takes milliseconds; the
+/// largest (a group POST with thousands of members) a few seconds.
 pub const REQUEST_BUDGET: Duration = Duration::from_secs(8);
 
 /// What `Retry-After` says when the budget ran out.

@@ -85,6 +85,8 @@ pub struct Deprovision {
 
 pub struct Metrics {
     registry: Registry,
+    /// The name of every series the registered metrics can export.
+    series: Vec<String>,
     pub scim_requests: Family<ScimRequest, Counter>,
     pub scim_request_seconds: Family<ScimRoute, Histogram>,
     pub saml_logins: Family<SamlLogin, Counter>,
@@ -97,6 +99,31 @@ pub struct Metrics {
     pub quarantined: Family<Policy, Gauge>,
     pub deprovisions: Family<Deprovision, Counter>,
     pub over_budget: Family<Surface, Counter>,
+    pub policy_ready: Family<Policy, Gauge>,
+    pub saml_certificate_expiry: Family<Policy, Gauge>,
+    pub deprovisioning_pending: Family<Policy, Gauge>,
+    pub deprovisioning_oldest: Family<Policy, Gauge>,
+    pub scim_last_request: Family<Policy, Gauge>,
+}
+
+/// Registers `metric` as `roster_<name>` and notes the names of the series
+/// it exports (the exposition leaves out a family until it has a member).
+fn register<M>(registry: &mut Registry, series: &mut Vec<String>, name: &str, help: &str, metric: M)
+where
+    M: prometheus_client::registry::Metric + prometheus_client::encoding::EncodeMetric,
+{
+    use prometheus_client::metrics::MetricType;
+    let full = format!("roster_{name}");
+    match metric.metric_type() {
+        MetricType::Counter => series.push(format!("{full}_total")),
+        MetricType::Histogram => {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                series.push(format!("{full}{suffix}"));
+            }
+        }
+        _ => series.push(full),
+    }
+    registry.register(name, help, metric);
 }
 
 fn latency() -> Histogram {
@@ -112,6 +139,7 @@ fn fast_latency() -> Histogram {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("roster");
+        let mut series = Vec::new();
         let scim_requests = Family::<ScimRequest, Counter>::default();
         let scim_request_seconds =
             Family::<ScimRoute, Histogram>::new_with_constructor(latency as fn() -> Histogram);
@@ -126,64 +154,133 @@ impl Metrics {
         let quarantined = Family::<Policy, Gauge>::default();
         let deprovisions = Family::<Deprovision, Counter>::default();
         let over_budget = Family::<Surface, Counter>::default();
-        registry.register(
+        let policy_ready = Family::<Policy, Gauge>::default();
+        let saml_certificate_expiry = Family::<Policy, Gauge>::default();
+        let deprovisioning_pending = Family::<Policy, Gauge>::default();
+        let deprovisioning_oldest = Family::<Policy, Gauge>::default();
+        let scim_last_request = Family::<Policy, Gauge>::default();
+        register(
+            &mut registry,
+            &mut series,
+            "scim_last_request_timestamp_seconds",
+            "When this replica last served an authenticated SCIM request of the policy, Unix time",
+            scim_last_request.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
+            "policy_ready",
+            "1 while the policy's Ready condition is True (exported by the leader)",
+            policy_ready.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
+            "saml_certificate_expiry_timestamp_seconds",
+            "When the policy's earliest-expiring IdP signing certificate expires, Unix time (exported by the leader)",
+            saml_certificate_expiry.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
+            "deprovisioning_pending",
+            "Users and Groups being deleted whose account or group is not yet removed from the application (exported by the leader)",
+            deprovisioning_pending.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
+            "deprovisioning_oldest_seconds",
+            "How long the oldest pending deletion of the policy has waited (exported by the leader)",
+            deprovisioning_oldest.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
             "requests_over_budget",
             "Requests answered 503 because the Kubernetes API did not answer within the request budget",
             over_budget.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "policy_quarantined",
             "1 while the policy's circuit breaker holds deprovisioning for approval",
             quarantined.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "deprovisions",
             "Deprovisioning actions (deactivations, deletions, member removals) admitted or held by the circuit breaker",
             deprovisions.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "scim_requests",
             "SCIM requests by policy, method, resource and status",
             scim_requests.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "scim_request_duration_seconds",
             "SCIM request latency",
             scim_request_seconds.clone(),
         );
-        registry.register("saml_logins", "SAML logins by outcome", saml_logins.clone());
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
+            "saml_logins",
+            "SAML logins by outcome",
+            saml_logins.clone(),
+        );
+        register(
+            &mut registry,
+            &mut series,
             "gate_checks",
             "SSO gate checks by policy and outcome (allowed, or why denied)",
             gate_checks.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "gate_check_duration_seconds",
             "SSO gate check latency",
             gate_check_seconds.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "reconciles",
             "Reconciles by kind and result",
             reconciles.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "reconcile_duration_seconds",
             "Reconcile duration by kind",
             reconcile_seconds.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "downstream_calls",
             "Calls to applications by connector, operation and outcome",
             downstream_calls.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut series,
             "leader",
             "1 while this replica holds the Lease and runs the controllers",
             leader.clone(),
         );
         Self {
             registry,
+            series,
             scim_requests,
             scim_request_seconds,
             saml_logins,
@@ -196,6 +293,11 @@ impl Metrics {
             quarantined,
             deprovisions,
             over_budget,
+            policy_ready,
+            saml_certificate_expiry,
+            deprovisioning_pending,
+            deprovisioning_oldest,
+            scim_last_request,
         }
     }
 
@@ -266,5 +368,41 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("roster_reconcile_duration_seconds_bucket"));
+    }
+
+    /// The `roster_*` names an alerting rule or dashboard query reads.
+    fn referenced_names(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("roster_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn the_chart_alerts_and_dashboard_read_only_metrics_roster_exports() {
+        let exported: std::collections::BTreeSet<String> = METRICS.series.iter().cloned().collect();
+        assert!(exported.contains("roster_leader"), "{exported:?}");
+        for (file, text) in [
+            (
+                "alerts.yaml",
+                include_str!("../charts/roster/files/alerts.yaml"),
+            ),
+            (
+                "dashboard.json",
+                include_str!("../charts/roster/files/dashboard.json"),
+            ),
+        ] {
+            let referenced = referenced_names(text);
+            assert!(!referenced.is_empty(), "{file} reads no metric");
+            let unknown: Vec<&String> = referenced.difference(&exported).collect();
+            assert!(unknown.is_empty(), "{file} reads {unknown:?}, not exported");
+        }
     }
 }

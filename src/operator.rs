@@ -75,7 +75,26 @@ pub async fn run(
     let tls = server::tls(&args.server)
         .await
         .context("loading the TLS certificate")?;
+    let reload = tls
+        .clone()
+        .map(|config| tokio::spawn(server::reload_tls(config, args.server.clone())));
+    let probes = match args.server.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving metrics and probes");
+            Some(tokio::spawn(server::serve(
+                server::probes_router(readiness.clone()),
+                listener,
+                None,
+                stopped(http_stopped.clone()),
+            )))
+        }
+        None => None,
+    };
     let mut http = tokio::spawn(server::serve(router, listener, tls, stopped(http_stopped)));
+    let drain_delay = Duration::from_secs(args.server.shutdown_delay_seconds);
 
     let (stop_leading, leading_stopped) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -84,7 +103,10 @@ pub async fn run(
             readiness.set_ready();
             tracing::info!("roster is ready (serving only, no controllers)");
             tokio::select! {
-                () = &mut shutdown => Ok(()),
+                () = &mut shutdown => {
+                    leave_endpoints(&readiness, drain_delay).await;
+                    Ok(())
+                }
                 result = &mut http => return Ok(result??),
             }
         }
@@ -96,9 +118,13 @@ pub async fn run(
             tokio::select! {
                 result = &mut lead => result,
                 () = &mut shutdown => {
-                    // Stop the controllers and release the Lease first.
+                    // Stop the controllers and release the Lease while the
+                    // endpoints let go of this pod.
+                    let leaving = leave_endpoints(&readiness, drain_delay);
                     let _ = stop_leading.send(true);
-                    lead.await
+                    let led = lead.await;
+                    leaving.await;
+                    led
                 }
                 result = &mut http => return Ok(result??),
             }
@@ -109,12 +135,32 @@ pub async fn run(
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_http.send(true);
     http.await??;
+    if let Some(probes) = probes {
+        probes.await??;
+    }
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     watches.abort();
     policy_watch.abort();
     probe.abort();
     trim.abort();
     tracing::info!("roster stopped");
     outcome
+}
+
+/// After SIGTERM: `/readyz` fails from now on, and the server keeps
+/// accepting for `delay`, so the pod leaves the Service's endpoints (and
+/// every proxy's view of them) before it stops taking connections.
+async fn leave_endpoints(readiness: &Readiness, delay: Duration) {
+    readiness.set_draining();
+    if !delay.is_zero() {
+        tracing::info!(
+            seconds = delay.as_secs(),
+            "shutting down: not ready, still serving while the endpoints drop this pod"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// Keeps readiness honest: every 5 s, does the API server answer? Three

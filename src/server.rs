@@ -51,6 +51,16 @@ pub struct ServerArgs {
     /// answered 503. Unset: half the cores, at least one.
     #[arg(long, env = "ROSTER_SAML_VERIFY_CONCURRENCY")]
     pub saml_verify_concurrency: Option<usize>,
+    /// Also serve `/metrics`, `/healthz` and `/readyz` on this address, in
+    /// plain HTTP even when the main port serves HTTPS (for Prometheus and
+    /// the kubelet's probes).
+    #[arg(long, env = "ROSTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// After SIGTERM, keep serving this long with `/readyz` failing, so the
+    /// Service's endpoints (kube-proxy, Ingress controllers) drop the pod
+    /// before it stops accepting connections; then drain.
+    #[arg(long, env = "ROSTER_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
 }
 
 impl Default for ServerArgs {
@@ -64,6 +74,8 @@ impl Default for ServerArgs {
             tls_cert_file: None,
             tls_key_file: None,
             saml_verify_concurrency: None,
+            metrics_listen: None,
+            shutdown_delay_seconds: 0,
         }
     }
 }
@@ -74,6 +86,7 @@ impl Default for ServerArgs {
 pub struct Readiness {
     crds: Arc<AtomicBool>,
     api: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
     index: Option<MembershipIndex>,
     policies: Option<PolicyCache>,
 }
@@ -97,9 +110,15 @@ impl Readiness {
     pub fn set_api_reachable(&self, reachable: bool) {
         self.api.store(reachable, Ordering::Release);
     }
+    /// The process is shutting down: it still serves, but is not ready.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
     /// What keeps the process from being ready, if anything.
     fn waiting_for(&self) -> Option<&'static str> {
-        if !self.crds.load(Ordering::Acquire) {
+        if self.draining.load(Ordering::Acquire) {
+            Some("shutting down")
+        } else if !self.crds.load(Ordering::Acquire) {
             Some("waiting for Roster's CRDs")
         } else if !self.api.load(Ordering::Acquire) {
             Some("the Kubernetes API server is unreachable")
@@ -135,10 +154,7 @@ pub fn router(
                 .unwrap_or_else(saml::limits::VerifyLimits::default_concurrency),
         ),
     };
-    let health = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let health = probes()
         .merge(gate::routes(saml.clone()))
         .merge(saml::routes(saml))
         .with_state(readiness);
@@ -163,6 +179,20 @@ pub fn router(
     .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
         tower_http::request_id::MakeRequestUuid,
     ))
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: on the main port, and alone on
+/// `--metrics-listen` (see [`probes_router`]).
+fn probes() -> Router<Readiness> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// What `--metrics-listen` serves: the probes and the metrics only.
+pub fn probes_router(readiness: Readiness) -> Router {
+    probes().with_state(readiness)
 }
 
 async fn metrics() -> impl axum::response::IntoResponse {
@@ -198,6 +228,42 @@ pub async fn tls(
                 "serving plain HTTP: bearer tokens and SAML responses cross the network in clear unless TLS terminates in front; pass --tls-cert-file and --tls-key-file to serve HTTPS"
             );
             Ok(None)
+        }
+    }
+}
+
+/// How often the certificate files are read for a renewal.
+const TLS_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps `config` serving the certificate in `args`' files: when their
+/// content changes (cert-manager renewed the Secret, and the kubelet
+/// updated the mounted files), the next TLS handshake presents the new
+/// certificate; connections already open keep theirs. A pair that does not
+/// load (caught mid-update) is retried at the next look.
+pub async fn reload_tls(config: axum_server::tls_rustls::RustlsConfig, args: ServerArgs) {
+    let (Some(cert), Some(key)) = (args.tls_cert_file, args.tls_key_file) else {
+        return;
+    };
+    let read = || -> Option<Vec<u8>> {
+        let mut both = std::fs::read(&cert).ok()?;
+        both.extend(std::fs::read(&key).ok()?);
+        Some(both)
+    };
+    let mut served = read();
+    loop {
+        tokio::time::sleep(TLS_RELOAD_INTERVAL).await;
+        let current = read();
+        if current.is_none() || current == served {
+            continue;
+        }
+        match config.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => {
+                tracing::info!(cert = %cert.display(), "serving the renewed TLS certificate");
+                served = current;
+            }
+            Err(error) => {
+                tracing::warn!(%error, cert = %cert.display(), "the changed TLS certificate does not load yet; still serving the previous one");
+            }
         }
     }
 }

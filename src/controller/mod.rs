@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod conditions;
 pub mod context;
 pub mod dry_run;
+mod gauges;
 mod group;
 pub mod plan;
 mod policy;
@@ -422,11 +423,13 @@ pub async fn run(
             .for_each(|_| async {});
 
     let sweeper = sweep_consumed_ids(client.clone(), namespace.clone());
+    let gauges = gauges::publish(ctx.clone());
 
     // The feeds stop when the controllers do.
     tokio::select! {
         _ = async { tokio::join!(user_controller, group_controller, slice_controller, policy_controller) } => {}
         _ = sweeper => {}
+        _ = gauges => {}
         _ = users_feed => {}
         _ = groups_feed => {}
         _ = policies_feed => {}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -34,8 +35,22 @@ pub async fn reconcile(
         }
         ctx.apply_status(policy.as_ref(), json!(status)).await?;
     }
+    // An IdP certificate comes closer to its expiry with no change to wake
+    // the policy: look again, so the SamlTrust warning appears in time.
+    if policy
+        .spec
+        .saml
+        .as_ref()
+        .and_then(earliest_certificate_expiry)
+        .is_some()
+    {
+        return Ok(Action::requeue(CERTIFICATE_RECHECK));
+    }
     Ok(Action::await_change())
 }
+
+/// How often a policy with an IdP certificate is looked at again.
+const CERTIFICATE_RECHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// What a policy's status is decided from, read from the API and caches.
 struct Facts {
@@ -116,7 +131,7 @@ fn plan(
             "PublicUrlMissing",
             crate::saml::NO_PUBLIC_URL,
         ),
-        Some(saml) => saml_trust(saml),
+        Some(saml) => saml_trust(saml, now.0),
         None if policy.spec.mode == Mode::Jit => Decided::new(
             "SamlTrust",
             false,
@@ -333,7 +348,7 @@ fn scim_tokens(name: &str, screened: &tokens::Screened) -> Decided {
 }
 
 /// SAML trust needs at least one signing certificate that parses.
-fn saml_trust(saml: &SamlTrust) -> Decided {
+fn saml_trust(saml: &SamlTrust, now: Timestamp) -> Decided {
     let mut pems: Vec<&str> = saml.idp_certificates.iter().map(String::as_str).collect();
     if let Some(metadata) = &saml.idp_metadata {
         // Certificates in metadata are bare base64 in <ds:X509Certificate>.
@@ -362,12 +377,71 @@ fn saml_trust(saml: &SamlTrust) -> Decided {
             );
         }
     }
-    Decided::new(
-        "SamlTrust",
-        true,
-        "Trusted",
-        format!("{} signing certificate(s)", pems.len()),
-    )
+    let count = pems.len();
+    match earliest_certificate_expiry(saml) {
+        Some(expiry) if expiry <= now => Decided::new(
+            "SamlTrust",
+            true,
+            "CertificateExpired",
+            format!(
+                "{count} signing certificate(s); one expired at {expiry}: logins fail once the IdP stops signing with a certificate Roster trusts, so add the IdP's new one"
+            ),
+        ),
+        Some(expiry) if expiry <= now + CERTIFICATE_WARNING => Decided::new(
+            "SamlTrust",
+            true,
+            "CertificateExpiresSoon",
+            format!(
+                "{count} signing certificate(s); one expires at {expiry}: add the IdP's next certificate before it rolls over"
+            ),
+        ),
+        Some(expiry) => Decided::new(
+            "SamlTrust",
+            true,
+            "Trusted",
+            format!("{count} signing certificate(s); the first to expire does at {expiry}"),
+        ),
+        None => Decided::new(
+            "SamlTrust",
+            true,
+            "Trusted",
+            format!("{count} signing certificate(s)"),
+        ),
+    }
+}
+
+/// How long ahead of an IdP certificate's expiry the SamlTrust condition
+/// warns (and the alert fires).
+const CERTIFICATE_WARNING: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// When the earliest of the trust's IdP signing certificates expires: the
+/// PEM certificates, and the base64 ones in the metadata's
+/// `<X509Certificate>` elements. Certificates that do not parse are left to
+/// the SamlTrust condition.
+pub fn earliest_certificate_expiry(saml: &SamlTrust) -> Option<Timestamp> {
+    use base64::Engine;
+    let from_pem = saml.idp_certificates.iter().filter_map(|pem| {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+        not_after(&pem.contents)
+    });
+    let metadata = saml.idp_metadata.as_deref().unwrap_or_default();
+    let from_metadata = metadata
+        .split("X509Certificate>")
+        .skip(1)
+        .filter_map(|rest| {
+            let text = rest.split('<').next()?;
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .ok()?;
+            not_after(&der)
+        });
+    from_pem.chain(from_metadata).min()
+}
+
+fn not_after(der: &[u8]) -> Option<Timestamp> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Timestamp::from_second(certificate.validity().not_after.timestamp()).ok()
 }
 
 /// Other policies whose application is the same URL.

@@ -140,8 +140,17 @@ async fn measure(request: axum::extract::Request, next: axum::middleware::Next) 
             (response, AUTHENTICATED.with(|policy| policy.take()))
         })
         .await;
-    let policy = policy.unwrap_or_else(|| "unauthenticated".to_owned());
     let metrics = &crate::metrics::METRICS;
+    if let Some(policy) = &policy {
+        // What the SCIM-push-stopped alert watches.
+        metrics
+            .scim_last_request
+            .get_or_create(&crate::metrics::Policy {
+                policy: policy.clone(),
+            })
+            .set(k8s_openapi::jiff::Timestamp::now().as_second());
+    }
+    let policy = policy.unwrap_or_else(|| "unauthenticated".to_owned());
     metrics
         .scim_requests
         .get_or_create(&crate::metrics::ScimRequest {

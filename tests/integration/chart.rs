@@ -75,6 +75,7 @@ async fn chart_with_every_optional_feature_is_accepted_by_the_api_server() {
         "Role",
         "FlowSchema",
         "PriorityLevelConfiguration",
+        "ConfigMap",
     ] {
         assert!(
             kinds.iter().any(|k| k == kind),
@@ -155,6 +156,205 @@ fn every_replica_shares_one_session_key_generated_at_install_or_named() {
     let objects = parse_objects(&render_here(&["--set", "sessionKey.secretName=my-key"]));
     assert!(all::<Secret>(&objects, "Secret").is_empty());
     assert_eq!(mount(&one(&objects, "Deployment")), "my-key");
+}
+
+#[test]
+fn probes_and_metrics_have_their_own_plain_http_port_even_with_tls() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let objects = parse_objects(&render_here(&[
+        "--set",
+        "tls.secretName=roster-tls",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ]));
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_METRICS_LISTEN").as_deref(),
+        Some("0.0.0.0:9090")
+    );
+    assert!(env_var(&deployment, "ROSTER_TLS_CERT_FILE").is_some());
+    let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    let ports: Vec<(String, i32)> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("http".to_owned(), 8080), ("metrics".to_owned(), 9090)]
+    );
+    for probe in [&container.liveness_probe, &container.readiness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.port, IntOrString::String("metrics".into()));
+        assert!(get.scheme.is_none(), "plain HTTP");
+    }
+    let service: Service = one(&objects, "Service");
+    let targets: Vec<IntOrString> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .filter_map(|p| p.target_port)
+        .collect();
+    assert!(targets.contains(&IntOrString::String("metrics".into())));
+    let monitor = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "http");
+}
+
+#[test]
+fn a_pod_leaves_the_endpoints_before_it_stops_accepting() {
+    let deployment: Deployment = one(&parse_objects(&render_here(&[])), "Deployment");
+    let delay: i64 = env_var(&deployment, "ROSTER_SHUTDOWN_DELAY_SECONDS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grace = deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .termination_grace_period_seconds
+        .unwrap();
+    assert!(
+        delay > 0 && grace > delay,
+        "delay {delay} s, grace {grace} s"
+    );
+    let output = helm_template(
+        RELEASE_NAMESPACE,
+        &kube_version(),
+        &["--set", "shutdownDelaySeconds=30"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("must exceed shutdownDelaySeconds"),
+        "{stderr}"
+    );
+}
+
+/// The `steady state` RSS in BENCHMARKS.md's memory section (MiB).
+fn benchmarked_steady_rss_mib() -> f64 {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("BENCHMARKS.md"))
+        .expect("BENCHMARKS.md is readable");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| steady state"))
+        .expect("a steady state row in the memory section");
+    row.split('|').nth(2).unwrap().trim().parse().unwrap()
+}
+
+fn mebibytes(quantity: &str) -> f64 {
+    let (number, unit) = quantity.split_at(quantity.find(|c: char| c.is_alphabetic()).unwrap());
+    let number: f64 = number.parse().unwrap();
+    match unit {
+        "Mi" => number,
+        "Gi" => number * 1024.0,
+        other => panic!("unit {other}"),
+    }
+}
+
+#[test]
+fn the_default_memory_holds_the_benchmarked_directory_with_headroom() {
+    let deployment: Deployment = one(&parse_objects(&render_here(&[])), "Deployment");
+    let resources = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    let limit = mebibytes(&resources.limits.unwrap()["memory"].0);
+    let request = mebibytes(&resources.requests.unwrap()["memory"].0);
+    // 100,000 Users and 10,000 Groups, every object reconciled (make bench).
+    let measured = benchmarked_steady_rss_mib();
+    assert!(
+        request >= measured,
+        "request {request} MiB < {measured} MiB measured"
+    );
+    assert!(
+        limit >= 1.5 * measured,
+        "limit {limit} MiB < 1.5 x {measured} MiB measured"
+    );
+}
+
+#[test]
+fn kubernetes_without_crd_field_selectors_is_refused() {
+    let old = helm_template(RELEASE_NAMESPACE, "v1.30.9", &[]);
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        !old.status.success() && stderr.contains("kubeVersion"),
+        "1.30 was not refused: {stderr}"
+    );
+    assert!(
+        helm_template(RELEASE_NAMESPACE, "v1.31.0", &[])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn the_prometheus_rule_carries_the_tested_alerts_with_runbook_links() {
+    let alerts =
+        std::fs::read_to_string(Path::new(ROOT).join("charts/roster/files/alerts.yaml")).unwrap();
+    let tested: Value = serde_saphyr::from_str(&alerts).unwrap();
+    let rule = |args: &[&str]| -> Value {
+        let mut all = vec!["--set", "prometheusRule.enabled=true"];
+        all.extend_from_slice(args);
+        parse_objects(&render_here(&all))
+            .into_iter()
+            .find(|o| o["kind"] == "PrometheusRule")
+            .expect("a PrometheusRule")
+    };
+    let linked = rule(&[
+        "--set",
+        "prometheusRule.runbookBaseUrl=https://docs.example.com/roster",
+    ]);
+    let rules = |object: &Value| {
+        object["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let expected = tested["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(rules(&linked).len(), expected.len());
+    for (shipped, tested) in rules(&linked).iter().zip(expected) {
+        assert_eq!(shipped["alert"], tested["alert"]);
+        assert_eq!(
+            shipped["expr"], tested["expr"],
+            "the expression promtool tested"
+        );
+        let anchor = tested["alert"].as_str().unwrap().to_lowercase();
+        assert_eq!(
+            shipped["annotations"]["runbook_url"],
+            format!("https://docs.example.com/roster#{anchor}")
+        );
+    }
+    let unlinked = rule(&[]);
+    assert!(
+        rules(&unlinked)
+            .iter()
+            .all(|r| r["annotations"].get("runbook_url").is_none())
+    );
+}
+
+#[test]
+fn the_dashboard_configmap_carries_the_dashboard_for_the_grafana_sidecar() {
+    let objects = parse_objects(&render_here(&["--set", "grafanaDashboard.enabled=true"]));
+    let map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("a ConfigMap");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value =
+        serde_json::from_str(map["data"]["roster.json"].as_str().unwrap()).unwrap();
+    let file = std::fs::read_to_string(Path::new(ROOT).join("charts/roster/files/dashboard.json"))
+        .unwrap();
+    assert_eq!(shipped, serde_json::from_str::<Value>(&file).unwrap());
+    assert!(!shipped["panels"].as_array().unwrap().is_empty());
 }
 
 #[test]

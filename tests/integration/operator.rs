@@ -20,6 +20,12 @@ pub(crate) struct Replica {
     log: tempfile::NamedTempFile,
 }
 
+impl Replica {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
 fn replica(name: &str, namespace: &str) -> Replica {
     replica_with(name, namespace, &[])
 }
@@ -409,6 +415,143 @@ async fn https_is_served_with_the_given_certificate() {
     assert!(
         plain.is_err() || plain.unwrap().status() != 200,
         "plain HTTP is not served on the TLS port"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A self-signed certificate for 127.0.0.1 written to `dir`, and a client
+/// that trusts it alone (each call: a new connection, a new handshake).
+fn certificate(dir: &std::path::Path) -> reqwest::Client {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    // Written beside and renamed over, as the kubelet swaps a Secret's files.
+    for (name, pem) in [
+        ("tls.crt", certified.cert.pem()),
+        ("tls.key", certified.signing_key.serialize_pem()),
+    ] {
+        let next = dir.join(format!(".{name}.next"));
+        std::fs::write(&next, pem).unwrap();
+        std::fs::rename(&next, dir.join(name)).unwrap();
+    }
+    reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart_and_metrics_stay_plain_http() {
+    let env = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = certificate(dir.path());
+    let metrics_port = free_port();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let replica = replica_logging(
+        "replica-renew",
+        &env.namespace,
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--metrics-listen",
+            &metrics_listen,
+        ],
+        "warn,roster::server=info",
+    );
+    let url = format!("https://127.0.0.1:{}/healthz", replica.port);
+    let reply = eventually("HTTPS with the first certificate", || async {
+        first.get(&url).send().await.ok()
+    })
+    .await;
+    assert_eq!(reply.status(), 200);
+    // Prometheus and the probes: plain HTTP on their own port.
+    let metrics = reqwest::get(format!("http://{metrics_listen}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("roster_leader"));
+
+    // cert-manager renews the Secret; the kubelet swaps the files.
+    let renewed = certificate(dir.path());
+    let reply = eventually("HTTPS with the renewed certificate", || async {
+        renewed.get(&url).send().await.ok()
+    })
+    .await;
+    assert_eq!(reply.status(), 200);
+    assert!(
+        first.get(&url).send().await.is_err(),
+        "a new handshake no longer presents the first certificate"
+    );
+    assert!(
+        replica
+            .log_text()
+            .contains("serving the renewed TLS certificate")
+    );
+}
+
+#[tokio::test]
+async fn after_sigterm_a_replica_is_unready_but_serves_until_the_delay_ends() {
+    let env = env().await;
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let delay = Duration::from_secs(5);
+    let mut replica = replica_with(
+        "replica-delay",
+        &env.namespace,
+        &[
+            "--metrics-listen",
+            &metrics_listen,
+            "--shutdown-delay-seconds",
+            &delay.as_secs().to_string(),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let readyz = format!("http://{metrics_listen}/readyz");
+    ready(&http, &format!("http://{metrics_listen}")).await;
+    let pid = nix::unistd::Pid::from_raw(replica.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let terminated = Instant::now();
+    eventually("/readyz to fail", || async {
+        let status = http.get(&readyz).send().await.ok()?.status();
+        (status == 503).then_some(())
+    })
+    .await;
+    // Still accepting new connections while the endpoints drop the pod.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let reply = fresh
+        .get(format!("http://127.0.0.1:{}/healthz", replica.port))
+        .send()
+        .await
+        .expect("a new connection is accepted during the delay");
+    assert_eq!(reply.status(), 200);
+    assert!(
+        terminated.elapsed() < delay,
+        "the check itself took the delay"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), replica.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        terminated.elapsed() >= delay,
+        "stopped after {:?}, before the delay ended",
+        terminated.elapsed()
     );
 }
 
