@@ -301,6 +301,12 @@ impl Metrics {
         }
     }
 
+    /// The name of every series Roster can export, whether or not it has
+    /// a value yet.
+    pub fn series_names(&self) -> &[String] {
+        &self.series
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
