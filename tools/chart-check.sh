@@ -2,7 +2,8 @@
 # Checks the Helm chart charts/roster: `helm lint --strict` and `helm template`
 # with the default values and with each values file under charts/roster/ci/,
 # for the Kubernetes version of the test control plane. Also checks that the
-# chart's CRDs are the generated ones in crds/ (a symlink, not a copy that can
+# chart's CRDs (templates over files/crds.yaml, so `helm upgrade` upgrades
+# them) are the generated ones in crds/ (a symlink, not a copy that can
 # drift) and that a packaged chart carries them.
 #
 # helm comes from $HELM, else tools/helm/build.sh builds it. The stronger
@@ -25,8 +26,8 @@ helm() {
 }
 
 echo "chart: the CRDs are crds/roster.dev.yaml"
-if [ ! -L "$chart/crds/roster.dev.yaml" ] || ! cmp -s "$chart/crds/roster.dev.yaml" "$root/crds/roster.dev.yaml"; then
-  echo "charts/roster/crds/roster.dev.yaml must be a symlink to ../../../crds/roster.dev.yaml" >&2
+if [ ! -L "$chart/files/crds.yaml" ] || ! cmp -s "$chart/files/crds.yaml" "$root/crds/roster.dev.yaml"; then
+  echo "charts/roster/files/crds.yaml must be a symlink to ../../../crds/roster.dev.yaml" >&2
   exit 1
 fi
 
@@ -40,17 +41,17 @@ for values in "" "$chart"/ci/*-values.yaml; do
   echo "chart: helm lint --strict ($name)"
   helm lint --strict --quiet "${args[@]}" "$chart"
   echo "chart: helm template ($name)"
-  helm template roster "$chart" --include-crds "${args[@]}" >"$work/rendered.yaml"
+  helm template roster "$chart" "${args[@]}" >"$work/rendered.yaml"
   crds=$(grep -c '^kind: CustomResourceDefinition$' "$work/rendered.yaml" || true)
   expected=$(grep -c '^kind: CustomResourceDefinition$' "$root/crds/roster.dev.yaml")
   if [ "$crds" != "$expected" ]; then
-    echo "helm template --include-crds rendered $crds CRDs, crds/roster.dev.yaml has $expected" >&2
+    echo "helm template rendered $crds CRDs, crds/roster.dev.yaml has $expected" >&2
     exit 1
   fi
 done
 
 echo "chart: helm package carries the CRDs"
 helm package --destination "$work" "$chart" >/dev/null
-tar -xmzf "$work"/roster-*.tgz -C "$work" roster/crds/roster.dev.yaml
-cmp "$work/roster/crds/roster.dev.yaml" "$root/crds/roster.dev.yaml"
+tar -xmzf "$work"/roster-*.tgz -C "$work" roster/files/crds.yaml
+cmp "$work/roster/files/crds.yaml" "$root/crds/roster.dev.yaml"
 echo "chart: ok"

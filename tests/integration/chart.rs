@@ -37,11 +37,7 @@ fn all_features_values() -> String {
 #[tokio::test]
 async fn chart_with_default_values_is_accepted_by_the_api_server() {
     let env = restricted_env().await;
-    let rendered = render(
-        &env.namespace,
-        &server_version(&env).await,
-        &["--include-crds"],
-    );
+    let rendered = render(&env.namespace, &server_version(&env).await, &[]);
     apply_dry_run(&rendered);
 }
 
@@ -55,7 +51,6 @@ async fn chart_with_every_optional_feature_is_accepted_by_the_api_server() {
         &env.namespace,
         &server_version(&env).await,
         &[
-            "--include-crds",
             "--values",
             &values,
             "--set",
@@ -659,17 +654,31 @@ fn checked_in_crd_names() -> Vec<String> {
 }
 
 #[test]
-fn chart_crds_are_the_checked_in_crds() {
-    let rendered = parse_objects(&render_here(&["--include-crds"]));
-    let from_chart: Vec<&Value> = rendered
-        .iter()
-        .filter(|o| o["kind"] == "CustomResourceDefinition")
-        .collect();
+fn chart_crds_are_the_checked_in_crds_upgraded_with_the_release_and_kept() {
+    let crds_of = |args: &[&str]| -> Vec<Value> {
+        parse_objects(&render_here(args))
+            .into_iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .collect()
+    };
     let text = std::fs::read_to_string(Path::new(ROOT).join("crds/roster.dev.yaml"))
         .expect("crds/roster.dev.yaml is readable");
     let checked_in: Vec<Value> =
         serde_saphyr::from_multiple(&text).expect("crds/roster.dev.yaml parses");
-    assert_eq!(from_chart, checked_in.iter().collect::<Vec<_>>());
+    // Templates, not crds/: `helm upgrade` applies them like any object.
+    let rendered = crds_of(&[]);
+    assert_eq!(rendered.len(), checked_in.len());
+    for (mut crd, generated) in rendered.into_iter().zip(&checked_in) {
+        let metadata = crd["metadata"].as_object_mut().unwrap();
+        let annotations = metadata.remove("annotations").unwrap();
+        assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+        let labels = metadata.remove("labels").unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+        assert_eq!(&crd, generated, "as generated from the Rust types");
+    }
+    let unkept = crds_of(&["--set", "crds.keep=false"]);
+    assert!(unkept.iter().all(|c| c["metadata"].get("annotations").is_none()));
+    assert!(crds_of(&["--set", "crds.enabled=false"]).is_empty());
 }
 
 #[test]
