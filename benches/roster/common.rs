@@ -137,6 +137,7 @@ pub fn nowhere(name: &str) -> ApplicationSpec {
                 name: format!("{name}-tokens"),
                 key: "token".into(),
             },
+            signature_scheme: Default::default(),
         }),
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,

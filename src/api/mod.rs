@@ -22,7 +22,8 @@ pub use policy::{
     AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, CircuitBreaker,
     DeprovisionAction, GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts,
     ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus,
-    Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService, WebhookConnector,
+    Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService, SignatureScheme,
+    WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

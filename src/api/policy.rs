@@ -327,8 +327,27 @@ pub struct WebhookConnector {
     #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))").message("url must be an http or https URL"))]
     #[schemars(length(max = 2048))]
     pub url: String,
-    /// The Secret key holding the HMAC-SHA256 signing key.
+    /// The Secret key holding the HMAC-SHA256 signing key. With
+    /// `signatureScheme: StandardWebhooks` its value is the Standard
+    /// Webhooks secret, `whsec_` and the base64 key, as the receiver's
+    /// library takes it.
     pub signing_secret_ref: SecretKeyRef,
+    /// How requests are signed: `Roster` (default: `Roster-Signature:
+    /// v1=<hex HMAC-SHA256 of "<timestamp>.<body>">` with `Roster-Timestamp`
+    /// and `Roster-Event-Id`) or `StandardWebhooks` (the Standard Webhooks
+    /// specification: `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`,
+    /// which the maintained libraries in every major language verify).
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
+}
+
+/// How webhook requests are signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SignatureScheme {
+    #[default]
+    Roster,
+    StandardWebhooks,
 }
 
 /// The inbound SCIM service of a policy.

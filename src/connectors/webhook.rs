@@ -9,6 +9,11 @@
 //! that it is fresh (a captured request can't be replayed later). The
 //! signature header names its scheme (`v1=`) and may list several, so keys
 //! and schemes can be rotated without a flag day.
+//!
+//! Or, per policy, as the Standard Webhooks specification says
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+//! `<id>.<timestamp>.<body>`), so a receiver verifies with a maintained
+//! library instead of code of its own.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +29,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::api::SignatureScheme;
+
 use super::{
     Connector, ConnectorError, DesiredGroup, DesiredUser, RemoteAccount, Result,
     describe_transport_error, excerpt, http_client, redacted_origin, retry_after_from,
@@ -32,6 +39,13 @@ use super::{
 pub const EVENT_ID_HEADER: &str = "Roster-Event-Id";
 pub const TIMESTAMP_HEADER: &str = "Roster-Timestamp";
 pub const SIGNATURE_HEADER: &str = "Roster-Signature";
+
+/// The Standard Webhooks headers.
+pub const STANDARD_ID_HEADER: &str = "webhook-id";
+pub const STANDARD_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const STANDARD_SIGNATURE_HEADER: &str = "webhook-signature";
+/// How a Standard Webhooks secret starts; the base64 key follows.
+pub const STANDARD_SECRET_PREFIX: &str = "whsec_";
 
 /// The signature scheme: HMAC-SHA256 over `<timestamp>.<body>`, hex.
 pub const SIGNATURE_SCHEME: &str = "v1";
@@ -238,6 +252,51 @@ pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
     header
 }
 
+/// The Standard Webhooks `webhook-signature` value for event `id` sent at
+/// `timestamp`: `v1,` and the base64 HMAC-SHA256 of `<id>.<timestamp>.<body>`.
+pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    let digest = mac(
+        key,
+        &[
+            id.as_bytes(),
+            b".",
+            timestamp.to_string().as_bytes(),
+            b".",
+            body,
+        ],
+    );
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The key of a Standard Webhooks secret (`whsec_` and base64, the prefix
+/// optional as in the specification's libraries).
+pub fn standard_key(secret: &[u8]) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let text = std::str::from_utf8(secret)
+        .map_err(|_| standard_secret_error())?
+        .trim();
+    let encoded = text.strip_prefix(STANDARD_SECRET_PREFIX).unwrap_or(text);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
+        .map_err(|_| standard_secret_error())?;
+    if key.is_empty() {
+        return Err(standard_secret_error());
+    }
+    Ok(key)
+}
+
+fn standard_secret_error() -> ConnectorError {
+    ConnectorError::Misconfigured(
+        "the webhook signing secret is not a Standard Webhooks secret (whsec_ and a base64 key)"
+            .into(),
+    )
+}
+
 /// Whether `signature_header` (one or more comma-separated `v1=<hex>`) signs
 /// `body` at `timestamp` with `key`, and `timestamp` is within
 /// `tolerance_secs` of `now` (either way: clocks skew). The comparison is
@@ -346,6 +405,7 @@ fn judge(status: StatusCode, retry_after: Option<&str>, body: &[u8], now: Timest
 pub struct WebhookConnector {
     url: Url,
     key: Arc<[u8]>,
+    scheme: SignatureScheme,
     http: reqwest::Client,
     retry: RetryPolicy,
 }
@@ -355,6 +415,7 @@ impl fmt::Debug for WebhookConnector {
         f.debug_struct("WebhookConnector")
             .field("url", &redacted_origin(&self.url))
             .field("key", &"<redacted>")
+            .field("scheme", &self.scheme)
             .field("retry", &self.retry)
             .finish()
     }
@@ -381,9 +442,19 @@ impl WebhookConnector {
         Ok(Self {
             url,
             key: Arc::from(key),
+            scheme: SignatureScheme::Roster,
             http: http_client()?,
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// Events signed per the Standard Webhooks specification, with the key
+    /// of `secret` (`whsec_<base64>`).
+    pub fn standard(url: &str, secret: &[u8]) -> Result<Self> {
+        let key = standard_key(secret)?;
+        let mut connector = Self::new(url, &key)?;
+        connector.scheme = SignatureScheme::StandardWebhooks;
+        Ok(connector)
     }
 
     /// Replaces the retry policy (tests use short backoffs).
@@ -411,16 +482,24 @@ impl WebhookConnector {
             // so a receiver's freshness check holds across retries.
             let timestamp = Timestamp::now().as_second();
             let started = Instant::now();
-            let sent = self
+            let request = self
                 .http
                 .post(self.url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(EVENT_ID_HEADER, event_id.clone())
-                .header(TIMESTAMP_HEADER, timestamp)
-                .header(SIGNATURE_HEADER, sign(&self.key, timestamp, &event.body))
-                .body(event.body.clone())
-                .send()
-                .await;
+                .header(CONTENT_TYPE, "application/json");
+            let request = match self.scheme {
+                SignatureScheme::Roster => request
+                    .header(EVENT_ID_HEADER, event_id.clone())
+                    .header(TIMESTAMP_HEADER, timestamp)
+                    .header(SIGNATURE_HEADER, sign(&self.key, timestamp, &event.body)),
+                SignatureScheme::StandardWebhooks => request
+                    .header(STANDARD_ID_HEADER, event_id.clone())
+                    .header(STANDARD_TIMESTAMP_HEADER, timestamp)
+                    .header(
+                        STANDARD_SIGNATURE_HEADER,
+                        standard_signature(&self.key, &event.id, timestamp, &event.body),
+                    ),
+            };
+            let sent = request.body(event.body.clone()).send().await;
             let verdict = match sent {
                 Err(error) => Attempt::Retry(describe_transport_error(error)),
                 Ok(response) => {
@@ -686,6 +765,34 @@ mod tests {
             1_700_000_000,
             300
         ));
+    }
+
+    #[test]
+    fn standard_signatures_match_the_specifications_example() {
+        // The example of the Standard Webhooks specification (and its
+        // libraries' tests).
+        let key = standard_key(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(
+            standard_signature(
+                &key,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1_614_265_330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn a_standard_secret_needs_a_base64_key() {
+        assert_eq!(standard_key(b"whsec_a2V5").unwrap(), b"key");
+        assert_eq!(standard_key(b"a2V5").unwrap(), b"key", "prefix optional");
+        for bad in [&b"whsec_"[..], b"whsec_not base64!", b"\xff"] {
+            assert!(
+                matches!(standard_key(bad), Err(ConnectorError::Misconfigured(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::breaker::{self, Limits, PolicyBreaker, Request, Subject, Summary, Ver
 use super::plan::MemberState;
 use super::slices::SliceIndex;
 use crate::api::{
-    Account, ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef, User,
+    Account, ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef,
+    SignatureScheme, User,
 };
 use crate::connectors::scim::ScimConnector;
 use crate::connectors::webhook::WebhookConnector;
@@ -436,9 +437,13 @@ impl Context {
                 let key = self
                     .secret_key(&namespace, &webhook.signing_secret_ref)
                     .await?;
-                Ok(AnyConnector::Webhook(
-                    WebhookConnector::new(&webhook.url, &key).map_err(Error::Connector)?,
-                ))
+                let connector = match webhook.signature_scheme {
+                    SignatureScheme::Roster => WebhookConnector::new(&webhook.url, &key),
+                    SignatureScheme::StandardWebhooks => {
+                        WebhookConnector::standard(&webhook.url, &key)
+                    }
+                };
+                Ok(AnyConnector::Webhook(connector.map_err(Error::Connector)?))
             }
         }
     }

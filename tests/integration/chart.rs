@@ -677,7 +677,11 @@ fn chart_crds_are_the_checked_in_crds_upgraded_with_the_release_and_kept() {
         assert_eq!(&crd, generated, "as generated from the Rust types");
     }
     let unkept = crds_of(&["--set", "crds.keep=false"]);
-    assert!(unkept.iter().all(|c| c["metadata"].get("annotations").is_none()));
+    assert!(
+        unkept
+            .iter()
+            .all(|c| c["metadata"].get("annotations").is_none())
+    );
     assert!(crds_of(&["--set", "crds.enabled=false"]).is_empty());
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use roster::api::{
     AccountState, ApplicationKind, ApplicationSpec, DeprovisionAction, Group, GroupMember,
-    ProvisioningPolicy, ScimConnector, SecretKeyRef, User,
+    ProvisioningPolicy, ScimConnector, SecretKeyRef, SignatureScheme, User,
 };
 use serde_json::json;
 
@@ -529,6 +529,17 @@ use kube::ResourceExt;
 
 /// A Jit-free, webhook-fed policy `name` posting to `receiver`.
 pub async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
+    webhook_policy_signed(env, name, url, key, SignatureScheme::Roster).await;
+}
+
+/// [`webhook_policy`], signing with `scheme`.
+pub async fn webhook_policy_signed(
+    env: &TestEnv,
+    name: &str,
+    url: &str,
+    key: &[u8],
+    scheme: SignatureScheme,
+) {
     let mut secret = Secret::default();
     secret.metadata.name = Some(format!("{name}-hook"));
     secret.data = Some([("key".to_owned(), k8s_openapi::ByteString(key.to_vec()))].into());
@@ -546,6 +557,7 @@ pub async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
                 name: format!("{name}-hook"),
                 key: "key".into(),
             },
+            signature_scheme: scheme,
         }),
         deprovision: DeprovisionAction::Delete,
         delete_after_seconds: 0,
@@ -555,6 +567,135 @@ pub async fn webhook_policy(env: &TestEnv, name: &str, url: &str, key: &[u8]) {
         .create(&PostParams::default(), &policy)
         .await
         .unwrap();
+}
+
+/// The Standard Webhooks reference library's receiver
+/// (tests/peers/standard_webhooks_receiver.py), and what it printed.
+struct StandardReceiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _child: tokio::process::Child,
+}
+
+impl StandardReceiver {
+    async fn start(secret: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/standard_webhooks_receiver.py"
+        );
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .env("STANDARD_WEBHOOKS_SECRET", secret)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with standardwebhooks (make deps) is on PATH");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hooks");
+        eventually("the receiver to listen", || async {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Self {
+            url,
+            seen,
+            _child: child,
+        }
+    }
+
+    fn seen(&self) -> Vec<serde_json::Value> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn standard_webhooks_events_verify_with_the_reference_library() {
+    let env = env().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = StandardReceiver::start(secret).await;
+    webhook_policy_signed(
+        &env,
+        "wiki",
+        &receiver.url,
+        secret.as_bytes(),
+        SignatureScheme::StandardWebhooks,
+    )
+    .await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-ada", "wiki", "ada@example.com"),
+        )
+        .await
+        .unwrap();
+    synced(&users, "u-ada").await;
+    let seen = receiver.seen();
+    let created = seen
+        .iter()
+        .find(|r| r["event"]["type"] == "user.created")
+        .unwrap_or_else(|| panic!("no user.created among {seen:?}"));
+    assert_eq!(created["verified"], true, "{created}");
+    assert_eq!(created["event"]["user"]["userName"], "ada@example.com");
+    assert_eq!(
+        created["id"], created["event"]["id"],
+        "webhook-id is the event id"
+    );
+    assert!(seen.iter().all(|r| r["verified"] == true), "{seen:?}");
+
+    // A receiver holding another secret refuses every event: the user is
+    // not synced, and says why.
+    let other = StandardReceiver::start("whsec_b3RoZXIta2V5LW9mLTMyLWJ5dGVzLWZvci10ZXN0cw==").await;
+    webhook_policy_signed(
+        &env,
+        "crm",
+        &other.url,
+        secret.as_bytes(),
+        SignatureScheme::StandardWebhooks,
+    )
+    .await;
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-bob", "crm", "bob@example.com"),
+        )
+        .await
+        .unwrap();
+    eventually("the refusal to be reported", || async {
+        let user = users.get("u-bob").await.ok()?;
+        let synced = user
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Synced")?;
+        (synced.status == "False").then_some(())
+    })
+    .await;
+    let refused = other.seen();
+    assert!(!refused.is_empty());
+    assert!(
+        refused.iter().all(|r| r["verified"] == false),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

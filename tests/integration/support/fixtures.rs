@@ -36,6 +36,7 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                         name: format!("{name}-webhook"),
                         key: "signing-key".into(),
                     },
+                    signature_scheme: Default::default(),
                 }),
                 deprovision: DeprovisionAction::Delete,
                 delete_after_seconds: 0,
