@@ -55,6 +55,10 @@ pub async fn run(
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
         server_args.session_key = Some(key);
     }
+    if let Some(path) = &args.server.idp_metadata_ca_file {
+        crate::saml::idp_metadata::MetadataSources::new(Duration::from_secs(1), Some(path))
+            .context("--idp-metadata-ca-file")?;
+    }
     crate::cluster::choose_initial_lists(&client, args.initial_lists).await;
     let index = MembershipIndex::default();
     // Every replica serves SCIM and SAML, so every replica keeps these
@@ -235,11 +239,12 @@ async fn lead(
         let runs: Vec<_> = scopes
             .into_iter()
             .map(|namespace| {
-                controller::run(
+                controller::run_with(
                     client.clone(),
                     namespace,
                     Some(identity.clone()),
                     args.server.public_url.clone(),
+                    args.server.idp_metadata_sources(),
                     stopped(stopped_rx.clone()),
                 )
             })

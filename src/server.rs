@@ -51,6 +51,18 @@ pub struct ServerArgs {
     /// answered 503. Unset: half the cores, at least one.
     #[arg(long, env = "ROSTER_SAML_VERIFY_CONCURRENCY")]
     pub saml_verify_concurrency: Option<usize>,
+    /// How often IdP metadata read from a URL (`idpMetadataUrl`) is read
+    /// again; a ConfigMap's at most every 30 s.
+    #[arg(
+        long,
+        env = "ROSTER_IDP_METADATA_REFRESH_SECONDS",
+        default_value_t = 3600
+    )]
+    pub idp_metadata_refresh_seconds: u64,
+    /// PEM bundle of extra CAs trusted for `idpMetadataUrl` (an IdP served
+    /// with a cluster-private CA), besides the public roots.
+    #[arg(long, env = "ROSTER_IDP_METADATA_CA_FILE")]
+    pub idp_metadata_ca_file: Option<std::path::PathBuf>,
     /// Also serve `/metrics`, `/healthz` and `/readyz` on this address, in
     /// plain HTTP even when the main port serves HTTPS (for Prometheus and
     /// the kubelet's probes).
@@ -61,6 +73,20 @@ pub struct ServerArgs {
     /// before it stops accepting connections; then drain.
     #[arg(long, env = "ROSTER_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
     pub shutdown_delay_seconds: u64,
+}
+
+impl ServerArgs {
+    /// The IdP metadata sources these options describe. An unreadable CA
+    /// file is reported and left out (`roster run` checks it at start).
+    pub fn idp_metadata_sources(&self) -> saml::idp_metadata::MetadataSources {
+        let refresh = std::time::Duration::from_secs(self.idp_metadata_refresh_seconds.max(1));
+        saml::idp_metadata::MetadataSources::new(refresh, self.idp_metadata_ca_file.as_deref())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "IdP metadata CA file unusable: only the public roots are trusted");
+                saml::idp_metadata::MetadataSources::new(refresh, None)
+                    .expect("an HTTP client without extra roots builds")
+            })
+    }
 }
 
 impl Default for ServerArgs {
@@ -76,6 +102,8 @@ impl Default for ServerArgs {
             saml_verify_concurrency: None,
             metrics_listen: None,
             shutdown_delay_seconds: 0,
+            idp_metadata_refresh_seconds: 3600,
+            idp_metadata_ca_file: None,
         }
     }
 }
@@ -153,6 +181,7 @@ pub fn router(
             args.saml_verify_concurrency
                 .unwrap_or_else(saml::limits::VerifyLimits::default_concurrency),
         ),
+        metadata: args.idp_metadata_sources(),
     };
     let health = probes()
         .merge(gate::routes(saml.clone()))

@@ -48,6 +48,8 @@ async fn policy(client: &kube::Client, cert: &std::path::Path) {
             }),
             saml: Some(SamlTrust {
                 idp_metadata: None,
+                idp_metadata_url: None,
+                idp_metadata_config_map_ref: None,
                 idp_entity_id: Some("http://www.okta.com/exkgate".into()),
                 idp_sso_url: Some("https://example.okta.com/app/sso/saml".into()),
                 idp_certificates: vec![std::fs::read_to_string(cert).unwrap()],

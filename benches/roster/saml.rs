@@ -140,6 +140,8 @@ async fn jit_policy(client: &kube::Client, cert: &Path) {
             scim: None,
             saml: Some(SamlTrust {
                 idp_metadata: None,
+                idp_metadata_url: None,
+                idp_metadata_config_map_ref: None,
                 idp_entity_id: Some(ISSUER.into()),
                 idp_sso_url: Some("https://example.okta.com/app/sso/saml".into()),
                 idp_certificates: vec![std::fs::read_to_string(cert).unwrap()],

@@ -24,6 +24,18 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// One key of a ConfigMap in the policy's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap, in the same namespace as the ProvisioningPolicy.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the ConfigMap's data whose value is used.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
 /// A reference to another Roster object by its SCIM id, with the name shown for it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -15,7 +15,7 @@ mod slice;
 mod user;
 
 pub use claim::{UserNameClaim, UserNameClaimSpec, claim_name};
-pub use common::{ObjectRef, SecretKeyRef, SecretRef};
+pub use common::{ConfigMapKeyRef, ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{

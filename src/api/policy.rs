@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{SecretKeyRef, SecretRef};
+use super::common::{ConfigMapKeyRef, SecretKeyRef, SecretRef};
 
 /// How one application's users and groups are provisioned. The namespace plus
 /// the policy's name is the application's identity directory: every User and
@@ -388,7 +388,8 @@ impl Default for RateLimit {
 
 /// Trust in one SAML 2.0 identity provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("has(self.idpMetadata) || (has(self.idpEntityId) && has(self.idpSsoUrl) && size(self.idpCertificates) > 0)").message("saml needs idpMetadata, or idpEntityId with idpSsoUrl and at least one of idpCertificates").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("has(self.idpMetadata) || has(self.idpMetadataUrl) || has(self.idpMetadataConfigMapRef) || (has(self.idpEntityId) && has(self.idpSsoUrl) && size(self.idpCertificates) > 0)").message("saml needs idpMetadata, idpMetadataUrl or idpMetadataConfigMapRef, or idpEntityId with idpSsoUrl and at least one of idpCertificates").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("[has(self.idpMetadata), has(self.idpMetadataUrl), has(self.idpMetadataConfigMapRef)].filter(x, x).size() <= 1").message("set at most one of idpMetadata, idpMetadataUrl and idpMetadataConfigMapRef").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct SamlTrust {
     /// The IdP's SAML metadata XML. When set, the IdP's entity ID, SSO URL and
@@ -396,6 +397,20 @@ pub struct SamlTrust {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 262144))]
     pub idp_metadata: Option<String>,
+    /// Where the IdP publishes its SAML metadata (https only; the
+    /// certificate is verified). Read when first needed and again every
+    /// `--idp-metadata-refresh-seconds` (default an hour), so a signing key
+    /// rollover at the IdP needs no edit here; the last good copy is kept
+    /// while the URL fails. At most 256 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("idpMetadataUrl must be an https URL"))]
+    pub idp_metadata_url: Option<String>,
+    /// A ConfigMap key holding the IdP's SAML metadata XML (e.g. kept current
+    /// by a GitOps pipeline); read again within the refresh interval, at
+    /// most every 30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_metadata_config_map_ref: Option<ConfigMapKeyRef>,
     /// The IdP's entity ID, the expected `Issuer` of every response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]

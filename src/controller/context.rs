@@ -84,6 +84,9 @@ pub struct Context {
     pub slices: Store<GroupMemberSlice>,
     /// The slices' names by group, fed with the slice cache.
     pub slice_index: SliceIndex,
+    /// The IdPs' metadata read from URLs and ConfigMaps, for the policies'
+    /// SamlTrust condition and certificate gauge.
+    pub metadata: crate::saml::idp_metadata::MetadataSources,
     /// Per cache, whether its first full list has arrived.
     listed: Vec<tokio::sync::watch::Receiver<bool>>,
     events: Publisher,
@@ -157,6 +160,7 @@ impl Context {
             policies,
             slices,
             slice_index: SliceIndex::default(),
+            metadata: Default::default(),
             listed: Vec::new(),
             throttles: Mutex::default(),
             connectors: Mutex::default(),
@@ -292,6 +296,12 @@ impl Context {
     /// With the caches' first-list flags ([`Context::caches_ready`]).
     pub fn with_readiness(mut self, listed: Vec<tokio::sync::watch::Receiver<bool>>) -> Self {
         self.listed = listed;
+        self
+    }
+
+    /// Reading IdP metadata through `metadata`.
+    pub fn with_metadata(mut self, metadata: crate::saml::idp_metadata::MetadataSources) -> Self {
+        self.metadata = metadata;
         self
     }
 

@@ -35,6 +35,7 @@ struct PolicyGauges {
 /// its Users and Groups that are being deleted. Pure.
 fn gauges_of(
     policy: &ProvisioningPolicy,
+    metadata: Option<&str>,
     deleting_since: &[Timestamp],
     now: Timestamp,
 ) -> PolicyGauges {
@@ -50,7 +51,7 @@ fn gauges_of(
             .spec
             .saml
             .as_ref()
-            .and_then(earliest_certificate_expiry),
+            .and_then(|saml| earliest_certificate_expiry(saml, metadata)),
         pending: deleting_since.len() as i64,
         oldest_pending_seconds: oldest
             .map(|since| now.duration_since(*since).as_secs().max(0))
@@ -97,7 +98,13 @@ impl Published {
                 policy.name_any()
             );
             let since = deleting.get(&key).map(Vec::as_slice).unwrap_or_default();
-            let gauges = gauges_of(&policy, since, now);
+            let namespace = policy.namespace().unwrap_or_default();
+            let metadata = policy
+                .spec
+                .saml
+                .as_ref()
+                .and_then(|saml| ctx.metadata.peek(&namespace, saml));
+            let gauges = gauges_of(&policy, metadata.as_deref(), since, now);
             let label = Policy {
                 policy: key.clone(),
             };
@@ -198,12 +205,12 @@ mod tests {
             .iter()
             .map(|t| t.parse().unwrap())
             .collect();
-        let gauges = gauges_of(&policy("True"), &since, now);
+        let gauges = gauges_of(&policy("True"), None, &since, now);
         assert!(gauges.ready);
         assert_eq!(gauges.pending, 2);
         assert_eq!(gauges.oldest_pending_seconds, 3600);
         assert_eq!(gauges.certificate_expiry, None, "no SAML");
-        let idle = gauges_of(&policy("False"), &[], now);
+        let idle = gauges_of(&policy("False"), None, &[], now);
         assert_eq!(
             idle,
             PolicyGauges {

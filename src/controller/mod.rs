@@ -246,6 +246,20 @@ pub async fn run(
     public_url: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let metadata = crate::saml::idp_metadata::MetadataSources::default();
+    run_with(client, namespace, instance, public_url, metadata, shutdown).await
+}
+
+/// [`run`], reading IdP metadata (for the policies' SamlTrust condition)
+/// through `metadata`.
+pub async fn run_with(
+    client: kube::Client,
+    namespace: Option<String>,
+    instance: Option<String>,
+    public_url: Option<String>,
+    metadata: crate::saml::idp_metadata::MetadataSources,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
     let (users, mut user_events, users_ready, users_feed) =
@@ -282,6 +296,7 @@ pub async fn run(
             public_url,
         )
         .with_slice_index(slice_index.clone())
+        .with_metadata(metadata)
         .with_nudges(context::Nudges {
             policies: Some(policy_nudges),
             users: Some(user_nudges),

@@ -19,6 +19,7 @@ use crate::api::{
     ProvisioningPolicyStatus, Quarantine, SamlTrust,
 };
 use crate::directory::tokens::{self, Refusal};
+use crate::saml::idp_metadata::{MetadataError, MetadataSources};
 
 /// Reconciles a policy: gather the facts, plan its status (pure), apply.
 pub async fn reconcile(
@@ -35,16 +36,18 @@ pub async fn reconcile(
         }
         ctx.apply_status(policy.as_ref(), json!(status)).await?;
     }
-    // An IdP certificate comes closer to its expiry with no change to wake
-    // the policy: look again, so the SamlTrust warning appears in time.
-    if policy
-        .spec
-        .saml
-        .as_ref()
-        .and_then(earliest_certificate_expiry)
-        .is_some()
-    {
-        return Ok(Action::requeue(CERTIFICATE_RECHECK));
+    // An IdP certificate comes closer to its expiry, and metadata at a URL
+    // or in a ConfigMap changes, with no change to the policy to wake it:
+    // look again, so the SamlTrust condition follows.
+    if let Some(saml) = &policy.spec.saml {
+        if MetadataSources::has_source(saml) {
+            return Ok(Action::requeue(
+                ctx.metadata.refresh().min(CERTIFICATE_RECHECK),
+            ));
+        }
+        if !saml.idp_certificates.is_empty() || saml.idp_metadata.is_some() {
+            return Ok(Action::requeue(CERTIFICATE_RECHECK));
+        }
     }
     Ok(Action::await_change())
 }
@@ -66,6 +69,9 @@ struct Facts {
     quarantine: Option<Summary>,
     /// What a dry-run policy would do.
     plan: Option<ProvisioningPlan>,
+    /// The IdP metadata, when the policy has some (inline, or read from its
+    /// URL or ConfigMap), or why it could not be read.
+    idp_metadata: Option<Result<Arc<str>, MetadataError>>,
 }
 
 async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Error> {
@@ -83,7 +89,16 @@ async fn gather(policy: &ProvisioningPolicy, ctx: &Context) -> Result<Facts, Err
         Ok(_) => Ok(()),
         Err(error) => Err((error.reason(), error.to_string())),
     };
+    let idp_metadata = match &policy.spec.saml {
+        Some(saml) => ctx
+            .metadata
+            .get(&ctx.client, &namespace, saml)
+            .await
+            .transpose(),
+        None => None,
+    };
     Ok(Facts {
+        idp_metadata,
         tokens,
         connector,
         claimants: claimants(ctx, policy),
@@ -131,7 +146,7 @@ fn plan(
             "PublicUrlMissing",
             crate::saml::NO_PUBLIC_URL,
         ),
-        Some(saml) => saml_trust(saml, now.0),
+        Some(saml) => saml_trust(saml, facts.idp_metadata.as_ref(), now.0),
         None if policy.spec.mode == Mode::Jit => Decided::new(
             "SamlTrust",
             false,
@@ -348,9 +363,20 @@ fn scim_tokens(name: &str, screened: &tokens::Screened) -> Decided {
 }
 
 /// SAML trust needs at least one signing certificate that parses.
-fn saml_trust(saml: &SamlTrust, now: Timestamp) -> Decided {
+fn saml_trust(
+    saml: &SamlTrust,
+    metadata: Option<&Result<Arc<str>, MetadataError>>,
+    now: Timestamp,
+) -> Decided {
+    let metadata = match metadata {
+        Some(Err(error)) => {
+            return Decided::new("SamlTrust", false, "MetadataUnavailable", error.to_string());
+        }
+        Some(Ok(xml)) => Some(xml.as_ref()),
+        None => None,
+    };
     let mut pems: Vec<&str> = saml.idp_certificates.iter().map(String::as_str).collect();
-    if let Some(metadata) = &saml.idp_metadata {
+    if let Some(metadata) = metadata {
         // Certificates in metadata are bare base64 in <ds:X509Certificate>.
         if metadata.contains("X509Certificate") {
             pems.push(metadata);
@@ -378,7 +404,7 @@ fn saml_trust(saml: &SamlTrust, now: Timestamp) -> Decided {
         }
     }
     let count = pems.len();
-    match earliest_certificate_expiry(saml) {
+    match earliest_certificate_expiry(saml, metadata) {
         Some(expiry) if expiry <= now => Decided::new(
             "SamlTrust",
             true,
@@ -418,14 +444,14 @@ const CERTIFICATE_WARNING: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// PEM certificates, and the base64 ones in the metadata's
 /// `<X509Certificate>` elements. Certificates that do not parse are left to
 /// the SamlTrust condition.
-pub fn earliest_certificate_expiry(saml: &SamlTrust) -> Option<Timestamp> {
+pub fn earliest_certificate_expiry(saml: &SamlTrust, metadata: Option<&str>) -> Option<Timestamp> {
     use base64::Engine;
     let from_pem = saml.idp_certificates.iter().filter_map(|pem| {
         let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
         not_after(&pem.contents)
     });
-    let metadata = saml.idp_metadata.as_deref().unwrap_or_default();
     let from_metadata = metadata
+        .unwrap_or_default()
         .split("X509Certificate>")
         .skip(1)
         .filter_map(|rest| {
@@ -548,6 +574,7 @@ mod tests {
             public_url: Some("https://roster.example.com".into()),
             quarantine: None,
             plan: None,
+            idp_metadata: None,
         }
     }
 
@@ -620,6 +647,59 @@ mod tests {
         assert_eq!(
             scim_tokens("t", &screened(0, &[], Some(Refusal::Missing))).reason,
             "TokensMissing"
+        );
+    }
+
+    /// A self-signed certificate's metadata element, valid until `not_after`.
+    fn metadata_with_certificate(not_after: Timestamp) -> String {
+        use base64::Engine;
+        let mut params = rcgen::CertificateParams::new(vec!["idp.example.com".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2000, 1, 1)
+            + std::time::Duration::from_secs(
+                (not_after.as_second() - 946_684_800).try_into().unwrap(),
+            );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(certificate.der());
+        format!(
+            "<md:EntityDescriptor><md:IDPSSODescriptor><md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor></md:IDPSSODescriptor></md:EntityDescriptor>"
+        )
+    }
+
+    fn metadata_trust() -> SamlTrust {
+        serde_json::from_value(json!({"idpMetadataUrl": "https://idp.example.com/md"})).unwrap()
+    }
+
+    #[test]
+    fn metadata_that_cannot_be_read_makes_the_trust_false() {
+        let error = MetadataError::Url {
+            url: "https://idp.example.com/md".into(),
+            reason: "timed out after 5s".into(),
+        };
+        let decided = saml_trust(&metadata_trust(), Some(&Err(error)), Timestamp::now());
+        assert!(!decided.status);
+        assert_eq!(decided.reason, "MetadataUnavailable");
+        assert!(decided.message.contains("timed out"), "{}", decided.message);
+    }
+
+    #[test]
+    fn the_trust_warns_ahead_of_a_metadata_certificate_expiry() {
+        let now: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let expiry = |days: i64| now + SignedDuration::from_hours(24 * days);
+        let at = |days: i64| -> Decided {
+            let xml: Arc<str> = Arc::from(metadata_with_certificate(expiry(days)));
+            saml_trust(&metadata_trust(), Some(&Ok(xml)), now)
+        };
+        let soon = at(10);
+        assert!(soon.status, "logins still work");
+        assert_eq!(soon.reason, "CertificateExpiresSoon");
+        assert_eq!(at(90).reason, "Trusted");
+        assert!(at(90).message.contains("2027-03-02"), "{}", at(90).message);
+        assert_eq!(at(-1).reason, "CertificateExpired");
+        let xml = metadata_with_certificate(expiry(10));
+        assert_eq!(
+            earliest_certificate_expiry(&metadata_trust(), Some(&xml)),
+            Some(Timestamp::from_second(expiry(10).as_second()).unwrap())
         );
     }
 }

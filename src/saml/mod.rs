@@ -13,6 +13,7 @@ pub mod acs;
 pub mod checks;
 pub mod dsig;
 pub mod groups;
+pub mod idp_metadata;
 pub mod jit;
 pub mod limits;
 pub mod login;
@@ -58,6 +59,8 @@ pub struct SamlState {
     pub policies: PolicyCache,
     /// Bounds on the signature verifications this replica runs.
     pub limits: limits::VerifyLimits,
+    /// The IdPs' metadata read from URLs and ConfigMaps.
+    pub metadata: idp_metadata::MetadataSources,
 }
 
 /// The SAML routes over `state`. Generic over the state of the router they
@@ -135,7 +138,18 @@ impl SamlState {
     pub(crate) async fn trust(&self, namespace: &str, policy: &str) -> Result<Trust, Response> {
         let origin = self.origin(namespace, policy).ok_or_else(not_configured)?;
         let found = self.policy(namespace, policy).await?;
-        Trust::resolve(&found, origin).map_err(|error| {
+        let metadata = match &found.spec.saml {
+            Some(saml) => self
+                .metadata
+                .get(&self.client, namespace, saml)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(%namespace, %policy, reason = %error, "SAML login refused: no IdP metadata");
+                    page::try_again()
+                })?,
+            None => None,
+        };
+        Trust::resolve_with(&found, origin, metadata.as_deref()).map_err(|error| {
             tracing::warn!(%namespace, %policy, reason = %error, "SAML login refused: the policy serves no login");
             not_configured()
         })

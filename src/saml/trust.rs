@@ -90,9 +90,24 @@ impl Trust {
     /// Resolves `policy`'s trust; `origin` is where this server is reached,
     /// e.g. `https://roster.example.com`.
     pub fn resolve(policy: &ProvisioningPolicy, origin: &str) -> Result<Self, TrustError> {
+        let inline = policy
+            .spec
+            .saml
+            .as_ref()
+            .and_then(|s| s.idp_metadata.as_deref());
+        Self::resolve_with(policy, origin, inline)
+    }
+
+    /// [`Trust::resolve`] with the IdP's `metadata` as read from the
+    /// policy's source (inline, URL or ConfigMap; see `idp_metadata`).
+    pub fn resolve_with(
+        policy: &ProvisioningPolicy,
+        origin: &str,
+        metadata: Option<&str>,
+    ) -> Result<Self, TrustError> {
         let saml = policy.spec.saml.as_ref().ok_or(TrustError::NoSaml)?;
         let urls = SpUrls::of(policy, origin);
-        let from_metadata = match &saml.idp_metadata {
+        let from_metadata = match metadata {
             Some(xml) => Some(read_metadata(xml)?),
             None => None,
         };
@@ -233,6 +248,8 @@ mod tests {
     fn trust(certificates: Vec<String>) -> SamlTrust {
         SamlTrust {
             idp_metadata: None,
+            idp_metadata_url: None,
+            idp_metadata_config_map_ref: None,
             idp_entity_id: Some("idp".into()),
             idp_sso_url: Some("https://idp.example.com/sso".into()),
             idp_certificates: certificates,

@@ -516,6 +516,8 @@ fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
     }
     // By name only: never list or watch, so no pod can dump every Secret.
     grant("", "secrets", &["get"]);
+    // IdP metadata in a ConfigMap the policy names.
+    grant("", "configmaps", &["get"]);
     // Created once each; never patched, and never through the core API.
     grant("events.k8s.io", "events", &["create"]);
     expected

@@ -11,6 +11,7 @@ mod gate;
 mod hostile_http;
 mod hostile_saml;
 mod identity;
+mod idp_metadata;
 mod isolation;
 mod operator;
 mod partition;

@@ -47,6 +47,11 @@ and says where. Nothing here is wildcarded, and no rule lets Roster list or watc
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# IdP metadata kept in a ConfigMap (spec.saml.idpMetadataConfigMapRef), read by name when a login
+# or the policy's SamlTrust condition needs it (saml/idp_metadata.rs). Never listed or written.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 # Events (events.k8s.io/v1) on the objects Roster changes and on failures: each is created once,
 # never patched into a series (events.rs).
 - apiGroups: ["events.k8s.io"]

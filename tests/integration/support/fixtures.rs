@@ -79,6 +79,8 @@ pub fn saml_trust() -> SamlTrust {
         .expect("a self-signed certificate");
     SamlTrust {
         idp_metadata: None,
+        idp_metadata_url: None,
+        idp_metadata_config_map_ref: None,
         idp_entity_id: Some("http://www.okta.com/exk1example".into()),
         idp_sso_url: Some("https://example.okta.com/app/sso/saml".into()),
         idp_certificates: vec![cert.cert.pem()],

@@ -71,6 +71,8 @@ impl Idp {
     pub fn trust(&self) -> roster::api::SamlTrust {
         roster::api::SamlTrust {
             idp_metadata: None,
+            idp_metadata_url: None,
+            idp_metadata_config_map_ref: None,
             idp_entity_id: Some(self.entity_id.clone()),
             idp_sso_url: Some("https://idp.example.com/sso/saml".into()),
             idp_certificates: vec![self.cert_pem.clone()],
@@ -81,6 +83,20 @@ impl Idp {
             allowed_redirect_urls: Vec::new(),
             session_lifetime_seconds: 900,
         }
+    }
+
+    /// This IdP's SAML metadata: its entity ID, its signing certificate and
+    /// its SSO URL, as an IdP publishes them.
+    pub fn metadata(&self) -> String {
+        let body: String = self
+            .cert_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/sso/saml"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+            self.entity_id
+        )
     }
 
     /// An Okta-like IdP.
@@ -459,15 +475,26 @@ pub async fn start(env: &TestEnv, policy: &str) -> SamlServer {
 /// [`start`], talking to the API server with `client`; no policy cache
 /// runs, so every login reads its policy from the API.
 pub async fn start_with(client: kube::Client, env: &TestEnv, policy: &str) -> SamlServer {
+    let args = ServerArgs {
+        public_url: Some(PUBLIC_URL.to_owned()),
+        ..ServerArgs::default()
+    };
+    start_with_args(client, env, policy, args).await
+}
+
+/// [`start`] with the server's options `args` (which must keep
+/// [`PUBLIC_URL`] as the public URL).
+pub async fn start_with_args(
+    client: kube::Client,
+    env: &TestEnv,
+    policy: &str,
+    args: ServerArgs,
+) -> SamlServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let readiness = Readiness::default();
     readiness.set_ready();
     let index = roster::directory::membership::MembershipIndex::default();
-    let args = ServerArgs {
-        public_url: Some(PUBLIC_URL.to_owned()),
-        ..ServerArgs::default()
-    };
     let router = server::router(client, index, &args, readiness);
     tokio::spawn(server::serve(
         router,
