@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(&cli.log);
+    let _telemetry = telemetry::init(&cli.log);
     match cli.command {
         Command::Crds => print!("{}", api::crds_yaml()),
         Command::Plan { namespace, policy } => {

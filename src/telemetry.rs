@@ -1,4 +1,8 @@
-//! Logging setup: `tracing` with a text or JSON format and `RUST_LOG` filters.
+//! Logging setup: `tracing` with a text or JSON format and `RUST_LOG` filters,
+//! and, when an OTLP endpoint is configured, the same spans exported over
+//! OpenTelemetry (off by default). The spans on the main paths — a SCIM
+//! request, a SAML login, a reconcile, a call to an application — carry the
+//! policy, object and request id, so the log lines inside them need not.
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -20,6 +24,12 @@ pub struct LogArgs {
     /// Log filter in `RUST_LOG` syntax, e.g. `info,roster=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// Export spans over OTLP/HTTP to this collector base URL (e.g.
+    /// `http://otel-collector:4318`; `/v1/traces` is appended). Unset: no
+    /// export. The standard `OTEL_*` variables (protocol, headers, batch
+    /// settings, `OTEL_SERVICE_NAME`) apply.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// kube's client logs every failed API request at ERROR, with no context
@@ -39,16 +49,66 @@ fn filter(log_level: &str) -> EnvFilter {
     }
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(args: &LogArgs) {
-    let filter = filter(&args.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+/// Flushes and stops the span export when dropped (at the end of `main`).
+pub struct Telemetry(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            if let Err(error) = provider.shutdown() {
+                eprintln!("flushing the OpenTelemetry spans: {error}");
+            }
+        }
     }
+}
+
+/// The span exporter for `endpoint`, a collector's base URL.
+fn tracer_provider(endpoint: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+    let traces = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_endpoint(traces)
+        .build()?;
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "roster".to_owned());
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build())
+}
+
+/// Installs the global subscriber. Call once, from `main`, and keep what it
+/// returns until the end.
+pub fn init(args: &LogArgs) -> Telemetry {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let provider = match args.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        Some(endpoint) => match tracer_provider(endpoint) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("not exporting spans to {endpoint}: {error}");
+                None
+            }
+        },
+        None => None,
+    };
+    let export = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("roster")));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter(&args.log_level))
+        .with(export);
+    match args.log_format {
+        LogFormat::Text => registry.with(logs).init(),
+        LogFormat::Json => registry.with(logs.json().flatten_event(true)).init(),
+    }
+    Telemetry(provider)
 }
 
 #[cfg(test)]

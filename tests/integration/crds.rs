@@ -168,7 +168,7 @@ async fn saml_trust_without_a_certificate_or_metadata_is_refused() {
             .await,
     );
     assert!(
-        message.contains("saml needs idpMetadata, or idpEntityId with idpSsoUrl and at least one of idpCertificates"),
+        message.contains("saml needs idpMetadata, idpMetadataUrl or idpMetadataConfigMapRef, or idpEntityId with idpSsoUrl and at least one of idpCertificates"),
         "unexpected message: {message}"
     );
 }
