@@ -181,10 +181,20 @@ impl AnyConnector {
 /// Calls `$method` on the inner connector and counts its outcome.
 macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {{
-        let result = match $self {
-            Self::Scim(c) => c.$method($($arg),*).await,
-            Self::Webhook(c) => c.$method($($arg),*).await,
-        };
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "downstream",
+            connector = $self.kind(),
+            operation = stringify!($method)
+        );
+        let result = async {
+            match $self {
+                Self::Scim(c) => c.$method($($arg),*).await,
+                Self::Webhook(c) => c.$method($($arg),*).await,
+            }
+        }
+        .instrument(span)
+        .await;
         $self.observe(stringify!($method), &result);
         result
     }};

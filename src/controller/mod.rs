@@ -100,6 +100,7 @@ async fn measured<K, Fut>(
     reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
 ) -> Result<Action, Error>
 where
+    K: Resource<DynamicType = ()>,
     Fut: std::future::Future<Output = Result<Action, Error>>,
 {
     // Every reconcile reads the other kinds' caches (a Group its members'
@@ -107,7 +108,12 @@ where
     // read from the API instead, 100,000 times at a start.
     ctx.caches_ready().await;
     let started = std::time::Instant::now();
-    let result = reconcile(object, ctx).await;
+    let span = tracing::info_span!(
+        "reconcile",
+        kind,
+        object = %ObjectRef::from_obj(object.as_ref()),
+    );
+    let result = tracing::Instrument::instrument(reconcile(object, ctx), span).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(error) => error.reason(),

@@ -136,7 +136,9 @@ pub async fn consume(
         })
         // The RelayState must be the opaque token sent with this browser's request.
         .filter(|p| form.relay_state.as_deref() == Some(p.relay.as_str()));
-    match accept(&state, &trust, &form, pending.as_ref(), deadline).await {
+    let span = tracing::info_span!("saml_login", policy = %format!("{namespace}/{policy}"));
+    let accepted = accept(&state, &trust, &form, pending.as_ref(), deadline);
+    match tracing::Instrument::instrument(accepted, span).await {
         Ok(response) => response,
         Err(failure) => failure.respond(&namespace, &policy),
     }

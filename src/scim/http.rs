@@ -134,9 +134,20 @@ async fn measure(request: axum::extract::Request, next: axum::middleware::Next) 
     let started = std::time::Instant::now();
     let method = method_label(request.method());
     let resource = resource_label(request.uri().path());
+    let span = tracing::info_span!(
+        "scim",
+        method,
+        resource,
+        request = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        policy = tracing::field::Empty,
+    );
     let (response, policy) = AUTHENTICATED
         .scope(std::cell::RefCell::new(None), async {
-            let response = next.run(request).await;
+            let response = tracing::Instrument::instrument(next.run(request), span).await;
             (response, AUTHENTICATED.with(|policy| policy.take()))
         })
         .await;
@@ -439,6 +450,7 @@ async fn authorize(
             let _ = AUTHENTICATED.try_with(|slot| {
                 slot.replace(Some(format!("{namespace}/{policy_name}")));
             });
+            tracing::Span::current().record("policy", format!("{namespace}/{policy_name}"));
             // Only authenticated requests spend the identity provider's budget.
             if let Err(wait) = state
                 .rate_limits

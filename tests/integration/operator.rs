@@ -1,5 +1,6 @@
 //! `roster run` as a process: two replicas against the test control plane.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -36,6 +37,17 @@ pub(crate) fn replica_with(name: &str, namespace: &str, extra: &[&str]) -> Repli
 
 /// A replica whose log (`Replica::log`) is filtered by `rust_log`.
 fn replica_logging(name: &str, namespace: &str, extra: &[&str], rust_log: &str) -> Replica {
+    replica_in(name, namespace, extra, rust_log, &[])
+}
+
+/// [`replica_logging`] with extra environment variables.
+fn replica_in(
+    name: &str,
+    namespace: &str,
+    extra: &[&str],
+    rust_log: &str,
+    environment: &[(&str, &str)],
+) -> Replica {
     let log = tempfile::NamedTempFile::new().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,6 +72,7 @@ fn replica_logging(name: &str, namespace: &str, extra: &[&str], rust_log: &str) 
         .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", rust_log)
+        .envs(environment.iter().copied())
         .stderr(log.reopen().unwrap())
         .kill_on_drop(true)
         .spawn()
@@ -553,6 +566,124 @@ async fn after_sigterm_a_replica_is_unready_but_serves_until_the_delay_ends() {
         "stopped after {:?}, before the delay ended",
         terminated.elapsed()
     );
+}
+
+/// An OTLP/HTTP (JSON) receiver: every export request's body.
+async fn otlp_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).expect("OTLP JSON"));
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (origin, received)
+}
+
+/// The exported spans: (trace id, name, attributes as strings).
+fn spans(received: &[serde_json::Value]) -> Vec<(String, String, BTreeMap<String, String>)> {
+    let mut out = Vec::new();
+    for export in received {
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let attributes = span["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            let value = &a["value"];
+                            let text = value["stringValue"]
+                                .as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| value.to_string());
+                            (a["key"].as_str().unwrap().to_owned(), text)
+                        })
+                        .collect();
+                    out.push((
+                        span["traceId"].as_str().unwrap_or_default().to_owned(),
+                        span["name"].as_str().unwrap_or_default().to_owned(),
+                        attributes,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn spans_of_scim_requests_reconciles_and_downstream_calls_are_exported_over_otlp() {
+    let env = env().await;
+    let key = b"otel-key";
+    let receiver = crate::support::webhook::Receiver::start(key).await;
+    crate::controller::webhook_policy(&env, "wiki", &receiver.url, key).await;
+    scim_tokens(&env, "wiki", "otel-token-0123456789abcdef").await;
+    let (collector, received) = otlp_receiver().await;
+    let replica = replica_in(
+        "replica-otel",
+        &env.namespace,
+        &[],
+        "warn,roster=info",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{}", replica.port);
+    let http = reqwest::Client::new();
+    ready(&http, &base).await;
+    let created = http
+        .post(format!("{base}/scim/{}/wiki/v2/Users", env.namespace))
+        .bearer_auth("otel-token-0123456789abcdef")
+        .json(&serde_json::json!({"userName": "otel@example.com", "active": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let policy = format!("{}/wiki", env.namespace);
+    let exported = eventually("the spans to be exported", || async {
+        let all = spans(&received.lock().unwrap());
+        let scim = all
+            .iter()
+            .any(|(_, name, a)| name == "scim" && a.get("policy") == Some(&policy));
+        let call = all
+            .iter()
+            .find(|(_, name, a)| {
+                name == "downstream"
+                    && a.get("operation").map(String::as_str) == Some("create_user")
+            })
+            .cloned();
+        call.filter(|_| scim).map(|call| (all, call))
+    })
+    .await;
+    let (all, (trace, _, call)) = exported;
+    assert_eq!(call.get("connector").map(String::as_str), Some("webhook"));
+    // The call ran inside the User's reconcile: one trace.
+    assert!(
+        all.iter().any(|(t, name, a)| t == &trace
+            && name == "reconcile"
+            && a.get("kind").map(String::as_str) == Some("User")),
+        "no User reconcile in the call's trace: {all:?}"
+    );
+    let service =
+        received.lock().unwrap()[0]["resourceSpans"][0]["resource"]["attributes"].to_string();
+    assert!(service.contains("roster"), "{service}");
 }
 
 #[tokio::test]
