@@ -123,7 +123,7 @@ pub async fn run(
                 result = &mut lead => result,
                 () = &mut shutdown => {
                     // Stop the controllers and release the Lease while the
-                    // endpoints let go of this pod.
+                    // endpoints let go of this pod (the timer runs meanwhile).
                     let leaving = leave_endpoints(&readiness, drain_delay);
                     let _ = stop_leading.send(true);
                     let led = lead.await;
@@ -154,17 +154,18 @@ pub async fn run(
 }
 
 /// After SIGTERM: `/readyz` fails from now on, and the server keeps
-/// accepting for `delay`, so the pod leaves the Service's endpoints (and
-/// every proxy's view of them) before it stops taking connections.
-async fn leave_endpoints(readiness: &Readiness, delay: Duration) {
+/// accepting until the returned timer (`delay` from now) ends, so the pod
+/// leaves the Service's endpoints (and every proxy's view of them) before
+/// it stops taking connections.
+fn leave_endpoints(readiness: &Readiness, delay: Duration) -> tokio::time::Sleep {
     readiness.set_draining();
     if !delay.is_zero() {
         tracing::info!(
             seconds = delay.as_secs(),
             "shutting down: not ready, still serving while the endpoints drop this pod"
         );
-        tokio::time::sleep(delay).await;
     }
+    tokio::time::sleep(delay)
 }
 
 /// Keeps readiness honest: every 5 s, does the API server answer? Three

@@ -107,6 +107,7 @@ async fn scim_requests_during_a_stall_are_503_in_bounded_time_and_each_retry_wri
         waited < ANSWERED_WITHIN,
         "answered after {waited:?} (budget {REQUEST_BUDGET:?})"
     );
+    println!("three SCIM requests during the stall answered 503 after {waited:?}");
 
     // The API server resumes and carries out whatever it was sent; the
     // identity provider retries each request.
@@ -248,6 +249,7 @@ async fn a_saml_login_during_a_stall_gets_the_try_again_page_in_bounded_time() {
         &RETRY_AFTER_SECONDS.to_string()
     );
     assert!(waited < ANSWERED_WITHIN, "answered after {waited:?}");
+    println!("a login during the stall answered 503 after {waited:?}");
 
     // After the stall a new login goes through, creating the user once.
     let again = Response::okta(&idp, &server, "stella@example.com", "Stella", "Stall");
