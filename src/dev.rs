@@ -1,6 +1,7 @@
 //! `roster dev` (what `make run` runs): the operator against the current
 //! cluster, or, with none reachable, against a local control plane it starts
-//! itself, with the CRDs installed and `examples/` applied.
+//! itself, with the CRDs installed, `examples/` applied and demo applications
+//! for them running (see `demo`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,10 @@ pub async fn run(
         Vec::new()
     };
 
+    // Somewhere for the examples' applications to be: a demo SCIM
+    // application and webhook receiver on this machine.
+    let demo = crate::demo::start(&client, &applied).await;
+
     let kubectl = local
         .as_ref()
         .and_then(|(_, b)| b.kubectl.clone())
@@ -81,12 +86,18 @@ pub async fn run(
                 println!("SCIM base URL: {url}");
                 println!("  token:  {token}");
                 println!("  try:    curl -s -H 'Authorization: Bearer {token}' {url}/Users");
+                println!(
+                    "  push a user: curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' -d '{{\"userName\":\"ada@example.com\",\"active\":true}}' {url}/Users"
+                );
             }
             Endpoint::Saml { base } => {
                 println!("SAML metadata URL: {base}/metadata");
                 println!("  login:  {base}/login   (the IdP posts responses to {base}/acs)");
             }
         }
+    }
+    for line in &demo.lines {
+        println!("{line}");
     }
     println!("Try:");
     println!("  {kubectl} get roster -A");
@@ -102,6 +113,7 @@ pub async fn run(
     println!();
 
     let result = operator::run(client, &run_args, shutdown).await;
+    drop(demo);
     if let Some((plane, _)) = local {
         tracing::info!("stopping the local control plane");
         plane.stop();

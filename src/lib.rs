@@ -13,6 +13,8 @@ pub mod controller;
 pub mod controlplane;
 pub mod deadline;
 #[cfg(feature = "dev")]
+pub mod demo;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod directory;
 pub mod gate;
