@@ -55,10 +55,15 @@ pub async fn run(
             .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
         server_args.session_key = Some(key);
     }
-    if let Some(path) = &args.server.idp_metadata_ca_file {
-        crate::saml::idp_metadata::MetadataSources::new(Duration::from_secs(1), Some(path))
-            .context("--idp-metadata-ca-file")?;
-    }
+    // One set of IdP metadata copies for the SAML service and the
+    // controllers; an unusable CA file stops the start.
+    let refresh = Duration::from_secs(args.server.idp_metadata_refresh_seconds.max(1));
+    let metadata = crate::saml::idp_metadata::MetadataSources::new(
+        refresh,
+        args.server.idp_metadata_ca_file.as_deref(),
+    )
+    .context("--idp-metadata-ca-file")?;
+    server_args.idp_metadata = Some(metadata);
     crate::cluster::choose_initial_lists(&client, args.initial_lists).await;
     let index = MembershipIndex::default();
     // Every replica serves SCIM and SAML, so every replica keeps these
@@ -117,7 +122,11 @@ pub async fn run(
         () = wait_for_crds(&client), if !args.serve_only => {
             readiness.set_ready();
             tracing::info!("roster is ready");
-            let lead = lead(client.clone(), args, stopped(leading_stopped));
+            let shared = RunArgs {
+                server: server_args.clone(),
+                ..args.clone()
+            };
+            let lead = lead(client.clone(), &shared, stopped(leading_stopped));
             tokio::pin!(lead);
             tokio::select! {
                 result = &mut lead => result,

@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// with a cluster-private CA), besides the public roots.
     #[arg(long, env = "ROSTER_IDP_METADATA_CA_FILE")]
     pub idp_metadata_ca_file: Option<std::path::PathBuf>,
+    /// The metadata sources built from the two options above, shared by
+    /// the SAML service and the controllers of one process (one fetch per
+    /// refresh).
+    #[arg(skip)]
+    pub idp_metadata: Option<saml::idp_metadata::MetadataSources>,
     /// Also serve `/metrics`, `/healthz` and `/readyz` on this address, in
     /// plain HTTP even when the main port serves HTTPS (for Prometheus and
     /// the kubelet's probes).
@@ -79,6 +84,9 @@ impl ServerArgs {
     /// The IdP metadata sources these options describe. An unreadable CA
     /// file is reported and left out (`roster run` checks it at start).
     pub fn idp_metadata_sources(&self) -> saml::idp_metadata::MetadataSources {
+        if let Some(shared) = &self.idp_metadata {
+            return shared.clone();
+        }
         let refresh = std::time::Duration::from_secs(self.idp_metadata_refresh_seconds.max(1));
         saml::idp_metadata::MetadataSources::new(refresh, self.idp_metadata_ca_file.as_deref())
             .unwrap_or_else(|error| {
@@ -104,6 +112,7 @@ impl Default for ServerArgs {
             shutdown_delay_seconds: 0,
             idp_metadata_refresh_seconds: 3600,
             idp_metadata_ca_file: None,
+            idp_metadata: None,
         }
     }
 }

@@ -227,6 +227,14 @@ fn describe(error: reqwest::Error) -> String {
     text
 }
 
+impl std::fmt::Debug for MetadataSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataSources")
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for MetadataSources {
     /// An hour's refresh, the public roots.
     fn default() -> Self {
