@@ -48,17 +48,9 @@ impl Drop for DemoApps {
 /// reported in `lines`, not fatal.
 pub async fn start(client: &kube::Client, applied: &[String]) -> DemoApps {
     let mut apps = DemoApps::default();
-    for line in applied {
-        let Some(("ProvisioningPolicy", rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let Some((namespace, name)) = rest.split_once('/') else {
-            continue;
-        };
-        let policies: Api<ProvisioningPolicy> = Api::namespaced(client.clone(), namespace);
-        let Ok(policy) = policies.get(name).await else {
-            continue;
-        };
+    for (namespace, policy) in crate::dev::applied_policies(client, applied).await {
+        let namespace = namespace.as_str();
+        let name = policy.metadata.name.as_deref().unwrap_or_default();
         let started = match policy.spec.application.kind {
             ApplicationKind::Scim => start_scim_app(client, namespace, &policy, &mut apps).await,
             ApplicationKind::Webhook => start_receiver(client, namespace, &policy, &mut apps).await,

@@ -131,20 +131,12 @@ enum Endpoint {
 
 /// The endpoints of each applied policy. `applied` holds `kind namespace/name` lines.
 async fn endpoints(client: &kube::Client, applied: &[String], origin: &str) -> Vec<Endpoint> {
-    use crate::api::{Mode, ProvisioningPolicy};
+    use crate::api::Mode;
     use k8s_openapi::api::core::v1::Secret;
     let mut endpoints = Vec::new();
-    for line in applied {
-        let Some(("ProvisioningPolicy", rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let Some((namespace, name)) = rest.split_once('/') else {
-            continue;
-        };
-        let policies: Api<ProvisioningPolicy> = Api::namespaced(client.clone(), namespace);
-        let Ok(policy) = policies.get(name).await else {
-            continue;
-        };
+    for (namespace, policy) in applied_policies(client, applied).await {
+        let namespace = namespace.as_str();
+        let name = policy.metadata.name.as_deref().unwrap_or_default();
         if let (Mode::Scim, Some(scim)) = (policy.spec.mode, &policy.spec.scim) {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
             let token = secrets
@@ -168,6 +160,29 @@ async fn endpoints(client: &kube::Client, applied: &[String], origin: &str) -> V
         }
     }
     endpoints
+}
+
+/// The policies among `applied` (`kind namespace/name` lines), as the
+/// cluster holds them, with their namespaces.
+pub async fn applied_policies(
+    client: &kube::Client,
+    applied: &[String],
+) -> Vec<(String, crate::api::ProvisioningPolicy)> {
+    let mut found = Vec::new();
+    for line in applied {
+        let Some(("ProvisioningPolicy", rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((namespace, name)) = rest.split_once('/') else {
+            continue;
+        };
+        let policies: Api<crate::api::ProvisioningPolicy> =
+            Api::namespaced(client.clone(), namespace);
+        if let Ok(policy) = policies.get(name).await {
+            found.push((namespace.to_owned(), policy));
+        }
+    }
+    found
 }
 
 /// The current cluster if one answers, else a local control plane; and

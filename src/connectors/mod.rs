@@ -295,9 +295,15 @@ pub(crate) fn retry_after_from(header: Option<&str>, now: Timestamp) -> Duration
 /// A reqwest error as text, with its causes ("connection refused") but
 /// without the URL, which may carry credentials (webhook URLs often do).
 pub(crate) fn describe_transport_error(error: reqwest::Error) -> String {
+    describe_reqwest_error(error, REQUEST_TIMEOUT)
+}
+
+/// A reqwest error as text (see [`describe_transport_error`]), a timeout
+/// named with the `timeout` the client had.
+pub(crate) fn describe_reqwest_error(error: reqwest::Error, timeout: Duration) -> String {
     let error = error.without_url();
     let mut text = if error.is_timeout() {
-        format!("timed out after {}s", REQUEST_TIMEOUT.as_secs())
+        format!("timed out after {}s", timeout.as_secs())
     } else {
         error.to_string()
     };

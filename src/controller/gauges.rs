@@ -161,29 +161,11 @@ impl Drop for Published {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ProvisioningPolicySpec, ProvisioningPolicyStatus};
+    use crate::api::ProvisioningPolicyStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     fn policy(ready: &str) -> ProvisioningPolicy {
-        let mut policy = ProvisioningPolicy::new(
-            "crm",
-            ProvisioningPolicySpec {
-                mode: crate::api::Mode::Scim,
-                application: crate::api::ApplicationSpec {
-                    kind: crate::api::ApplicationKind::Webhook,
-                    scim: None,
-                    webhook: None,
-                    deprovision: crate::api::DeprovisionAction::Disable,
-                    delete_after_seconds: 86_400,
-                    dry_run: false,
-                },
-                scim: None,
-                saml: None,
-                jit: None,
-                access: None,
-                circuit_breaker: Default::default(),
-            },
-        );
+        let mut policy = super::super::bare_policy("crm", crate::api::Mode::Scim);
         policy.status = Some(ProvisioningPolicyStatus {
             conditions: vec![Condition {
                 type_: "Ready".into(),

@@ -521,6 +521,31 @@ async fn sweep_consumed_ids(client: kube::Client, namespace: Option<String>) {
     }
 }
 
+/// A policy with a webhook application and nothing else configured, for
+/// the controllers' unit tests.
+#[cfg(test)]
+pub(crate) fn bare_policy(name: &str, mode: crate::api::Mode) -> ProvisioningPolicy {
+    ProvisioningPolicy::new(
+        name,
+        crate::api::ProvisioningPolicySpec {
+            mode,
+            application: crate::api::ApplicationSpec {
+                kind: crate::api::ApplicationKind::Webhook,
+                scim: None,
+                webhook: None,
+                deprovision: crate::api::DeprovisionAction::Disable,
+                delete_after_seconds: 86_400,
+                dry_run: false,
+            },
+            scim: None,
+            saml: None,
+            jit: None,
+            access: None,
+            circuit_breaker: Default::default(),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -537,25 +537,7 @@ mod tests {
     }
 
     fn jit_policy_without_saml() -> ProvisioningPolicy {
-        let mut policy = ProvisioningPolicy::new(
-            "wiki",
-            crate::api::ProvisioningPolicySpec {
-                mode: Mode::Jit,
-                application: crate::api::ApplicationSpec {
-                    kind: ApplicationKind::Webhook,
-                    scim: None,
-                    webhook: None,
-                    deprovision: crate::api::DeprovisionAction::Disable,
-                    delete_after_seconds: 86_400,
-                    dry_run: false,
-                },
-                scim: None,
-                saml: None,
-                jit: None,
-                access: None,
-                circuit_breaker: Default::default(),
-            },
-        );
+        let mut policy = super::super::bare_policy("wiki", Mode::Jit);
         policy.metadata.namespace = Some("team".into());
         policy.metadata.generation = Some(2);
         policy

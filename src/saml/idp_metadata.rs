@@ -210,21 +210,7 @@ impl MetadataSources {
 /// A failed fetch in words: the error and its causes (a TLS failure says
 /// why the certificate was refused), without the URL, which the caller names.
 fn describe(error: reqwest::Error) -> String {
-    if error.is_timeout() {
-        return format!("timed out after {}s", FETCH_TIMEOUT.as_secs());
-    }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::connectors::describe_reqwest_error(error, FETCH_TIMEOUT)
 }
 
 impl std::fmt::Debug for MetadataSources {

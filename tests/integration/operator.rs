@@ -11,7 +11,7 @@ use roster::api::User;
 
 use crate::controller::{eventually, synced};
 use crate::support::fixtures::user;
-use crate::support::{env, kubeconfig_path};
+use crate::support::{env, free_port, kubeconfig_path};
 
 pub(crate) struct Replica {
     name: String,
@@ -429,14 +429,6 @@ async fn https_is_served_with_the_given_certificate() {
         plain.is_err() || plain.unwrap().status() != 200,
         "plain HTTP is not served on the TLS port"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A self-signed certificate for 127.0.0.1 written to `dir`, and a client

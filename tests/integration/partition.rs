@@ -131,6 +131,20 @@ fn replica(client: kube::Client, name: &str, namespace: &str) -> tokio::sync::on
     stop
 }
 
+/// Waits until replica `who` holds the `accounts` Lease.
+async fn holds_lease(leases: &Api<Lease>, who: &str) {
+    eventually(&format!("{who} to hold the Lease"), || async {
+        let holder = leases
+            .get_opt("accounts")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity?;
+        (holder == who).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn provisioning_across_a_partitioned_leader_neither_duplicates_nor_loses_an_account() {
     let env = env().await;
@@ -139,16 +153,7 @@ async fn provisioning_across_a_partitioned_leader_neither_duplicates_nor_loses_a
     let leases: Api<Lease> = env.api();
     let cut = Cut::to_api_server().await;
     let _a = replica(cut.client(), "a", &env.namespace);
-    eventually("a to lead", || async {
-        let holder = leases
-            .get_opt("accounts")
-            .await
-            .ok()??
-            .spec?
-            .holder_identity?;
-        (holder == "a").then_some(())
-    })
-    .await;
+    holds_lease(&leases, "a").await;
     let _b = replica(env.client.clone(), "b", &env.namespace);
 
     let users: Api<User> = env.api();
@@ -174,16 +179,7 @@ async fn provisioning_across_a_partitioned_leader_neither_duplicates_nor_loses_a
         "cut a off with {} accounts created",
         app.users().await.len()
     );
-    eventually("b to take over", || async {
-        let holder = leases
-            .get_opt("accounts")
-            .await
-            .ok()??
-            .spec?
-            .holder_identity?;
-        (holder == "b").then_some(())
-    })
-    .await;
+    holds_lease(&leases, "b").await;
     for i in 0..count {
         synced(&users, &format!("u-{i}")).await;
     }

@@ -18,6 +18,7 @@ use roster::server::{self, Readiness, ServerArgs};
 use serde_json::Value;
 
 use super::TestEnv;
+use super::free_port;
 use super::saml::{Idp, PUBLIC_URL, Response, SamlServer};
 
 /// A Roster replica as the operator runs one: the membership index and the
@@ -206,14 +207,6 @@ fn nginx_binary() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("nginx"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A browser: cookies by name (a cookie is for a host, not a port, so one

@@ -171,3 +171,12 @@ pub fn refusal(result: Result<impl std::fmt::Debug, kube::Error>) -> String {
         other => panic!("expected the API server to refuse the write, got {other:?}"),
     }
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
