@@ -15,7 +15,7 @@ use crate::controlplane::{Binaries, ControlPlane};
 use crate::{api, cluster, operator};
 
 /// Field manager for the examples `roster dev` applies.
-const EXAMPLES_MANAGER: &str = "roster-dev";
+pub const EXAMPLES_MANAGER: &str = "roster-dev";
 
 /// Options of `roster dev`.
 #[derive(Args, Debug, Clone)]
@@ -30,6 +30,12 @@ pub struct DevArgs {
     /// applied only to a local control plane: their tokens are public.
     #[arg(long)]
     pub apply_examples: bool,
+    /// Where the demo identity provider listens (for the examples' SAML policies).
+    #[arg(long, default_value = "127.0.0.1:8070")]
+    pub demo_idp_listen: std::net::SocketAddr,
+    /// Where the demo application behind the SSO gate listens.
+    #[arg(long, default_value = "127.0.0.1:8060")]
+    pub demo_app_listen: std::net::SocketAddr,
     #[command(flatten)]
     pub run: operator::RunArgs,
 }
@@ -52,10 +58,6 @@ pub async fn run(
     } else {
         Vec::new()
     };
-
-    // Somewhere for the examples' applications to be: a demo SCIM
-    // application and webhook receiver on this machine.
-    let demo = crate::demo::start(&client, &applied).await;
 
     let kubectl = local
         .as_ref()
@@ -80,14 +82,43 @@ pub async fn run(
         .public_url
         .get_or_insert_with(|| format!("http://localhost:{}", args.run.server.listen.port()))
         .clone();
+    // Somewhere for the examples' applications to be (a demo SCIM
+    // application, a webhook receiver), and someone to sign in as (a demo
+    // IdP, a demo application behind the gate), all on this machine.
+    let listen = run_args.server.listen;
+    let reach = if listen.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let demo = crate::demo::start(
+        &client,
+        &applied,
+        &crate::demo::Options {
+            idp_listen: args.demo_idp_listen,
+            app_listen: args.demo_app_listen,
+            public_url: origin.clone(),
+            roster: format!("http://{reach}"),
+        },
+    )
+    .await;
     for endpoint in endpoints(&client, &applied, &origin).await {
         match endpoint {
             Endpoint::Scim { url, token } => {
                 println!("SCIM base URL: {url}");
                 println!("  token:  {token}");
                 println!("  try:    curl -s -H 'Authorization: Bearer {token}' {url}/Users");
+                let curl = format!(
+                    "curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json'"
+                );
                 println!(
-                    "  push a user: curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' -d '{{\"userName\":\"ada@example.com\",\"active\":true}}' {url}/Users"
+                    "  push a user:  id=$({curl} -X POST -d '{{\"userName\":\"ada@example.com\",\"active\":true}}' {url}/Users | grep -o '\"id\":\"[^\"]*' | head -1 | cut -d'\"' -f4); echo $id"
+                );
+                println!(
+                    "  and a group:  {curl} -X POST -d '{{\"displayName\":\"Engineering\",\"members\":[{{\"value\":\"'$id'\"}}]}}' {url}/Groups"
+                );
+                println!(
+                    "  deactivate:   {curl} -X PATCH -d '{{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{{\"op\":\"replace\",\"path\":\"active\",\"value\":false}}]}}' {url}/Users/$id"
                 );
             }
             Endpoint::Saml { base } => {

@@ -8,8 +8,18 @@
 //!   key, as an application should, and prints it. Its code is also the
 //!   README's reference receiver in Rust.
 //!
+//! For the examples' SAML policies it also runs a demo identity provider
+//! (`idp`), which the policies are made to trust, and a demo application
+//! behind the SSO gate (`app`), so a browser login can be tried end to end.
+//!
 //! Only `roster dev` starts these (the `dev` feature): never the production
 //! binary.
+
+pub mod app;
+pub mod idp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::body::Bytes;
@@ -43,12 +53,37 @@ impl Drop for DemoApps {
     }
 }
 
+/// Where the demo identity provider and the demo application behind the
+/// gate listen, and where they reach Roster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub idp_listen: SocketAddr,
+    pub app_listen: SocketAddr,
+    /// Roster's public URL (what browsers use), e.g. `http://localhost:8080`.
+    pub public_url: String,
+    /// Roster as this process reaches it, e.g. `http://127.0.0.1:8080`.
+    pub roster: String,
+}
+
 /// Starts a demo application for each of `applied` (`kind namespace/name`
-/// lines) whose application is on this machine. One that cannot start is
-/// reported in `lines`, not fatal.
-pub async fn start(client: &kube::Client, applied: &[String]) -> DemoApps {
+/// lines) whose application is on this machine, and the demo IdP and gated
+/// application for its SAML policies. One that cannot start is reported in
+/// `lines`, not fatal.
+pub async fn start(client: &kube::Client, applied: &[String], options: &Options) -> DemoApps {
     let mut apps = DemoApps::default();
-    for (namespace, policy) in crate::dev::applied_policies(client, applied).await {
+    let policies = crate::dev::applied_policies(client, applied).await;
+    let saml: Vec<&ProvisioningPolicy> = policies
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.spec.saml.is_some())
+        .collect();
+    if !saml.is_empty() {
+        if let Err(error) = start_sign_in(client, &saml, options, &mut apps).await {
+            apps.lines
+                .push(format!("demo identity provider not started: {error:#}"));
+        }
+    }
+    for (namespace, policy) in policies {
         let namespace = namespace.as_str();
         let name = policy.metadata.name.as_deref().unwrap_or_default();
         let started = match policy.spec.application.kind {
@@ -62,6 +97,115 @@ pub async fn start(client: &kube::Client, applied: &[String]) -> DemoApps {
         }
     }
     apps
+}
+
+/// The demo IdP, trusted by each of `policies`, and the demo application
+/// behind the gate of the first (a Jit policy if there is one).
+async fn start_sign_in(
+    client: &kube::Client,
+    policies: &[&ProvisioningPolicy],
+    options: &Options,
+    apps: &mut DemoApps,
+) -> anyhow::Result<()> {
+    let idp_listener = tokio::net::TcpListener::bind(options.idp_listen)
+        .await
+        .with_context(|| format!("listening on {}", options.idp_listen))?;
+    let app_listener = tokio::net::TcpListener::bind(options.app_listen)
+        .await
+        .with_context(|| format!("listening on {}", options.app_listen))?;
+    // Browsers use `localhost` for all three, so the session cookie Roster
+    // sets reaches the gated application too (cookies ignore ports).
+    let idp_origin = format!("http://localhost:{}", idp_listener.local_addr()?.port());
+    let app_origin = format!("http://localhost:{}", app_listener.local_addr()?.port());
+    let mut idp =
+        tokio::task::spawn_blocking(move || idp::DemoIdp::generate(&idp_origin)).await??;
+    idp.app = Some(app_origin.clone());
+    let gated = policies
+        .iter()
+        .find(|p| p.spec.mode == crate::api::Mode::Jit)
+        .unwrap_or(&policies[0]);
+    for policy in policies {
+        let namespace = policy.metadata.namespace.clone().unwrap_or_default();
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        trust_demo_idp(client, &namespace, &name, &idp, &app_origin).await?;
+        let urls = crate::saml::trust::SpUrls::of(policy, &options.public_url);
+        idp.services.push(idp::ServiceProvider {
+            namespace,
+            policy: name,
+            entity_id: urls.entity_id,
+            acs_url: urls.acs_url,
+            login_url: urls.login_url,
+        });
+    }
+    let gated_namespace = gated.metadata.namespace.clone().unwrap_or_default();
+    let gated_name = gated.metadata.name.clone().unwrap_or_default();
+    let app = app::DemoApp::new(
+        &options.roster,
+        &options.public_url,
+        &gated_namespace,
+        &gated_name,
+    );
+    apps.lines.push(format!(
+        "demo identity provider: {}/ (a demo: it signs in whoever clicks; {} trust its key, made now)",
+        idp.origin,
+        idp.services
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.policy))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    apps.lines.push(format!(
+        "demo application behind the SSO gate of {gated_namespace}/{gated_name}: {app_origin}/
+  sign in: open {app_origin}/ in a browser; it leads through the demo IdP and back, and shows the identity headers"
+    ));
+    let idp = Arc::new(idp);
+    apps.servers.push(tokio::spawn(async move {
+        let _ = axum::serve(idp_listener, idp::router(idp)).await;
+    }));
+    apps.servers.push(tokio::spawn(async move {
+        let _ = axum::serve(app_listener, app::router(Arc::new(app))).await;
+    }));
+    Ok(())
+}
+
+/// Makes `namespace/name` trust the demo IdP (its entity id, SSO URL and
+/// certificate) and send browsers back to the demo application.
+async fn trust_demo_idp(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    idp: &idp::DemoIdp,
+    app_origin: &str,
+) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"spec": {"saml": {
+        "idpEntityId": idp.entity_id(),
+        "idpSsoUrl": idp.sso_url(),
+        "idpCertificates": [idp.certificate_pem()],
+        "idpMetadata": null,
+        "idpMetadataUrl": null,
+        "idpMetadataConfigMapRef": null,
+        "allowedRedirectUrls": [format!("{app_origin}/")],
+    }}});
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &kube::api::PatchParams {
+                field_manager: Some(crate::dev::EXAMPLES_MANAGER.to_owned()),
+                ..Default::default()
+            },
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .with_context(|| format!("making {namespace}/{name} trust the demo IdP"))?;
+    Ok(())
+}
+
+/// Minimal HTML escaping for the demo pages, which quote errors.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `host:port` of `url` if it is on this machine.
