@@ -122,10 +122,23 @@ async fn serve(State(app): State<Arc<DemoApp>>, uri: Uri, headers: HeaderMap) ->
             url::form_urlencoded::byte_serialize(format!("http://{host}/").as_bytes())
                 .collect::<String>()
         );
+        // With the default header names, a command to try the revocation.
+        let deactivate = answer
+            .headers()
+            .get("x-auth-request-user-id")
+            .and_then(|id| id.to_str().ok())
+            .map(|id| {
+                format!(
+                    "<p>Deactivate the user, and the next request here is refused:</p><pre>kubectl -n {} patch user {} --type merge -p '{{\"spec\":{{\"active\":false}}}}'</pre>",
+                    app.namespace,
+                    super::escape(id)
+                )
+            })
+            .unwrap_or_default();
         return page(
             "Signed in",
             &format!(
-                "<p>Roster's SSO gate let this request through and told the application who you are, in these headers:</p><table id=\"identity\">{rows}</table><p>Deactivate the user over SCIM or <code>kubectl</code>, and the next request here is refused.</p><p><a href=\"{signout}\">Sign out</a></p>"
+                "<p>Roster's SSO gate let this request through and told the application who you are, in these headers:</p><table id=\"identity\">{rows}</table>{deactivate}<p><a href=\"{signout}\">Sign out</a></p>"
             ),
         )
         .into_response();

@@ -214,6 +214,10 @@ fn assertion_xml(a: &Assertion) -> String {
         attribute("email", &[p.email]),
         attribute("firstName", &[p.given_name]),
         attribute("lastName", &[p.family_name]),
+        attribute(
+            "displayName",
+            &[&format!("{} {}", p.given_name, p.family_name)],
+        ),
         attribute("groups", p.groups),
     ]
     .concat();

@@ -146,7 +146,7 @@ async fn start_sign_in(
         &gated_name,
     );
     apps.lines.push(format!(
-        "demo identity provider: {}/ (a demo: it signs in whoever clicks; {} trust its key, made now)",
+        "demo identity provider: {}/ (it signs in whoever clicks; trusted by {}, with a key made now)",
         idp.origin,
         idp.services
             .iter()
@@ -262,9 +262,9 @@ async fn start_scim_app(
     apps.children.push(child);
     let base = url.as_str().trim_end_matches('/');
     apps.lines.push(format!(
-        "demo SCIM application (scim2-server) for {namespace}/{}: {base}\n  see what reached it: curl -s -H 'Authorization: Bearer {}' {base}/Users",
+        "demo SCIM application (scim2-server) for {namespace}/{}: {base}\n  see what reached it: curl -s -H 'Authorization: Bearer {token}' {base}/Users; curl -s -H 'Authorization: Bearer {token}' {base}/Groups",
         policy.metadata.name.as_deref().unwrap_or_default(),
-        token.trim()
+        token = token.trim()
     ));
     Ok(())
 }

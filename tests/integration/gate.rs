@@ -13,6 +13,7 @@ use roster::api::*;
 use roster::saml::session::SessionKey;
 use serde_json::json;
 
+use crate::support::browser::{body_text, chrome};
 use crate::support::fixtures::{jit_policy, scim_policy};
 use crate::support::gate::{
     Browser, Nginx, auto_posting_idp, echo_upstream, replica, replica_advertising_itself,
@@ -405,52 +406,6 @@ async fn replicas_sharing_a_key_share_sessions_and_no_bad_cookie_passes_or_write
         )),
         "{metrics}"
     );
-}
-
-/// Debian's chromium, headless, through chromedriver; both stop when the
-/// returned child (the driver) is killed.
-async fn chrome() -> (std::process::Child, fantoccini::Client) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let driver = std::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian's chromium-driver; `make test` installs it)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1000,700"],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = fantoccini::ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromium session");
-    (driver, client)
-}
-
-async fn body_text(browser: &fantoccini::Client) -> String {
-    match browser.find(fantoccini::Locator::Css("body")).await {
-        Ok(body) => body.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod browser;
 pub mod cut;
 pub mod fixtures;
 pub mod gate;
