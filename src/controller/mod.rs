@@ -328,7 +328,7 @@ pub async fn run_with(
             users
                 .state()
                 .into_iter()
-                .filter(|u| u.namespace() == namespace && u.spec.policy == name)
+                .filter(|u| u.namespace() == namespace && *u.spec.policy == *name)
                 .filter(|u| !user::needs_no_reconcile(u))
                 .map(|u| ObjectRef::from_obj(u.as_ref()))
                 .collect::<Vec<_>>()

@@ -498,7 +498,7 @@ fn counts(ctx: &Context, namespace: &str, name: &str) -> PolicyCounts {
     let mut counts = PolicyCounts::default();
     for user in ctx.users.state() {
         if user.namespace().as_deref() == Some(namespace)
-            && user.spec.policy == name
+            && *user.spec.policy == *name
             && user.metadata.deletion_timestamp.is_none()
         {
             counts.users += 1;

@@ -46,7 +46,7 @@ pub async fn reconcile(view: Arc<UserView>, ctx: Arc<Context>) -> Result<Action,
 /// controller would write it.
 async fn settled(view: &UserView, ctx: &Context) -> Option<Action> {
     if view.metadata.deletion_timestamp.is_some() {
-        return (!holds_finalizer(view)).then(Action::await_change);
+        return (!view.holds_finalizer).then(Action::await_change);
     }
     if !at_rest(view) {
         return None;
@@ -81,7 +81,7 @@ pub fn needs_no_reconcile(view: &UserView) -> bool {
 /// and the status as the controller would write it: nothing to do but,
 /// for JIT users, the inactivity check.
 fn at_rest(view: &UserView) -> bool {
-    if view.metadata.deletion_timestamp.is_some() || !holds_finalizer(view) {
+    if view.metadata.deletion_timestamp.is_some() || !view.holds_finalizer {
         return false;
     }
     let Some(status) = view.status.as_ref() else {

@@ -424,7 +424,7 @@ impl MembershipIndex {
     /// The policy of User `id`, if the index knows it. Unknown does not mean
     /// absent: it may have been created a moment ago (on another replica).
     pub fn user_policy(&self, namespace: &str, id: &str) -> Option<String> {
-        self.person(namespace, id).map(|p| p.policy.clone())
+        self.person(namespace, id).map(|p| p.policy.to_string())
     }
 
     /// What the gate reads of User `id`, if the index knows it (and it is
@@ -443,7 +443,7 @@ impl MembershipIndex {
             .by_subject
             .get(subject)?
             .iter()
-            .find(|id| people.by_id.get(*id).is_some_and(|p| p.policy == policy))
+            .find(|id| people.by_id.get(*id).is_some_and(|p| *p.policy == *policy))
             .cloned()
     }
 

@@ -8,7 +8,8 @@
 //! - `tokens`: SCIM bearer tokens, from the policy's Secret;
 //! - `consumed`: SAML assertion and request ids already used;
 //! - `audit` and `events`: the Events recorded for what a writer changed;
-//! - `writers`: who may write what under which mode, and their field managers.
+//! - `writers`: who may write what under which mode, and their field managers;
+//! - `intern`: one shared copy of strings the caches repeat (policy names).
 //!
 //! Its errors say what went wrong, never how a protocol answers it: the SCIM
 //! layer maps them to SCIM errors and SAML to its pages.
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod claims;
 pub mod consumed;
 pub mod events;
+pub mod intern;
 pub mod membership;
 pub mod policies;
 pub mod store;

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde::{Deserialize, Deserializer};
@@ -24,7 +25,10 @@ use crate::directory::writers::SOURCE_LABEL;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(from = "RawUserView")]
 pub struct UserView {
+    /// Without finalizers: `holds_finalizer` says whether Roster's is there
+    /// (a list of one string would cost about 90 bytes per User).
     pub metadata: ObjectMeta,
+    pub holds_finalizer: bool,
     pub source: Source,
     pub spec: UserViewSpec,
     pub status: Option<UserViewStatus>,
@@ -42,6 +46,11 @@ impl From<RawUserView> for UserView {
     fn from(raw: RawUserView) -> Self {
         let m = raw.metadata;
         let source = source_of_labels(m.labels.as_ref());
+        let holds_finalizer = m
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == crate::controller::FINALIZER);
         Self {
             metadata: ObjectMeta {
                 name: m.name,
@@ -51,9 +60,9 @@ impl From<RawUserView> for UserView {
                 generation: m.generation,
                 creation_timestamp: m.creation_timestamp,
                 deletion_timestamp: m.deletion_timestamp,
-                finalizers: m.finalizers,
                 ..ObjectMeta::default()
             },
+            holds_finalizer,
             source,
             spec: raw.spec,
             status: raw.status,
@@ -64,7 +73,8 @@ impl From<RawUserView> for UserView {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserViewSpec {
-    pub policy: String,
+    #[serde(deserialize_with = "crate::directory::intern::interned")]
+    pub policy: Arc<str>,
     #[serde(default)]
     pub active: Option<bool>,
 }
@@ -224,15 +234,16 @@ pub struct PersonViewSpec {
     pub subject: Option<String>,
 }
 
-/// What a process keeps of each User for the gate: a few short strings.
+/// What a process keeps of each User for the gate: a few short strings
+/// (boxed: 8 bytes less each than a `String`; the policy name shared).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Person {
-    pub policy: String,
-    pub uid: String,
-    pub user_name: String,
-    pub display_name: Option<String>,
+    pub policy: Arc<str>,
+    pub uid: Box<str>,
+    pub user_name: Box<str>,
+    pub display_name: Option<Box<str>>,
     /// The primary email address, or the first.
-    pub email: Option<String>,
+    pub email: Option<Box<str>>,
     pub active: bool,
     /// Sessions issued before this second (Unix time) are ended.
     pub sessions_not_before: Option<i64>,
@@ -254,12 +265,12 @@ impl Person {
             .iter()
             .find(|e| e.primary == Some(true))
             .or_else(|| emails.first())
-            .map(|e| e.value.clone());
+            .map(|e| Box::from(e.value.as_str()));
         Self {
-            policy: policy.to_owned(),
-            uid: metadata.uid.clone().unwrap_or_default(),
-            user_name: user_name.to_owned(),
-            display_name: display_name.cloned(),
+            policy: crate::directory::intern::intern(policy),
+            uid: Box::from(metadata.uid.as_deref().unwrap_or_default()),
+            user_name: Box::from(user_name),
+            display_name: display_name.map(|d| Box::from(d.as_str())),
             email,
             active: active != Some(false),
             sessions_not_before: sessions_not_before(metadata),
@@ -396,13 +407,14 @@ mod tests {
     #[test]
     fn a_view_keeps_what_decisions_read_and_digests_conditions() {
         let view: UserView = serde_json::from_value(full_user()).unwrap();
-        assert_eq!(view.spec.policy, "wiki");
+        assert_eq!(&*view.spec.policy, "wiki");
         assert!(!view.spec.is_active());
         assert_eq!(view.source(), Source::Jit);
         assert!(view.metadata.annotations.is_none());
         assert!(view.metadata.managed_fields.is_none());
         assert_eq!(view.metadata.generation, Some(3));
-        assert_eq!(view.metadata.finalizers.as_ref().unwrap().len(), 1);
+        assert!(view.holds_finalizer);
+        assert!(view.metadata.finalizers.is_none());
         // The cache's key would copy the uid: the view has none.
         assert!(view.metadata.labels.is_none());
         assert!(view.metadata.uid.is_none());

@@ -80,10 +80,10 @@ pub fn check(
         return Err(Denial::BadCookie(SessionError::Expired));
     }
     let person = person.ok_or(Denial::UnknownUser)?;
-    if person.uid != session.uid {
+    if *person.uid != *session.uid {
         return Err(Denial::Replaced);
     }
-    if person.policy != policy {
+    if *person.policy != *policy {
         return Err(Denial::ForeignPolicy);
     }
     if !person.active {

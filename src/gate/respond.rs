@@ -36,7 +36,7 @@ pub fn allowed(
 ) -> Response {
     let groups = groups.join(",");
     let values = [
-        person.user_name.as_str(),
+        &person.user_name,
         person.email.as_deref().unwrap_or_default(),
         person.display_name.as_deref().unwrap_or_default(),
         groups.as_str(),
