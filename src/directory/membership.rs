@@ -32,8 +32,8 @@ pub type GroupKey = (String, String);
 pub struct GroupSlices {
     /// Slice name -> (resourceVersion, its members).
     pub slices: BTreeMap<String, (u64, BTreeMap<String, SliceMember>)>,
-    /// Member id -> slice name.
-    pub member_slice: HashMap<String, String>,
+    /// Member id -> slice name (one shared copy per slice).
+    pub member_slice: HashMap<String, Arc<str>>,
 }
 
 impl GroupSlices {
@@ -45,8 +45,9 @@ impl GroupSlices {
             }
         }
         self.forget(name);
+        let shared: Arc<str> = Arc::from(name);
         for id in members.keys() {
-            self.member_slice.insert(id.clone(), name.to_owned());
+            self.member_slice.insert(id.clone(), shared.clone());
         }
         self.slices.insert(name.to_owned(), (version, members));
     }
@@ -54,7 +55,7 @@ impl GroupSlices {
     pub fn forget(&mut self, name: &str) {
         if let Some((_, members)) = self.slices.remove(name) {
             for id in members.keys() {
-                if self.member_slice.get(id).is_some_and(|s| s == name) {
+                if self.member_slice.get(id).is_some_and(|s| **s == *name) {
                     self.member_slice.remove(id);
                 }
             }
@@ -103,7 +104,7 @@ pub fn plan(
     for id in &removing {
         if let Some(slice) = slices.member_slice.get(*id) {
             plan.patches
-                .entry(slice.clone())
+                .entry(slice.to_string())
                 .or_default()
                 .insert((*id).to_owned(), Value::Null);
         }
