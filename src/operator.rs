@@ -126,7 +126,15 @@ pub async fn run(
                 server: server_args.clone(),
                 ..args.clone()
             };
-            let lead = lead(client.clone(), &shared, stopped(leading_stopped));
+            // The service's caches first, the controllers' after: at a
+            // restart over 100,000 Users both list every User, and the
+            // API server streams the lists it is asked for at once in
+            // parallel. Serving sooner matters more than reconciling
+            // unchanged objects sooner (#19).
+            let lead = async {
+                readiness.caches_filled().await;
+                lead(client.clone(), &shared, stopped(leading_stopped)).await
+            };
             tokio::pin!(lead);
             tokio::select! {
                 result = &mut lead => result,

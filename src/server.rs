@@ -151,6 +151,17 @@ impl Readiness {
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
+    /// Resolves once the membership and policy caches are filled.
+    pub async fn caches_filled(&self) {
+        let filled = || {
+            self.index.as_ref().is_none_or(|i| i.is_synced())
+                && self.policies.as_ref().is_none_or(|p| p.is_synced())
+        };
+        while !filled() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// What keeps the process from being ready, if anything.
     fn waiting_for(&self) -> Option<&'static str> {
         if self.draining.load(Ordering::Acquire) {
