@@ -4,6 +4,7 @@
 //! time through SAML; both become `User` and `Group` resources that a
 //! controller provisions into applications. See DESIGN.md for the whole.
 
+pub mod access;
 pub mod allocator;
 pub mod api;
 pub mod cluster;

@@ -36,6 +36,14 @@ pub struct RunArgs {
     /// `auto`: stream where the API server's version serves it.
     #[arg(long, env = "ROSTER_INITIAL_LISTS", value_enum, default_value_t)]
     pub initial_lists: crate::cluster::InitialLists,
+    /// Keep RoleBindings for AccessGrants (the chart's
+    /// `accessGrants.enabled`, which also grants the RBAC this needs).
+    #[arg(long, env = "ROSTER_ACCESS_GRANTS")]
+    pub access_grants: bool,
+    /// The ClusterRoles AccessGrants may bind, comma-separated; Roster must
+    /// hold `bind` on each (the chart's `accessGrants.bindableClusterRoles`).
+    #[arg(long, env = "ROSTER_BINDABLE_CLUSTER_ROLES", value_delimiter = ',')]
+    pub bindable_cluster_roles: Vec<String>,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -79,7 +87,12 @@ pub async fn run(
     let policy_watch = tokio::spawn(policies.run(client.clone()));
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let trim = tokio::spawn(crate::allocator::trim_periodically());
-    let router = server::router(client.clone(), index, &server_args, readiness.clone());
+    let router = server::router(
+        client.clone(),
+        index.clone(),
+        &server_args,
+        readiness.clone(),
+    );
     let (stop_http, http_stopped) = watch::channel(false);
     let tls = server::tls(&args.server)
         .await
@@ -133,7 +146,7 @@ pub async fn run(
             // unchanged objects sooner (#19).
             let lead = async {
                 readiness.caches_filled().await;
-                lead(client.clone(), &shared, stopped(leading_stopped)).await
+                lead(client.clone(), &shared, index.clone(), stopped(leading_stopped)).await
             };
             tokio::pin!(lead);
             tokio::select! {
@@ -235,6 +248,7 @@ impl Controllers {
 async fn lead(
     client: kube::Client,
     args: &RunArgs,
+    index: MembershipIndex,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let identity = args
@@ -254,19 +268,29 @@ async fn lead(
             listed.dedup();
             listed.into_iter().map(Some).collect()
         };
-        let runs: Vec<_> = scopes
-            .into_iter()
-            .map(|namespace| {
-                controller::run_with(
+        let access = args.access_grants.then(|| crate::access::Options {
+            bindable_cluster_roles: args.bindable_cluster_roles.iter().cloned().collect(),
+        });
+        let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+        for namespace in scopes {
+            if let Some(options) = &access {
+                runs.push(Box::pin(crate::access::run(
                     client.clone(),
-                    namespace,
-                    Some(identity.clone()),
-                    args.server.public_url.clone(),
-                    args.server.idp_metadata_sources(),
+                    namespace.clone(),
+                    index.clone(),
+                    options.clone(),
                     stopped(stopped_rx.clone()),
-                )
-            })
-            .collect();
+                )));
+            }
+            runs.push(Box::pin(controller::run_with(
+                client.clone(),
+                namespace,
+                Some(identity.clone()),
+                args.server.public_url.clone(),
+                args.server.idp_metadata_sources(),
+                stopped(stopped_rx.clone()),
+            )));
+        }
         let task = tokio::spawn(async move {
             futures::future::join_all(runs).await;
         });

@@ -173,6 +173,7 @@ pub async fn scim_policy(
             access: None,
             // On, so its cost is in every figure, but never tripped by a
             // bench that deactivates hundreds of users in a minute.
+            kubernetes: None,
             circuit_breaker: CircuitBreaker {
                 max_actions: 1_000_000,
                 ..Default::default()

@@ -62,6 +62,7 @@ async fn policy(client: &kube::Client, cert: &std::path::Path) {
             }),
             jit: None,
             access: None,
+            kubernetes: None,
             circuit_breaker: Default::default(),
         },
     );

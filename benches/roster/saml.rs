@@ -154,6 +154,7 @@ async fn jit_policy(client: &kube::Client, cert: &Path) {
             }),
             jit: Some(JitOptions::default()),
             access: None,
+            kubernetes: None,
             circuit_breaker: Default::default(),
         },
     );

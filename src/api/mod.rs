@@ -6,6 +6,7 @@
 // The `#[kube(printcolumn(...))]` lists repeat `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
 
+mod access;
 mod claim;
 mod common;
 mod consumed;
@@ -14,6 +15,9 @@ mod policy;
 mod slice;
 mod user;
 
+pub use access::{
+    AccessGrant, AccessGrantSpec, AccessGrantStatus, GrantedBinding, KubernetesNames,
+};
 pub use claim::{UserNameClaim, UserNameClaimSpec, claim_name};
 pub use common::{ConfigMapKeyRef, ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
@@ -69,6 +73,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         GroupMemberSlice::crd(),
         UserNameClaim::crd(),
         ConsumedAssertion::crd(),
+        AccessGrant::crd(),
     ]
 }
 

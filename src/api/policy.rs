@@ -81,6 +81,10 @@ pub struct ProvisioningPolicySpec {
     /// with oauth2-proxy's header names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessSpec>,
+    /// How the policy's Users and Groups are named to Kubernetes, for
+    /// AccessGrants. Unset: the policy's Groups cannot be granted access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<super::access::KubernetesNames>,
     /// Holds mass deprovisioning for an operator's approval. On by default.
     #[serde(default)]
     pub circuit_breaker: CircuitBreaker,

@@ -541,6 +541,7 @@ pub(crate) fn bare_policy(name: &str, mode: crate::api::Mode) -> ProvisioningPol
             saml: None,
             jit: None,
             access: None,
+            kubernetes: None,
             circuit_breaker: Default::default(),
         },
     )

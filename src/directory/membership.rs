@@ -155,6 +155,9 @@ pub fn plan(
 #[derive(Clone, Default)]
 pub struct MembershipIndex {
     inner: Arc<Mutex<Inner>>,
+    /// Counts the watch events applied, so readers (the AccessGrant
+    /// controller) learn that something changed.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Namespace -> its Users.
@@ -355,6 +358,15 @@ impl Inner {
 }
 
 impl MembershipIndex {
+    /// Changes whenever a watch event was applied.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn is_synced(&self) -> bool {
         self.inner.lock().expect("index lock").synced
     }
@@ -446,6 +458,36 @@ impl MembershipIndex {
             .iter()
             .find(|id| people.by_id.get(*id).is_some_and(|p| *p.policy == *policy))
             .cloned()
+    }
+
+    /// The userNames of the active Users in the Group of `policy` whose
+    /// display name is `display_name`; `None` if there is no such Group.
+    /// Members that are groups (nested) are not Users and are left out.
+    pub fn active_member_names(
+        &self,
+        namespace: &str,
+        policy: &str,
+        display_name: &str,
+    ) -> Option<BTreeSet<String>> {
+        let inner = self.inner.lock().expect("index lock");
+        let key = inner
+            .group_names
+            .iter()
+            .find(|((ns, _), (group_policy, display))| {
+                ns == namespace && group_policy == policy && **display == *display_name
+            })
+            .map(|(key, _)| key.clone())?;
+        let people = inner.people.get(namespace);
+        let names = inner
+            .groups
+            .get(&key)
+            .into_iter()
+            .flat_map(|slices| slices.member_slice.keys())
+            .filter_map(|id| people?.by_id.get(id))
+            .filter(|person| person.active && *person.policy == *policy)
+            .map(|person| person.user_name.to_string())
+            .collect();
+        Some(names)
     }
 
     /// The display names of the groups of `policy` that member `id` is in,
@@ -656,15 +698,20 @@ impl MembershipIndex {
                 &client,
                 &scopes,
                 "group member slices",
-                |scope, event| { slices.apply(scope, event) }
+                |scope, event| {
+                    slices.apply(scope, event);
+                    slices.changed();
+                }
             ),
             // Projected: of each User its identity, policy and state.
             watch_scopes::<PersonView>(&client, &scopes, "users", |scope, event| {
-                users.apply_user(scope, event)
+                users.apply_user(scope, event);
+                users.changed();
             }),
             // Projected: of each Group its policy and display name.
             watch_scopes::<GroupNameView>(&client, &scopes, "groups", |scope, event| {
-                groups.apply_group(scope, event)
+                groups.apply_group(scope, event);
+                groups.changed();
             }),
         );
     }

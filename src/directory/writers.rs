@@ -18,6 +18,9 @@ pub const JIT_INACTIVITY_MANAGER: &str = "roster-jit-inactivity";
 /// Field manager of the controllers: status and finalizers.
 pub const CONTROLLER_MANAGER: &str = "roster-controller";
 
+/// Field manager of the AccessGrant controller: the RoleBindings it keeps.
+pub const ACCESS_MANAGER: &str = "roster-access";
+
 /// Label recording which writer created a User or Group (`scim`, `jit`);
 /// absent means it was written directly (kubectl, GitOps).
 pub const SOURCE_LABEL: &str = "roster.dev/source";

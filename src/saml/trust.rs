@@ -238,6 +238,7 @@ mod tests {
                 saml: Some(saml),
                 jit: None,
                 access: None,
+                kubernetes: None,
                 circuit_breaker: Default::default(),
             },
         );

@@ -1,6 +1,7 @@
 //! Integration tests against a real kube-apiserver and etcd (see `support`).
 //! One test binary, so the control plane starts once per run.
 
+mod access;
 mod chart;
 mod conformance;
 mod connectors;

@@ -166,6 +166,8 @@ async fn works_with_only_the_chart_rules(scope: Scope) {
         watch_namespace: vec![env.namespace.clone()],
         serve_only: false,
         initial_lists: Default::default(),
+        access_grants: false,
+        bindable_cluster_roles: Vec::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(async move {

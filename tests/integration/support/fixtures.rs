@@ -17,6 +17,7 @@ pub fn scim_policy(name: &str) -> ProvisioningPolicy {
             saml: None,
             jit: None,
             access: None,
+            kubernetes: None,
             circuit_breaker: Default::default(),
         },
     )
@@ -52,6 +53,7 @@ pub fn jit_policy(name: &str) -> ProvisioningPolicy {
                 groups_overage: Default::default(),
             }),
             access: None,
+            kubernetes: None,
             circuit_breaker: Default::default(),
         },
     )

@@ -1,0 +1,275 @@
+//! What an AccessGrant's RoleBindings should be, decided purely from the
+//! grant, the policy's naming, the group's active members and the cluster's
+//! namespaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{Selector, SelectorExt};
+use sha2::Digest;
+
+use crate::api::{AccessGrantSpec, KubernetesNames};
+
+/// Label on every RoleBinding Roster keeps for a grant: the grant's uid.
+pub const GRANT_LABEL: &str = "roster.dev/access-grant-uid";
+/// Annotation naming the grant (`namespace/name`), for people and the watch.
+pub const GRANT_ANNOTATION: &str = "roster.dev/access-grant";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "roster";
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// The RoleBindings a grant should have, and the roles it may not bind.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// By (namespace, name).
+    pub bindings: BTreeMap<(String, String), RoleBinding>,
+    /// Roles the grant names that this deployment may not bind.
+    pub refused_roles: Vec<String>,
+}
+
+/// The namespaces a grant reaches: those it lists that exist, and those its
+/// selector matches. `namespaces` holds every namespace's name and labels.
+pub fn namespaces(
+    spec: &AccessGrantSpec,
+    namespaces: &[(String, BTreeMap<String, String>)],
+) -> Result<BTreeSet<String>, String> {
+    let selector: Option<Selector> = spec
+        .namespace_selector
+        .clone()
+        .map(Selector::try_from)
+        .transpose()
+        .map_err(|e| format!("namespaceSelector: {e}"))?;
+    Ok(namespaces
+        .iter()
+        .filter(|(name, labels)| {
+            spec.namespaces.contains(name) || selector.as_ref().is_some_and(|s| s.matches(labels))
+        })
+        .map(|(name, _)| name.clone())
+        .collect())
+}
+
+/// A RoleBinding name unique per grant and role, stable across restarts:
+/// `roster-<grant>-<role>`, or a digest of the three when that is too long
+/// or the role's name is not a plain DNS label.
+pub fn binding_name(grant_namespace: &str, grant: &str, role: &str) -> String {
+    let plain = format!("roster-{grant}-{role}");
+    let dns = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    if plain.len() <= 200 && dns(role) {
+        // Two grants of one name in different namespaces reaching the same
+        // namespace must not share a binding: the digest tells them apart.
+        let digest = sha2::Sha256::digest(format!("{grant_namespace}/{grant}").as_bytes());
+        format!("{plain}-{}", hex8(&digest))
+    } else {
+        let digest = sha2::Sha256::digest(format!("{grant_namespace}/{grant}/{role}").as_bytes());
+        format!("roster-{}", hex8(&digest))
+    }
+}
+
+fn hex8(digest: &[u8]) -> String {
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Plans the bindings of grant `grant_namespace/grant` (uid `uid`): one per
+/// reached namespace and allowed role, whose subjects are `members` (the
+/// userNames of the group's active members) with the policy's prefix, and
+/// the group itself when the policy names groups.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    grant_namespace: &str,
+    grant: &str,
+    uid: &str,
+    spec: &AccessGrantSpec,
+    names: &KubernetesNames,
+    members: &BTreeSet<String>,
+    reached: &BTreeSet<String>,
+    bindable: &BTreeSet<String>,
+) -> Plan {
+    let mut subjects: Vec<Subject> = members
+        .iter()
+        .map(|user_name| Subject {
+            kind: "User".to_owned(),
+            api_group: Some(RBAC_GROUP.to_owned()),
+            name: format!("{}{user_name}", names.username_prefix),
+            namespace: None,
+        })
+        .collect();
+    if let Some(prefix) = &names.groups_prefix {
+        subjects.push(Subject {
+            kind: "Group".to_owned(),
+            api_group: Some(RBAC_GROUP.to_owned()),
+            name: format!("{prefix}{}", spec.group),
+            namespace: None,
+        });
+    }
+    let (allowed, refused): (Vec<&String>, Vec<&String>) = spec
+        .cluster_roles
+        .iter()
+        .partition(|role| bindable.contains(*role));
+    let mut bindings = BTreeMap::new();
+    for namespace in reached {
+        for role in &allowed {
+            let name = binding_name(grant_namespace, grant, role);
+            let binding = RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    labels: Some(BTreeMap::from([
+                        (GRANT_LABEL.to_owned(), uid.to_owned()),
+                        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                    ])),
+                    annotations: Some(BTreeMap::from([(
+                        GRANT_ANNOTATION.to_owned(),
+                        format!("{grant_namespace}/{grant}"),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: RBAC_GROUP.to_owned(),
+                    kind: "ClusterRole".to_owned(),
+                    name: (*role).clone(),
+                },
+                // An empty list is written as none: the binding then grants
+                // nobody, and stays so the next member appears at once.
+                subjects: (!subjects.is_empty()).then(|| subjects.clone()),
+            };
+            bindings.insert((namespace.clone(), name), binding);
+        }
+    }
+    Plan {
+        bindings,
+        refused_roles: refused.into_iter().cloned().collect(),
+    }
+}
+
+/// Whether `existing` already says what `wanted` says (role and subjects).
+pub fn same(existing: &RoleBinding, wanted: &RoleBinding) -> bool {
+    existing.role_ref == wanted.role_ref
+        && existing.subjects.clone().unwrap_or_default()
+            == wanted.subjects.clone().unwrap_or_default()
+        && existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(GRANT_LABEL))
+            == wanted
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(GRANT_LABEL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    fn spec() -> AccessGrantSpec {
+        AccessGrantSpec {
+            policy: "crm".into(),
+            group: "Engineering".into(),
+            cluster_roles: vec!["edit".into(), "cluster-admin".into()],
+            namespaces: vec!["team-a".into(), "gone".into()],
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("team".into(), "eng".into())])),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn cluster() -> Vec<(String, BTreeMap<String, String>)> {
+        vec![
+            ("team-a".into(), BTreeMap::new()),
+            (
+                "team-b".into(),
+                BTreeMap::from([("team".into(), "eng".into())]),
+            ),
+            ("other".into(), BTreeMap::new()),
+        ]
+    }
+
+    #[test]
+    fn listed_namespaces_that_exist_and_selected_ones_are_reached() {
+        let reached = namespaces(&spec(), &cluster()).unwrap();
+        assert_eq!(
+            reached,
+            BTreeSet::from(["team-a".to_owned(), "team-b".to_owned()])
+        );
+    }
+
+    #[test]
+    fn members_become_prefixed_users_and_only_bindable_roles_are_bound() {
+        let names = KubernetesNames {
+            username_prefix: "oidc:".into(),
+            groups_prefix: Some("oidc:".into()),
+        };
+        let members = BTreeSet::from(["ada@example.com".to_owned()]);
+        let reached = namespaces(&spec(), &cluster()).unwrap();
+        let bindable = BTreeSet::from(["edit".to_owned(), "view".to_owned()]);
+        let plan = plan(
+            "roster",
+            "eng",
+            "uid-1",
+            &spec(),
+            &names,
+            &members,
+            &reached,
+            &bindable,
+        );
+        assert_eq!(plan.refused_roles, vec!["cluster-admin".to_owned()]);
+        assert_eq!(plan.bindings.len(), 2, "edit in team-a and team-b");
+        let binding = plan.bindings.values().next().unwrap();
+        assert_eq!(binding.role_ref.name, "edit");
+        let subjects: Vec<(&str, &str)> = binding
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(
+            subjects,
+            vec![
+                ("User", "oidc:ada@example.com"),
+                ("Group", "oidc:Engineering")
+            ]
+        );
+        assert_eq!(
+            binding.metadata.labels.as_ref().unwrap()[GRANT_LABEL],
+            "uid-1"
+        );
+    }
+
+    #[test]
+    fn no_members_leaves_a_binding_of_nobody() {
+        let names = KubernetesNames {
+            username_prefix: "oidc:".into(),
+            groups_prefix: None,
+        };
+        let reached = BTreeSet::from(["team-a".to_owned()]);
+        let bindable = BTreeSet::from(["edit".to_owned()]);
+        let plan = plan(
+            "roster",
+            "eng",
+            "u",
+            &spec(),
+            &names,
+            &BTreeSet::new(),
+            &reached,
+            &bindable,
+        );
+        assert_eq!(plan.bindings.values().next().unwrap().subjects, None);
+    }
+
+    #[test]
+    fn binding_names_are_stable_and_tell_grants_of_other_namespaces_apart() {
+        let a = binding_name("team-x", "eng", "edit");
+        assert_eq!(a, binding_name("team-x", "eng", "edit"));
+        assert!(a.starts_with("roster-eng-edit-"), "{a}");
+        assert_ne!(a, binding_name("team-y", "eng", "edit"));
+        let odd = binding_name("ns", "eng", "system:aggregate-to-edit");
+        assert!(odd.starts_with("roster-") && !odd.contains(':'), "{odd}");
+    }
+}

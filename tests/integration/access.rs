@@ -1,0 +1,270 @@
+//! AccessGrants against the real API server, proved by the API server's own
+//! authorizer: a SubjectAccessReview is what `kubectl auth can-i --as`
+//! asks. Members pushed over SCIM may edit the granted namespaces, others
+//! may not; a SCIM deactivation takes access away within seconds; a
+//! namespace labelled later is reached; roles the deployment may not bind
+//! are refused; deleting the grant removes every binding.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use roster::api::{AccessGrant, AccessGrantSpec, KubernetesNames};
+use serde_json::json;
+
+use crate::controller::eventually;
+use crate::support::env;
+use crate::support::fixtures::scim_policy;
+use crate::support::scim::{ScimServer, create_policy};
+
+/// Whether `user` may create Deployments in `namespace`, as the API
+/// server's authorizer says.
+async fn can_edit(client: &kube::Client, user: &str, namespace: &str) -> bool {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_owned()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_owned()),
+                verb: Some("create".into()),
+                group: Some("apps".into()),
+                resource: Some("deployments".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Waits until `user`'s access to `namespace` is `allowed`; returns how long.
+async fn until_access(
+    client: &kube::Client,
+    user: &str,
+    namespace: &str,
+    allowed: bool,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    while can_edit(client, user, namespace).await != allowed {
+        assert!(
+            started.elapsed() < limit,
+            "{user} in {namespace}: still {} after {limit:?}",
+            !allowed
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(name.to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() {
+    let env = env().await;
+    let ns = env.namespace.clone();
+    let client = env.client.clone();
+    let (team_a, team_b) = (format!("{ns}-a"), format!("{ns}-b"));
+    create_namespace(&client, &team_a).await;
+    create_namespace(&client, &team_b).await;
+    // Its own role: the built-in `edit` is aggregated by the controller
+    // manager, which this control plane does not run, so it has no rules.
+    let role = format!("{ns}-deployer");
+    let cluster_role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": role},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "get", "list"]}]
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &cluster_role)
+        .await
+        .unwrap();
+
+    let token = &format!("token-{:016x}", rand::random::<u64>());
+    let mut policy = scim_policy("crm");
+    policy.spec.kubernetes = Some(KubernetesNames {
+        username_prefix: "oidc:".into(),
+        groups_prefix: None,
+    });
+    create_policy(&env, policy, token).await;
+    let origin = crate::support::scim::start(client.clone()).await;
+    let scim = ScimServer::at(&origin, &ns, "crm", token);
+
+    // The leader's side: its own membership index and the grant controller,
+    // allowed to bind that role and `view` only.
+    let index = roster::directory::membership::MembershipIndex::default();
+    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
+    tokio::spawn(roster::access::run(
+        client.clone(),
+        Some(ns.clone()),
+        index,
+        roster::access::Options {
+            bindable_cluster_roles: [role.clone(), "view".to_owned()].into(),
+        },
+        std::future::pending(),
+    ));
+
+    let mut ids = BTreeMap::new();
+    for name in ["ada@example.com", "grace@example.com", "alan@example.com"] {
+        let reply = scim
+            .post("/Users", &json!({"userName": name, "active": true}))
+            .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        ids.insert(name, reply.body["id"].as_str().unwrap().to_owned());
+    }
+    let reply = scim
+        .post(
+            "/Groups",
+            &json!({"displayName": "Engineering", "members": [
+                {"value": ids["ada@example.com"]}, {"value": ids["grace@example.com"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+
+    let grants: Api<AccessGrant> = env.api();
+    let mut grant = AccessGrant::new(
+        "engineering-edit",
+        AccessGrantSpec {
+            policy: "crm".into(),
+            group: "Engineering".into(),
+            cluster_roles: vec![role.clone()],
+            namespaces: vec![team_a.clone()],
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some([("roster-test".to_owned(), ns.clone())].into()),
+                ..Default::default()
+            }),
+        },
+    );
+    grant.metadata.namespace = Some(ns.clone());
+    grants.create(&PostParams::default(), &grant).await.unwrap();
+
+    // Members can, a non-member can't, and nobody in an unlisted namespace.
+    let limit = Duration::from_secs(10);
+    until_access(&client, "oidc:ada@example.com", &team_a, true, limit).await;
+    until_access(&client, "oidc:grace@example.com", &team_a, true, limit).await;
+    assert!(!can_edit(&client, "oidc:alan@example.com", &team_a).await);
+    assert!(
+        !can_edit(&client, "ada@example.com", &team_a).await,
+        "only the prefixed name"
+    );
+    assert!(!can_edit(&client, "oidc:ada@example.com", &team_b).await);
+    let ready = eventually("the grant to be Ready", || async {
+        let grant = grants.get("engineering-edit").await.ok()?;
+        let status = grant.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "True" && status.observed_generation == grant.metadata.generation)
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(ready.binding_count, Some(1));
+    assert_eq!(ready.bindings[0].subjects, 2);
+
+    // Deactivated over SCIM: refused within seconds; the others keep access.
+    let patched = scim
+        .patch(
+            &format!("/Users/{}", ids["ada@example.com"]),
+            &json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]
+            }),
+        )
+        .await;
+    assert_eq!(patched.status, 200);
+    let revoked = until_access(&client, "oidc:ada@example.com", &team_a, false, limit).await;
+    eprintln!("SCIM deactivation to access refused: {revoked:?}");
+    assert!(can_edit(&client, "oidc:grace@example.com", &team_a).await);
+
+    // A namespace labelled later is reached.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &team_b,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"roster-test": ns}}})),
+        )
+        .await
+        .unwrap();
+    until_access(&client, "oidc:grace@example.com", &team_b, true, limit).await;
+
+    // A role this deployment may not bind is refused, and said so.
+    grants
+        .patch(
+            "engineering-edit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusterRoles": [role, "cluster-admin"]}})),
+        )
+        .await
+        .unwrap();
+    eventually("the grant to report the refused role", || async {
+        let status = grants.get("engineering-edit").await.ok()?.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "False" && ready.reason == "RoleNotBindable").then_some(())
+    })
+    .await;
+    let bindings: Api<RoleBinding> = Api::all(client.clone());
+    let kept = bindings
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|b| {
+            b.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n == team_a || n == team_b)
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        kept.len(),
+        2,
+        "the role in both namespaces, no cluster-admin"
+    );
+    assert!(kept.iter().all(|b| b.role_ref.name == role));
+
+    // The grant deleted: every binding goes, and with it the access.
+    grants
+        .delete("engineering-edit", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_access(&client, "oidc:grace@example.com", &team_a, false, limit).await;
+    until_access(&client, "oidc:grace@example.com", &team_b, false, limit).await;
+    eventually("the grant to be gone", || async {
+        grants
+            .get_opt("engineering-edit")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for namespace in [&team_a, &team_b] {
+        let left = Api::<RoleBinding>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
+            .await
+            .unwrap();
+        assert!(left.items.is_empty(), "{namespace}: {:?}", left.items);
+    }
+    Api::<ClusterRole>::all(client.clone())
+        .delete(&role, &DeleteParams::default())
+        .await
+        .unwrap();
+}
