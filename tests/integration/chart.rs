@@ -526,7 +526,7 @@ fn namespaced_grants() -> BTreeMap<Grant, Vec<String>> {
 /// Reading Roster's own CRDs, by name: the one cluster-scoped grant.
 fn crd_grant() -> (Grant, Vec<String>) {
     let names = checked_in_crd_names();
-    assert_eq!(names.len(), 6);
+    assert_eq!(names.len(), 7);
     (
         (
             "apiextensions.k8s.io".into(),
@@ -602,6 +602,66 @@ fn the_namespaced_scope_grants_the_same_rules_only_in_the_watched_namespaces() {
     assert_eq!(
         env_var(&deployment, "ROSTER_WATCH_NAMESPACE").as_deref(),
         Some("team-a,team-b")
+    );
+}
+
+#[test]
+fn access_grants_add_rolebindings_and_bind_on_exactly_the_allowed_cluster_roles() {
+    let plain = parse_objects(&render_here(&[]));
+    let plain_role: ClusterRole = one(&plain, "ClusterRole");
+    let plain_grants = grants(&plain_role.rules.unwrap());
+    assert!(
+        plain_grants
+            .keys()
+            .all(|(_, resource, _)| resource != "rolebindings" && resource != "accessgrants"),
+        "off by default"
+    );
+    let objects = parse_objects(&render_here(&[
+        "--set",
+        "accessGrants.enabled=true",
+        "--set",
+        "accessGrants.bindableClusterRoles={view,edit}",
+    ]));
+    let cluster_role: ClusterRole = one(&objects, "ClusterRole");
+    let granted = grants(&cluster_role.rules.unwrap());
+    let verbs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let rbac = "rbac.authorization.k8s.io".to_owned();
+    assert_eq!(
+        granted[&(
+            rbac.clone(),
+            "clusterroles".into(),
+            verbs(&["edit", "view"])
+        )],
+        verbs(&["bind"])
+    );
+    assert!(
+        !granted.contains_key(&(rbac.clone(), "clusterroles".into(), vec![])),
+        "bind only by name"
+    );
+    assert_eq!(
+        granted[&(rbac, "rolebindings".into(), vec![])],
+        verbs(&["create", "delete", "list", "patch", "watch"])
+    );
+    assert_eq!(
+        granted[&("".into(), "namespaces".into(), vec![])],
+        verbs(&["list", "watch"])
+    );
+    assert_eq!(
+        granted[&("roster.dev".into(), "accessgrants".into(), vec![])],
+        verbs(&["get", "list", "patch", "watch"])
+    );
+    assert_eq!(
+        granted[&("roster.dev".into(), "accessgrants/status".into(), vec![])],
+        verbs(&["patch"])
+    );
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_ACCESS_GRANTS").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        env_var(&deployment, "ROSTER_BINDABLE_CLUSTER_ROLES").as_deref(),
+        Some("view,edit")
     );
 }
 

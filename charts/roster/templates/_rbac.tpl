@@ -52,6 +52,17 @@ and says where. Nothing here is wildcarded, and no rule lets Roster list or watc
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+{{- if .Values.accessGrants.enabled }}
+# AccessGrants are written by people and GitOps; the leader's grant controller reads them, sets and
+# removes its finalizer (patch) and writes their status (access/mod.rs).
+- apiGroups: ["roster.dev"]
+  resources: ["accessgrants"]
+  verbs: ["get", "list", "watch", "patch"]
+# Their status: the bindings kept and the Ready/Synced conditions, merge-patched (access/mod.rs).
+- apiGroups: ["roster.dev"]
+  resources: ["accessgrants/status"]
+  verbs: ["patch"]
+{{- end }}
 # Events (events.k8s.io/v1) on the objects Roster changes and on failures: each is created once,
 # never patched into a series (events.rs).
 - apiGroups: ["events.k8s.io"]
@@ -75,7 +86,32 @@ The one cluster-scoped read: Roster waits until its own CRDs are established bef
     - groupmemberslices.roster.dev
     - usernameclaims.roster.dev
     - consumedassertions.roster.dev
+    - accessgrants.roster.dev
   verbs: ["get"]
+{{- end }}
+
+{{/*
+AccessGrants (accessGrants.enabled): RoleBindings in any namespace a grant reaches, and `bind` on
+exactly the ClusterRoles the chart allows, so Roster can grant those and nothing more.
+*/}}
+{{- define "roster.rbac.accessRules" -}}
+# Namespaces are matched by a grant's list or label selector, including those created later
+# (access/mod.rs watches them). Read-only.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+# The RoleBindings Roster keeps (labelled app.kubernetes.io/managed-by=roster): watched, written
+# with server-side apply (patch; create for a new one) and deleted when a grant stops reaching a
+# namespace. Never update: a binding another manager wrote is refused, not taken over.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The API server lets a RoleBinding name a ClusterRole only if its writer may `bind` it.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["bind"]
+  resourceNames:
+    {{- toYaml .Values.accessGrants.bindableClusterRoles | nindent 4 }}
 {{- end }}
 
 {{/* The Lease leader election uses: one per release. */}}
