@@ -2,6 +2,7 @@
 //! One test binary, so the control plane starts once per run.
 
 mod access;
+mod argocd;
 mod chart;
 mod conformance;
 mod connectors;
