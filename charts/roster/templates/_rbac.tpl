@@ -106,12 +106,15 @@ exactly the ClusterRoles the chart allows, so Roster can grant those and nothing
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# The API server lets a RoleBinding name a ClusterRole only if its writer may `bind` it.
+{{- with .Values.accessGrants.bindableClusterRoles }}
+# The API server lets a RoleBinding name a ClusterRole only if its writer may `bind` it. Never
+# rendered without names: an empty resourceNames would mean every ClusterRole.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]
   verbs: ["bind"]
   resourceNames:
-    {{- toYaml .Values.accessGrants.bindableClusterRoles | nindent 4 }}
+    {{- toYaml . | nindent 4 }}
+{{- end }}
 {{- end }}
 
 {{/* The Lease leader election uses: one per release. */}}
