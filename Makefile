@@ -79,6 +79,10 @@ test: deps ## Everything CI runs: lint, unit tests, integration tests against a 
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory chart
 	$(MAKE) --no-print-directory alerts
+	$(CARGO) test --locked --all-targets $(FEATURES) --no-run
+	@# The build leaves gigabytes of dirty pages; written back while the tests run, they can
+	@# stall the test etcd's writes long enough for "etcdserver: request timed out".
+	sync
 	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
 	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets $(FEATURES)
 
