@@ -40,6 +40,12 @@ use super::user::Source;
         description = "Whether the application's group matches the spec"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the group does or does not match (the Ready condition's reason)"
+    ),
+    printcolumn(
         name = "Policy",
         type_ = "string",
         json_path = ".spec.policy",

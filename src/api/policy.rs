@@ -43,6 +43,12 @@ use super::common::{ConfigMapKeyRef, SecretKeyRef, SecretRef};
         description = "Whether the policy is complete and serving"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the policy is or is not ready (the Ready condition's reason)"
+    ),
+    printcolumn(
         name = "Quarantined",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Quarantined\")].status",

@@ -48,6 +48,12 @@ use super::common::ObjectRef;
         description = "Whether the account matches the spec"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the account does or does not match (the Ready condition's reason)"
+    ),
+    printcolumn(
         name = "Policy",
         type_ = "string",
         json_path = ".spec.policy",

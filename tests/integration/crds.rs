@@ -355,7 +355,15 @@ async fn printer_columns_appear_in_table_output() {
     let rendered = table_of::<ProvisioningPolicy>(&env).await;
     assert_eq!(
         columns(&rendered),
-        ["Name", "Mode", "Application", "Ready", "Quarantined", "Age"]
+        [
+            "Name",
+            "Mode",
+            "Application",
+            "Ready",
+            "Reason",
+            "Quarantined",
+            "Age"
+        ]
     );
     assert_eq!(
         &row(&rendered)[..3],
@@ -366,7 +374,7 @@ async fn printer_columns_appear_in_table_output() {
     assert_eq!(
         columns(&rendered),
         [
-            "Name", "UserName", "Active", "Source", "Ready", "Policy", "Age"
+            "Name", "UserName", "Active", "Source", "Ready", "Reason", "Policy", "Age"
         ]
     );
     // ACTIVE is the controller's status.active (see the test below).
@@ -378,7 +386,15 @@ async fn printer_columns_appear_in_table_output() {
     let rendered = table_of::<Group>(&env).await;
     assert_eq!(
         columns(&rendered),
-        ["Name", "DisplayName", "Members", "Ready", "Policy", "Age"]
+        [
+            "Name",
+            "DisplayName",
+            "Members",
+            "Ready",
+            "Reason",
+            "Policy",
+            "Age"
+        ]
     );
     assert_eq!(&row(&rendered)[..2], [json!("g-1"), json!("Engineering")]);
 }
