@@ -148,8 +148,8 @@ pub fn plan(
 /// Whether `existing` already says what `wanted` says (role and subjects).
 pub fn same(existing: &RoleBinding, wanted: &RoleBinding) -> bool {
     existing.role_ref == wanted.role_ref
-        && existing.subjects.clone().unwrap_or_default()
-            == wanted.subjects.clone().unwrap_or_default()
+        && existing.subjects.as_deref().unwrap_or_default()
+            == wanted.subjects.as_deref().unwrap_or_default()
         && existing
             .metadata
             .labels

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 /// What the app needs to ask the gate.
 pub struct DemoApp {
@@ -90,17 +90,14 @@ async fn serve(State(app): State<Arc<DemoApp>>, uri: Uri, headers: HeaderMap) ->
     let answer = match check.send().await {
         Ok(answer) => answer,
         Err(error) => {
-            return (
+            return page(
                 StatusCode::BAD_GATEWAY,
-                page(
-                    "Roster did not answer",
-                    &format!(
-                        "<p>The gate check failed: {}</p>",
-                        super::escape(&error.to_string())
-                    ),
+                "Roster did not answer",
+                &format!(
+                    "<p>The gate check failed: {}</p>",
+                    super::escape(&error.to_string())
                 ),
-            )
-                .into_response();
+            );
         }
     };
     let status = answer.status();
@@ -136,12 +133,12 @@ async fn serve(State(app): State<Arc<DemoApp>>, uri: Uri, headers: HeaderMap) ->
             })
             .unwrap_or_default();
         return page(
+            StatusCode::OK,
             "Signed in",
             &format!(
                 "<p>Roster's SSO gate let this request through and told the application who you are, in these headers:</p><table id=\"identity\">{rows}</table>{deactivate}<p><a href=\"{signout}\">Sign out</a></p>"
             ),
-        )
-        .into_response();
+        );
     }
     // A refusal is passed on as the proxy would: the gate's status, its
     // Location (the sign-in) and its page.
@@ -157,14 +154,14 @@ async fn serve(State(app): State<Arc<DemoApp>>, uri: Uri, headers: HeaderMap) ->
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
-fn page(title: &str, body: &str) -> Response {
-    (
-        [("cache-control", "no-store")],
-        Html(format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Roster demo application</title></head><body style=\"font-family:sans-serif;max-width:48em;margin:2em auto\"><p style=\"background:#bfdbfe;padding:.5em\"><strong>Demo application of <code>roster dev</code></strong>, behind Roster's SSO gate.</p><h1>{title}</h1>{body}</body></html>"
-        )),
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    super::page(
+        status,
+        "Roster demo application",
+        "<p style=\"background:#bfdbfe;padding:.5em\"><strong>Demo application of <code>roster dev</code></strong>, behind Roster's SSO gate.</p>",
+        title,
+        body,
     )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use k8s_openapi::jiff::{SignedDuration, Timestamp, Unit};
 use samael::crypto::CryptoProvider as _;
@@ -296,14 +296,7 @@ fn plain_token(value: &str) -> bool {
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (
-        status,
-        [("cache-control", "no-store")],
-        Html(format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Roster demo IdP</title></head><body style=\"font-family:sans-serif;max-width:48em;margin:2em auto\">{BANNER}<h1>{title}</h1>{body}</body></html>"
-        )),
-    )
-        .into_response()
+    super::page(status, "Roster demo IdP", BANNER, title, body)
 }
 
 /// The demo IdP's routes: `/` (what it serves), `/sso` (the HTTP-Redirect

@@ -200,6 +200,26 @@ async fn trust_demo_idp(
     Ok(())
 }
 
+/// A demo page: `banner` (what serves it, saying it is a demo) above the
+/// title and `body`, never cached.
+fn page(
+    status: StatusCode,
+    site: &str,
+    banner: &str,
+    title: &str,
+    body: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        status,
+        [("cache-control", "no-store")],
+        axum::response::Html(format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · {site}</title></head><body style=\"font-family:sans-serif;max-width:48em;margin:2em auto\">{banner}<h1>{title}</h1>{body}</body></html>"
+        )),
+    )
+        .into_response()
+}
+
 /// Minimal HTML escaping for the demo pages, which quote errors.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

@@ -45,7 +45,7 @@ async fn roster_dev_runs_a_local_playground_where_pushes_reach_demo_applications
     use std::time::{Duration, Instant};
 
     use crate::controller::eventually;
-    use crate::support::browser::{body_text, chrome};
+    use crate::support::browser::{body_text, chrome, wait_until_at};
     use crate::support::free_port;
 
     let (port, idp_port, app_port) = (free_port(), free_port(), free_port());
@@ -192,20 +192,8 @@ async fn roster_dev_runs_a_local_playground_where_pushes_reach_demo_applications
     if text.contains("Signing in as Grace Hopper") {
         shoot("2-signing-in.png").await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let url = browser.current_url().await.unwrap();
-        let text = body_text(&browser).await;
-        if url.as_str() == app && text.contains("grace@example.com") {
-            assert!(text.contains("x-auth-request-user"), "{text}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never back at the app: at {url}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = wait_until_at(&browser, &app, "grace@example.com", Duration::from_secs(30)).await;
+    assert!(text.contains("x-auth-request-user"), "{text}");
     // The groups the login joined show in the gate's headers once this
     // replica's watch has the memberships.
     let deadline = Instant::now() + Duration::from_secs(10);

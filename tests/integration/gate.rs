@@ -13,7 +13,7 @@ use roster::api::*;
 use roster::saml::session::SessionKey;
 use serde_json::json;
 
-use crate::support::browser::{body_text, chrome};
+use crate::support::browser::{body_text, chrome, wait_until_at};
 use crate::support::fixtures::{jit_policy, scim_policy};
 use crate::support::gate::{
     Browser, Nginx, auto_posting_idp, echo_upstream, replica, replica_advertising_itself,
@@ -443,20 +443,8 @@ async fn in_a_real_browser_the_app_leads_through_the_idp_back_to_the_app_and_a_d
 
     // It posts itself to the ACS, which sends the browser back to the app,
     // which shows who signed in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let url = browser.current_url().await.unwrap();
-        let text = body_text(&browser).await;
-        if url.as_str() == app && text.contains("dana@example.com") {
-            assert!(text.contains("x-auth-request-user"), "{text}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never back at the app: at {url}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = wait_until_at(&browser, &app, "dana@example.com", Duration::from_secs(30)).await;
+    assert!(text.contains("x-auth-request-user"), "{text}");
     shoot("2-signed-in-at-the-app.png").await;
 
     // Deactivated: a reload shows the refusal.

@@ -46,3 +46,26 @@ pub async fn body_text(browser: &fantoccini::Client) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// Waits until the browser is at `url` with `needle` on the page (the end
+/// of a redirect chain); returns the page's text.
+pub async fn wait_until_at(
+    browser: &fantoccini::Client,
+    url: &str,
+    needle: &str,
+    limit: Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let at = browser.current_url().await.unwrap();
+        let text = body_text(browser).await;
+        if at.as_str() == url && text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never back at the app: at {at}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
