@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// hold `bind` on each (the chart's `accessGrants.bindableClusterRoles`).
     #[arg(long, env = "ROSTER_BINDABLE_CLUSTER_ROLES", value_delimiter = ',')]
     pub bindable_cluster_roles: Vec<String>,
+    /// The ClusterRoles AccessGrants may bind cluster-wide (in
+    /// ClusterRoleBindings), comma-separated; none by default (the chart's
+    /// `accessGrants.clusterWideRoles`, which also grants the RBAC this needs).
+    #[arg(long, env = "ROSTER_CLUSTER_WIDE_ROLES", value_delimiter = ',')]
+    pub cluster_wide_roles: Vec<String>,
 }
 
 /// Runs the operator against `client` until `shutdown` completes.
@@ -270,6 +275,7 @@ async fn lead(
         };
         let access = args.access_grants.then(|| crate::access::Options {
             bindable_cluster_roles: args.bindable_cluster_roles.iter().cloned().collect(),
+            cluster_wide_roles: args.cluster_wide_roles.iter().cloned().collect(),
         });
         let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
         for namespace in scopes {
@@ -288,6 +294,7 @@ async fn lead(
                 Some(identity.clone()),
                 args.server.public_url.clone(),
                 args.server.idp_metadata_sources(),
+                Some(index.clone()),
                 stopped(stopped_rx.clone()),
             )));
         }

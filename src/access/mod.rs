@@ -1,7 +1,8 @@
 //! AccessGrants: Kubernetes RBAC from the directory.
 //!
 //! For each grant the leader keeps RoleBindings (one per reached namespace
-//! and ClusterRole) whose subjects are the granted Group's active members,
+//! and ClusterRole), and ClusterRoleBindings for the roles the deployment
+//! allows cluster-wide, whose subjects are the granted Group's active members,
 //! read from this process's membership index. Every change the index applies
 //! (a deactivation, a member removal, a User deletion) and every namespace
 //! change re-plans every grant; a plan that matches the bindings writes
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -39,18 +40,15 @@ use crate::directory::writers::ACCESS_MANAGER;
 /// On every AccessGrant: its RoleBindings are deleted before it goes.
 pub const FINALIZER: &str = "roster.dev/access-bindings";
 
-/// What the deployment allows (the chart's `accessGrants` values).
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// The ClusterRoles grants may bind; Roster also needs `bind` on each.
-    pub bindable_cluster_roles: BTreeSet<String>,
-}
+pub use plan::Options;
 
 struct Ctx {
     client: kube::Client,
     index: MembershipIndex,
     namespaces: Store<Namespace>,
     bindings: Store<RoleBinding>,
+    /// Watched only where the deployment allows cluster-wide roles.
+    cluster_bindings: Option<Store<ClusterRoleBinding>>,
     options: Options,
 }
 
@@ -84,25 +82,14 @@ pub async fn run(
     .reflect(namespaces_writer)
     .applied_objects()
     .filter_map(|event| async move { event.ok().map(|_| ()) });
-    let (bindings, bindings_writer) = reflector::store();
-    let managed = watcher::Config::default().labels(&format!(
-        "{}={}",
-        plan::MANAGED_BY_LABEL,
-        plan::MANAGED_BY
-    ));
     // A binding changed by someone else is planned again (and repaired).
-    let binding_changes = watcher(Api::<RoleBinding>::all(client.clone()), managed)
-        .default_backoff()
-        .reflect(bindings_writer)
-        .touched_objects()
-        .filter_map(|event| async move {
-            let binding = event.ok()?;
-            let (namespace, name) = binding
-                .annotations()
-                .get(plan::GRANT_ANNOTATION)?
-                .split_once('/')?;
-            Some(ObjectRef::<AccessGrant>::new(name).within(namespace))
-        });
+    let (bindings, binding_changes) = watch_managed::<RoleBinding>(&client);
+    let (cluster_bindings, cluster_binding_changes) = if options.cluster_wide_roles.is_empty() {
+        (None, futures::stream::empty().boxed())
+    } else {
+        let (store, changes) = watch_managed::<ClusterRoleBinding>(&client);
+        (Some(store), changes.boxed())
+    };
     // The directory changed: a burst of events is one re-plan.
     let directory_changes = futures::stream::unfold(index.changes(), |mut changes| async move {
         changes.changed().await.ok()?;
@@ -115,6 +102,7 @@ pub async fn run(
         index,
         namespaces,
         bindings,
+        cluster_bindings,
         options,
     });
     Controller::new(grants, watcher::Config::default())
@@ -122,11 +110,52 @@ pub async fn run(
             namespace_changes,
             directory_changes,
         ))
-        .reconcile_on(binding_changes)
+        .reconcile_on(futures::stream::select(
+            binding_changes.boxed(),
+            cluster_binding_changes,
+        ))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// A cache of the bindings Roster manages (by label), and the grants whose
+/// bindings changed.
+fn watch_managed<K>(
+    client: &kube::Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = ObjectRef<AccessGrant>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let managed = watcher::Config::default().labels(&format!(
+        "{}={}",
+        plan::MANAGED_BY_LABEL,
+        plan::MANAGED_BY
+    ));
+    let changes = watcher(Api::<K>::all(client.clone()), managed)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .filter_map(|event| async move {
+            let binding = event.ok()?;
+            let (namespace, name) = binding
+                .annotations()
+                .get(plan::GRANT_ANNOTATION)?
+                .split_once('/')?;
+            Some(ObjectRef::<AccessGrant>::new(name).within(namespace))
+        });
+    (store, changes)
 }
 
 fn error_policy(_: Arc<AccessGrant>, error: &Error, _: Arc<Ctx>) -> Action {
@@ -158,33 +187,97 @@ async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Ctx>) -> Result<Action, Err
     })
 }
 
-/// The bindings Roster keeps for `grant`, as the watch last saw them.
-fn kept(grant: &AccessGrant, ctx: &Ctx) -> Vec<Arc<RoleBinding>> {
+/// The bindings of `store` Roster keeps for `grant`, as the watch last saw them.
+fn kept<K: Resource<DynamicType = ()> + Clone>(
+    grant: &AccessGrant,
+    store: &Store<K>,
+) -> Vec<Arc<K>> {
     let uid = grant.uid().unwrap_or_default();
-    ctx.bindings
+    store
         .state()
         .into_iter()
         .filter(|b| b.labels().get(plan::GRANT_LABEL) == Some(&uid))
         .collect()
 }
 
+/// The API of a RoleBinding's namespace.
+fn role_bindings(ctx: &Ctx, namespace: &str) -> Api<RoleBinding> {
+    Api::namespaced(ctx.client.clone(), namespace)
+}
+
+fn cluster_role_bindings(ctx: &Ctx, _: &str) -> Api<ClusterRoleBinding> {
+    Api::all(ctx.client.clone())
+}
+
 async fn remove_all(grant: &AccessGrant, ctx: &Ctx) -> Result<(), Error> {
-    for binding in kept(grant, ctx) {
-        delete(ctx, &binding).await?;
+    for binding in kept(grant, &ctx.bindings) {
+        let api = role_bindings(ctx, &binding.namespace().unwrap_or_default());
+        delete(&api, &binding.name_any()).await?;
+    }
+    if let Some(store) = &ctx.cluster_bindings {
+        for binding in kept(grant, store) {
+            delete(&cluster_role_bindings(ctx, ""), &binding.name_any()).await?;
+        }
     }
     Ok(())
 }
 
-async fn delete(ctx: &Ctx, binding: &RoleBinding) -> Result<(), Error> {
-    let api: Api<RoleBinding> =
-        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-    match api
-        .delete(&binding.name_any(), &DeleteParams::default())
-        .await
-    {
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the bindings of one kind what the plan wants: deletes those kept
+/// but not wanted, writes those that differ. Failures are collected, not
+/// fatal: the others are still written.
+async fn converge<K>(
+    kept: &[Arc<K>],
+    wanted: &BTreeMap<(String, String), K>,
+    api: impl Fn(&str) -> Api<K>,
+    failures: &mut Vec<String>,
+) where
+    K: Resource<DynamicType = ()>
+        + plan::Binding
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let key = |b: &K| (b.namespace().unwrap_or_default(), b.name_any());
+    for binding in kept {
+        let at = key(binding);
+        if !wanted.contains_key(&at) {
+            if let Err(error) = delete(&api(&at.0), &at.1).await {
+                failures.push(format!("deleting {} {}: {error}", K::kind(&()), at.1));
+            }
+        }
+    }
+    for (at, binding) in wanted {
+        let current = kept.iter().find(|b| key(b) == *at);
+        if current.is_some_and(|c| plan::same(c.as_ref(), binding)) {
+            continue;
+        }
+        let mut object = serde_json::to_value(binding).expect("a binding serialises");
+        object["apiVersion"] = json!(K::api_version(&()));
+        object["kind"] = json!(K::kind(&()));
+        // No force: a binding of this name that another manager wrote is
+        // refused (409), never taken over.
+        if let Err(error) = api(&at.0)
+            .patch(
+                &at.1,
+                &PatchParams::apply(ACCESS_MANAGER),
+                &Patch::Apply(&object),
+            )
+            .await
+        {
+            failures.push(format!("writing {} {}: {error}", K::kind(&()), at.1));
+        }
     }
 }
 
@@ -232,7 +325,6 @@ async fn subjects_of(
 async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = grant.namespace().unwrap_or_default();
     let uid = grant.uid().unwrap_or_default();
-    let kept = kept(grant, ctx);
     let cluster: Vec<(String, BTreeMap<String, String>)> = ctx
         .namespaces
         .state()
@@ -253,59 +345,54 @@ async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
                 &names,
                 &members,
                 &reached,
-                &ctx.options.bindable_cluster_roles,
+                &ctx.options,
             )),
         },
     };
     // Nothing is granted while the grant cannot be planned: access ends
     // with the group, the policy or its naming.
-    let wanted = decided
-        .as_ref()
-        .map(|p| p.bindings.clone())
+    let planned = decided.as_ref().ok();
+    let wanted = planned.map(|p| p.bindings.clone()).unwrap_or_default();
+    let wanted_cluster: BTreeMap<(String, String), ClusterRoleBinding> = planned
+        .map(|p| {
+            p.cluster_bindings
+                .iter()
+                .map(|(name, b)| ((String::new(), name.clone()), b.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut failures = Vec::new();
-    for binding in &kept {
-        let key = (binding.namespace().unwrap_or_default(), binding.name_any());
-        if !wanted.contains_key(&key) {
-            if let Err(error) = delete(ctx, binding).await {
-                failures.push(format!("deleting {}/{}: {error}", key.0, key.1));
-            }
-        }
-    }
-    for ((binding_namespace, name), binding) in &wanted {
-        let current = kept
-            .iter()
-            .find(|b| b.namespace().as_deref() == Some(binding_namespace) && b.name_any() == *name);
-        if current.is_some_and(|c| plan::same(c, binding)) {
-            continue;
-        }
-        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), binding_namespace);
-        let mut object = serde_json::to_value(binding).expect("a RoleBinding serialises");
-        object["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
-        object["kind"] = json!("RoleBinding");
-        // No force: a binding of this name that another manager wrote is
-        // refused (409), never taken over.
-        if let Err(error) = api
-            .patch(
-                name,
-                &PatchParams::apply(ACCESS_MANAGER),
-                &Patch::Apply(&object),
-            )
-            .await
-        {
-            failures.push(format!("writing {binding_namespace}/{name}: {error}"));
-        }
+    converge(
+        &kept(grant, &ctx.bindings),
+        &wanted,
+        |namespace| role_bindings(ctx, namespace),
+        &mut failures,
+    )
+    .await;
+    if let Some(store) = &ctx.cluster_bindings {
+        converge(
+            &kept(grant, store),
+            &wanted_cluster,
+            |namespace| cluster_role_bindings(ctx, namespace),
+            &mut failures,
+        )
+        .await;
     }
 
     let mut conditions = Vec::new();
-    let status_bindings: Vec<GrantedBinding> = wanted
-        .iter()
-        .map(|((ns, name), b)| GrantedBinding {
+    let granted = |(ns, name): &(String, String), b: &dyn plan::Binding| {
+        let (_, role, subjects) = b.parts();
+        GrantedBinding {
             namespace: ns.clone(),
             name: name.clone(),
-            cluster_role: b.role_ref.name.clone(),
-            subjects: b.subjects.as_ref().map_or(0, |s| s.len() as i64),
-        })
+            cluster_role: role.name.clone(),
+            subjects: subjects.len() as i64,
+        }
+    };
+    let status_bindings: Vec<GrantedBinding> = wanted_cluster
+        .iter()
+        .map(|(at, b)| granted(at, b))
+        .chain(wanted.iter().map(|(at, b)| granted(at, b)))
         .collect();
     conditions.push(if failures.is_empty() {
         Decided::new(SYNCED, true, "Synced", "the bindings match the plan")
@@ -319,7 +406,7 @@ async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
             false,
             "RoleNotBindable",
             format!(
-                "this deployment may not bind {}: allow them in the chart's accessGrants.bindableClusterRoles",
+                "this deployment may not bind {}: allow them in the chart's accessGrants.bindableClusterRoles (clusterWideRoles for cluster-wide ones)",
                 plan.refused_roles.join(", ")
             ),
         ),

@@ -1,10 +1,10 @@
-//! What an AccessGrant's RoleBindings should be, decided purely from the
-//! grant, the policy's naming, the group's active members and the cluster's
-//! namespaces.
+//! What an AccessGrant's RoleBindings and ClusterRoleBindings should be,
+//! decided purely from the grant, the policy's naming, the group's active
+//! members, the cluster's namespaces and what the deployment may bind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Selector, SelectorExt};
 use sha2::Digest;
@@ -19,13 +19,52 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "roster";
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-/// The RoleBindings a grant should have, and the roles it may not bind.
+/// What the deployment allows (the chart's `accessGrants` values).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The ClusterRoles grants may bind in namespaces; Roster also needs
+    /// `bind` on each.
+    pub bindable_cluster_roles: BTreeSet<String>,
+    /// The ClusterRoles grants may bind cluster-wide (ClusterRoleBindings);
+    /// empty: none, and Roster neither reads nor writes ClusterRoleBindings.
+    pub cluster_wide_roles: BTreeSet<String>,
+}
+
+/// The bindings a grant should have, and the roles it may not bind.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     /// By (namespace, name).
     pub bindings: BTreeMap<(String, String), RoleBinding>,
-    /// Roles the grant names that this deployment may not bind.
+    /// By name.
+    pub cluster_bindings: BTreeMap<String, ClusterRoleBinding>,
+    /// Roles the grant names that this deployment may not bind (where the
+    /// grant asks for them).
     pub refused_roles: Vec<String>,
+}
+
+/// A RoleBinding or a ClusterRoleBinding: what Roster compares of each.
+pub trait Binding {
+    fn parts(&self) -> (&ObjectMeta, &RoleRef, &[Subject]);
+}
+
+impl Binding for RoleBinding {
+    fn parts(&self) -> (&ObjectMeta, &RoleRef, &[Subject]) {
+        (
+            &self.metadata,
+            &self.role_ref,
+            self.subjects.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
+impl Binding for ClusterRoleBinding {
+    fn parts(&self) -> (&ObjectMeta, &RoleRef, &[Subject]) {
+        (
+            &self.metadata,
+            &self.role_ref,
+            self.subjects.as_deref().unwrap_or_default(),
+        )
+    }
 }
 
 /// The namespaces a grant reaches: those it lists that exist, and those its
@@ -74,9 +113,10 @@ fn hex8(digest: &[u8]) -> String {
 }
 
 /// Plans the bindings of grant `grant_namespace/grant` (uid `uid`): one per
-/// reached namespace and allowed role, whose subjects are `members` (the
-/// userNames of the group's active members) with the policy's prefix, and
-/// the group itself when the policy names groups.
+/// reached namespace and allowed role, and one per allowed cluster-wide
+/// role, whose subjects are `members` (the userNames of the group's active
+/// members) with the policy's prefix, and the group itself when the policy
+/// names groups.
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     grant_namespace: &str,
@@ -86,7 +126,7 @@ pub fn plan(
     names: &KubernetesNames,
     members: &BTreeSet<String>,
     reached: &BTreeSet<String>,
-    bindable: &BTreeSet<String>,
+    allowed: &Options,
 ) -> Plan {
     let mut subjects: Vec<Subject> = members
         .iter()
@@ -105,61 +145,79 @@ pub fn plan(
             namespace: None,
         });
     }
-    let (allowed, refused): (Vec<&String>, Vec<&String>) = spec
-        .cluster_roles
-        .iter()
-        .partition(|role| bindable.contains(*role));
+    // An empty list is written as none: the binding then grants nobody,
+    // and stays so the next member appears at once.
+    let subjects = (!subjects.is_empty()).then_some(subjects);
+    let metadata = |name: &str, namespace: Option<&String>| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.cloned(),
+        labels: Some(BTreeMap::from([
+            (GRANT_LABEL.to_owned(), uid.to_owned()),
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        ])),
+        annotations: Some(BTreeMap::from([(
+            GRANT_ANNOTATION.to_owned(),
+            format!("{grant_namespace}/{grant}"),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let role_ref = |role: &str| RoleRef {
+        api_group: RBAC_GROUP.to_owned(),
+        kind: "ClusterRole".to_owned(),
+        name: role.to_owned(),
+    };
+    let mut refused_roles = Vec::new();
     let mut bindings = BTreeMap::new();
-    for namespace in reached {
-        for role in &allowed {
-            let name = binding_name(grant_namespace, grant, role);
-            let binding = RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(namespace.clone()),
-                    labels: Some(BTreeMap::from([
-                        (GRANT_LABEL.to_owned(), uid.to_owned()),
-                        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-                    ])),
-                    annotations: Some(BTreeMap::from([(
-                        GRANT_ANNOTATION.to_owned(),
-                        format!("{grant_namespace}/{grant}"),
-                    )])),
-                    ..ObjectMeta::default()
-                },
-                role_ref: RoleRef {
-                    api_group: RBAC_GROUP.to_owned(),
-                    kind: "ClusterRole".to_owned(),
-                    name: (*role).clone(),
-                },
-                // An empty list is written as none: the binding then grants
-                // nobody, and stays so the next member appears at once.
-                subjects: (!subjects.is_empty()).then(|| subjects.clone()),
-            };
-            bindings.insert((namespace.clone(), name), binding);
+    for role in &spec.cluster_roles {
+        if !allowed.bindable_cluster_roles.contains(role) {
+            refused_roles.push(role.clone());
+            continue;
         }
+        let name = binding_name(grant_namespace, grant, role);
+        for namespace in reached {
+            let binding = RoleBinding {
+                metadata: metadata(&name, Some(namespace)),
+                role_ref: role_ref(role),
+                subjects: subjects.clone(),
+            };
+            bindings.insert((namespace.clone(), name.clone()), binding);
+        }
+    }
+    let mut cluster_bindings = BTreeMap::new();
+    for role in &spec.cluster_wide_roles {
+        if !allowed.cluster_wide_roles.contains(role) {
+            refused_roles.push(format!("{role} (cluster-wide)"));
+            continue;
+        }
+        let name = binding_name(grant_namespace, grant, role);
+        let binding = ClusterRoleBinding {
+            metadata: metadata(&name, None),
+            role_ref: role_ref(role),
+            subjects: subjects.clone(),
+        };
+        cluster_bindings.insert(name, binding);
     }
     Plan {
         bindings,
-        refused_roles: refused.into_iter().cloned().collect(),
+        cluster_bindings,
+        refused_roles,
     }
 }
 
-/// Whether `existing` already says what `wanted` says (role and subjects).
-pub fn same(existing: &RoleBinding, wanted: &RoleBinding) -> bool {
-    existing.role_ref == wanted.role_ref
-        && existing.subjects.as_deref().unwrap_or_default()
-            == wanted.subjects.as_deref().unwrap_or_default()
-        && existing
-            .metadata
-            .labels
+/// Whether `existing` already says what `wanted` says (role, subjects and
+/// the grant it belongs to).
+pub fn same<B: Binding>(existing: &B, wanted: &B) -> bool {
+    let (existing_meta, existing_role, existing_subjects) = existing.parts();
+    let (wanted_meta, wanted_role, wanted_subjects) = wanted.parts();
+    let grant = |meta: &ObjectMeta| {
+        meta.labels
             .as_ref()
             .and_then(|l| l.get(GRANT_LABEL))
-            == wanted
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(GRANT_LABEL))
+            .cloned()
+    };
+    existing_role == wanted_role
+        && existing_subjects == wanted_subjects
+        && grant(existing_meta) == grant(wanted_meta)
 }
 
 #[cfg(test)]
@@ -172,6 +230,7 @@ mod tests {
             policy: "crm".into(),
             group: "Engineering".into(),
             cluster_roles: vec!["edit".into(), "cluster-admin".into()],
+            cluster_wide_roles: Vec::new(),
             namespaces: vec!["team-a".into(), "gone".into()],
             namespace_selector: Some(LabelSelector {
                 match_labels: Some(BTreeMap::from([("team".into(), "eng".into())])),
@@ -208,7 +267,10 @@ mod tests {
         };
         let members = BTreeSet::from(["ada@example.com".to_owned()]);
         let reached = namespaces(&spec(), &cluster()).unwrap();
-        let bindable = BTreeSet::from(["edit".to_owned(), "view".to_owned()]);
+        let bindable = Options {
+            bindable_cluster_roles: BTreeSet::from(["edit".to_owned(), "view".to_owned()]),
+            ..Default::default()
+        };
         let plan = plan(
             "roster",
             "eng",
@@ -249,7 +311,10 @@ mod tests {
             groups_prefix: None,
         };
         let reached = BTreeSet::from(["team-a".to_owned()]);
-        let bindable = BTreeSet::from(["edit".to_owned()]);
+        let bindable = Options {
+            bindable_cluster_roles: BTreeSet::from(["edit".to_owned()]),
+            ..Default::default()
+        };
         let plan = plan(
             "roster",
             "eng",
@@ -261,6 +326,56 @@ mod tests {
             &bindable,
         );
         assert_eq!(plan.bindings.values().next().unwrap().subjects, None);
+    }
+
+    #[test]
+    fn cluster_wide_roles_are_bound_only_where_the_deployment_allows_them() {
+        let names = KubernetesNames {
+            username_prefix: "oidc:".into(),
+            groups_prefix: None,
+        };
+        let mut spec = spec();
+        spec.cluster_roles.clear();
+        spec.cluster_wide_roles = vec!["view".into(), "cluster-admin".into()];
+        let members = BTreeSet::from(["ada@example.com".to_owned()]);
+        let allowed = Options {
+            bindable_cluster_roles: BTreeSet::from(["view".to_owned()]),
+            cluster_wide_roles: BTreeSet::from(["view".to_owned()]),
+        };
+        let reached = BTreeSet::from(["team-a".to_owned()]);
+        let planned = plan(
+            "roster", "eng", "u", &spec, &names, &members, &reached, &allowed,
+        );
+        assert!(planned.bindings.is_empty());
+        assert_eq!(planned.cluster_bindings.len(), 1);
+        let binding = planned.cluster_bindings.values().next().unwrap();
+        assert_eq!(binding.role_ref.name, "view");
+        assert_eq!(binding.metadata.namespace, None);
+        assert_eq!(
+            binding.subjects.as_ref().unwrap()[0].name,
+            "oidc:ada@example.com"
+        );
+        assert_eq!(
+            planned.refused_roles,
+            vec!["cluster-admin (cluster-wide)".to_owned()]
+        );
+        // Bindable in namespaces is not bindable cluster-wide.
+        let namespaced_only = Options {
+            bindable_cluster_roles: BTreeSet::from(["view".to_owned()]),
+            ..Default::default()
+        };
+        let planned = plan(
+            "roster",
+            "eng",
+            "u",
+            &spec,
+            &names,
+            &members,
+            &reached,
+            &namespaced_only,
+        );
+        assert!(planned.cluster_bindings.is_empty());
+        assert_eq!(planned.refused_roles.len(), 2);
     }
 
     #[test]

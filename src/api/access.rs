@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.clusterRoles) && size(self.clusterRoles) > 0) || (has(self.clusterWideRoles) && size(self.clusterWideRoles) > 0)").message("an AccessGrant binds at least one role: clusterRoles (in namespaces) or clusterWideRoles").reason(Reason::FieldValueRequired))]
 pub struct AccessGrantSpec {
     /// Name of the ProvisioningPolicy, in this namespace, whose Group is
     /// granted. The policy must set `kubernetes.usernamePrefix`.
@@ -70,8 +71,16 @@ pub struct AccessGrantSpec {
     /// ClusterRoles bound in each namespace (e.g. `view`, `edit`). Roster
     /// binds only those its deployment allows (the chart's
     /// `accessGrants.bindableClusterRoles`); others are reported, not bound.
-    #[schemars(length(min = 1, max = 16))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub cluster_roles: Vec<String>,
+    /// ClusterRoles bound cluster-wide (one ClusterRoleBinding each), only
+    /// those the deployment allows cluster-wide (the chart's
+    /// `accessGrants.clusterWideRoles`, empty by default); others are
+    /// reported, not bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub cluster_wide_roles: Vec<String>,
     /// Namespaces by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
@@ -88,7 +97,8 @@ pub struct AccessGrantStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// How many RoleBindings Roster keeps for the grant.
+    /// How many bindings (RoleBindings and ClusterRoleBindings) Roster
+    /// keeps for the grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding_count: Option<i64>,
     /// The bindings, with how many subjects each has.
@@ -100,10 +110,12 @@ pub struct AccessGrantStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// One RoleBinding Roster keeps.
+/// One binding Roster keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantedBinding {
+    /// The RoleBinding's namespace; empty for a ClusterRoleBinding.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     pub name: String,
     pub cluster_role: String,

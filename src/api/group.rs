@@ -81,19 +81,40 @@ pub struct GroupSpec {
     pub members: Vec<GroupMember>,
 }
 
-/// One member of a group.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One member of a group: a SCIM id (`value`), as identity providers push
+/// members, or a `userName`, as a person writes them in git.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.userName)").message("a member names either value (a SCIM id) or userName, not both").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.userName) || !has(self.type) || self.type == 'User'").message("a member named by userName is a User").reason(Reason::FieldValueInvalid))]
 pub struct GroupMember {
     /// SCIM id (object name) of the member User or Group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 253))]
     pub value: String,
+    /// The member User's userName, within the group's policy: how a Group
+    /// kept in git names people. A name no User has yet is reported in the
+    /// Members condition and joins when that User appears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub user_name: Option<String>,
     /// Whether the member is a `User` (default) or a nested `Group`.
     #[serde(default, rename = "type")]
     pub kind: MemberKind,
     /// The member's name, for display only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
+}
+
+impl GroupMember {
+    /// Whether this declared member is User `id` named `user_name` (as
+    /// userNames compare).
+    pub fn is(&self, id: &str, user_name: &str) -> bool {
+        match &self.user_name {
+            Some(name) => crate::identity::same_user_name(name, user_name),
+            None => self.value == id,
+        }
+    }
 }
 
 /// Kinds of group member.
@@ -129,6 +150,10 @@ pub struct GroupStatus {
     /// When the group was last synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<Time>,
+    /// The generation of the spec the controller last acted on: with the
+    /// Ready condition, what GitOps tools (kstatus, Argo CD) read as done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// `Ready` summarises the others; one condition per aspect says what is wrong.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -257,6 +257,10 @@ pub struct UserStatus {
     /// The user's account in the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    /// The generation of the spec the controller last acted on: with the
+    /// Ready condition, what GitOps tools (kstatus, Argo CD) read as done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// `Ready` summarises the others; one condition per aspect says what is wrong.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -84,6 +84,9 @@ pub struct Context {
     pub slices: Store<GroupMemberSlice>,
     /// The slices' names by group, fed with the slice cache.
     pub slice_index: SliceIndex,
+    /// The process's membership index, where the operator runs one: finds
+    /// the Users a Group kept in git names by userName.
+    pub index: Option<crate::directory::membership::MembershipIndex>,
     /// The IdPs' metadata read from URLs and ConfigMaps, for the policies'
     /// SamlTrust condition and certificate gauge.
     pub metadata: crate::saml::idp_metadata::MetadataSources,
@@ -160,6 +163,7 @@ impl Context {
             policies,
             slices,
             slice_index: SliceIndex::default(),
+            index: None,
             metadata: Default::default(),
             listed: Vec::new(),
             throttles: Mutex::default(),
@@ -309,6 +313,42 @@ impl Context {
     pub fn with_slice_index(mut self, index: SliceIndex) -> Self {
         self.slice_index = index;
         self
+    }
+
+    /// With the process's membership index.
+    pub fn with_index(
+        mut self,
+        index: Option<crate::directory::membership::MembershipIndex>,
+    ) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// The ids of the Users of `policy` named `user_names` (keyed by the
+    /// folded userName): from the index, and for the names it doesn't know
+    /// (a User a moment old, or no index) from the userName claims.
+    pub async fn users_named(
+        &self,
+        namespace: &str,
+        policy: &str,
+        user_names: &BTreeSet<String>,
+    ) -> Result<HashMap<String, String>, Error> {
+        let claims = crate::directory::UserNames::new(self.client.clone(), namespace, policy);
+        let mut found = HashMap::new();
+        for name in user_names {
+            let indexed = self
+                .index
+                .as_ref()
+                .and_then(|index| index.user_by_name(namespace, policy, name));
+            let id = match indexed {
+                Some(id) => Some(id),
+                None => claims.holder(name).await.map_err(Error::Kube)?,
+            };
+            if let Some(id) = id {
+                found.insert(crate::identity::fold_user_name(name), id);
+            }
+        }
+        Ok(found)
     }
 
     /// The slices of `group` in `namespace`, from the cache.

@@ -90,8 +90,13 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let namespace = group.namespace().unwrap_or_default();
     let generation = group.metadata.generation.unwrap_or_default();
     let status = group.status.clone().unwrap_or_default();
-    let declared: BTreeSet<String> = group.spec.members.iter().map(|m| m.value.clone()).collect();
+    let (declared, unknown_names) = declared_members(group, ctx).await?;
     let mut diff = diff_members(group, ctx, &declared, &status.synced_members).await?;
+    diff.skipped
+        .extend(unknown_names.into_iter().map(|name| Skipped {
+            id: name,
+            foreign_policy: None,
+        }));
     warn_skipped(group, ctx, &diff.skipped).await;
     let dry_run = ctx.policy(&namespace, &group.spec.policy).await;
     if let Some(policy) = dry_run.filter(|p| p.spec.application.dry_run) {
@@ -303,6 +308,43 @@ async fn hold_removals(
 /// `desired` members against `synced`: members that are not Users of the
 /// group's policy are skipped — never pushed, since their account id is
 /// another application's (or nobody's).
+/// The ids of the Users the group's spec declares (by id, or by a userName
+/// a User of its policy has), and the userNames no such User has (yet).
+async fn declared_members(
+    group: &Group,
+    ctx: &Context,
+) -> Result<(BTreeSet<String>, Vec<String>), Error> {
+    let names: BTreeSet<String> = group
+        .spec
+        .members
+        .iter()
+        .filter_map(|m| m.user_name.clone())
+        .collect();
+    let found = if names.is_empty() {
+        Default::default()
+    } else {
+        let namespace = group.namespace().unwrap_or_default();
+        ctx.users_named(&namespace, &group.spec.policy, &names)
+            .await?
+    };
+    let mut ids = BTreeSet::new();
+    let mut unknown = Vec::new();
+    for member in &group.spec.members {
+        match &member.user_name {
+            None => {
+                ids.insert(member.value.clone());
+            }
+            Some(name) => match found.get(&crate::identity::fold_user_name(name)) {
+                Some(id) => {
+                    ids.insert(id.clone());
+                }
+                None => unknown.push(name.clone()),
+            },
+        }
+    }
+    Ok((ids, unknown))
+}
+
 async fn diff_members(
     group: &Group,
     ctx: &Context,
@@ -534,8 +576,17 @@ async fn delete(group: &Group, ctx: &Context) -> Result<Action, Error> {
 fn member_count(group: &Group, ctx: &Context) -> i64 {
     let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
-    let mut members: BTreeSet<String> =
-        group.spec.members.iter().map(|m| m.value.clone()).collect();
+    // Declared by id or by userName: one each (a person named both ways
+    // counts twice until the spec says it once).
+    let mut members: BTreeSet<String> = group
+        .spec
+        .members
+        .iter()
+        .map(|m| match &m.user_name {
+            Some(name) => format!("userName:{}", crate::identity::fold_user_name(name)),
+            None => m.value.clone(),
+        })
+        .collect();
     for slice in ctx.slices_of(&namespace, &name) {
         members.extend(slice.spec.members.keys().cloned());
     }
@@ -580,6 +631,7 @@ async fn write_status(
         _ => Source::Manual,
     });
     status.member_count = Some(member_count(group, ctx));
+    status.observed_generation = group.metadata.generation;
     status.conditions = conditions::merge(
         &current.conditions,
         &decided,

@@ -253,23 +253,28 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let metadata = crate::saml::idp_metadata::MetadataSources::default();
-    run_with(client, namespace, instance, public_url, metadata, shutdown).await
+    run_with(
+        client, namespace, instance, public_url, metadata, None, shutdown,
+    )
+    .await
 }
 
 /// [`run`], reading IdP metadata (for the policies' SamlTrust condition)
-/// through `metadata`.
+/// through `metadata`, and finding Users by userName (for Groups kept in
+/// git) in the process's membership `index`, when there is one.
 pub async fn run_with(
     client: kube::Client,
     namespace: Option<String>,
     instance: Option<String>,
     public_url: Option<String>,
     metadata: crate::saml::idp_metadata::MetadataSources,
+    index: Option<crate::directory::membership::MembershipIndex>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
     let (users, mut user_events, users_ready, users_feed) =
-        cached::<UserView>(&client, namespace.as_deref(), 2, |_| {}, |_| {});
+        cached::<UserView>(&client, namespace.as_deref(), 3, |_| {}, |_| {});
     let (groups, mut group_events, groups_ready, groups_feed) =
         cached::<Group>(&client, namespace.as_deref(), 3, strip_group, |_| {});
     let (policies, mut policy_events, policies_ready, policies_feed) =
@@ -302,6 +307,7 @@ pub async fn run_with(
             public_url,
         )
         .with_slice_index(slice_index.clone())
+        .with_index(index.clone())
         .with_metadata(metadata)
         .with_nudges(context::Nudges {
             policies: Some(policy_nudges),
@@ -383,8 +389,21 @@ pub async fn run_with(
         }
     };
     let group_policy_changes = policy_events.remove(0).filter(spec_changed());
+    // A User reaches the Groups kept in git that name it (by id or
+    // userName): one that names someone before they exist picks them up.
+    let groups_declaring = move |user: Arc<UserView>| {
+        let namespace = user.namespace().unwrap_or_default();
+        index
+            .as_ref()
+            .map(|index| index.groups_declaring(&namespace, &user.name_any()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|group| ObjectRef::<Group>::new(&group).within(&namespace))
+            .collect::<Vec<_>>()
+    };
     let group_controller = Controller::for_shared_stream(group_events.remove(0), groups.clone())
         .watches_shared_stream(group_policy_changes, groups_of_policy)
+        .watches_shared_stream(user_events.remove(0), groups_declaring)
         .watches_shared_stream(slice_events.remove(0), group_of_slice)
         .reconcile_on(queue(group_nudged))
         .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))

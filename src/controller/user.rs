@@ -655,6 +655,7 @@ async fn write_status(
         active: Some(user.spec.is_active()),
         last_login: current.last_login.clone(),
         account,
+        observed_generation: generation,
         conditions: merged,
     };
     if status == current {
@@ -666,6 +667,7 @@ async fn write_status(
             "source": status.source,
             "active": status.active,
             "account": status.account,
+            "observedGeneration": status.observed_generation,
             "conditions": status.conditions,
         }),
     )

@@ -22,7 +22,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Map, Value};
 
 use crate::api::{Group, GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
+use crate::directory::group_names::{Declared, GroupEntry, GroupNames};
 use crate::directory::views::{GroupNameView, Person, PersonView};
+use crate::identity::fold_user_name;
 
 /// (namespace, group name).
 pub type GroupKey = (String, String);
@@ -70,6 +72,7 @@ impl GroupSlices {
             .filter(|(id, _)| seen.insert(id.as_str()))
             .map(|(id, m)| GroupMember {
                 value: id.clone(),
+                user_name: None,
                 kind: m.kind,
                 display: m.display.clone(),
             })
@@ -163,12 +166,23 @@ pub struct MembershipIndex {
 /// Namespace -> its Users.
 type People = HashMap<String, NamespacePeople>;
 
-/// One namespace's Users: what the gate reads of each, by id, and the ids
-/// by SAML subject, so a login finds its User without listing.
+/// One namespace's Users: what the gate reads of each, by id, the ids by
+/// SAML subject, so a login finds its User without listing, and by userName
+/// (hashed with the policy: 8 bytes a User), so a Group kept in git finds
+/// the people it names.
 #[derive(Default)]
 struct NamespacePeople {
     by_id: HashMap<String, Arc<Person>>,
     by_subject: HashMap<Box<str>, Vec<String>>,
+    by_name: HashMap<u64, Box<str>>,
+}
+
+/// The key of (policy, userName) in [`NamespacePeople::by_name`].
+fn name_key(policy: &str, user_name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default)
+        .hash_one((policy, fold_user_name(user_name).as_str()))
 }
 
 impl NamespacePeople {
@@ -180,7 +194,21 @@ impl NamespacePeople {
                 .or_default()
                 .push(id.clone());
         }
+        self.by_name.insert(
+            name_key(&person.policy, &person.user_name),
+            id.as_str().into(),
+        );
         self.by_id.insert(id, Arc::new(person));
+    }
+
+    /// The User of `policy` named `user_name`.
+    fn by_name(&self, policy: &str, user_name: &str) -> Option<&str> {
+        let id = self.by_name.get(&name_key(policy, user_name))?;
+        let person = self.by_id.get(&**id)?;
+        // A hash, so confirmed (a collision finds nobody rather than someone else).
+        (*person.policy == *policy
+            && fold_user_name(&person.user_name) == fold_user_name(user_name))
+        .then_some(&**id)
     }
 
     fn remove(&mut self, id: &str) {
@@ -195,10 +223,12 @@ impl NamespacePeople {
                 self.by_subject.remove(subject);
             }
         }
+        let key = name_key(&old.policy, &old.user_name);
+        if self.by_name.get(&key).is_some_and(|named| **named == *id) {
+            self.by_name.remove(&key);
+        }
     }
 }
-/// Group -> (its policy, its display name).
-type GroupNames = HashMap<GroupKey, (String, Arc<str>)>;
 /// Namespace -> member id -> the groups (names) holding it.
 type MemberGroups = HashMap<String, HashMap<String, Vec<Arc<str>>>>;
 
@@ -219,7 +249,7 @@ struct Inner {
     /// Reverse of `groups`: which groups each member is in.
     member_groups: MemberGroups,
     group_names: GroupNames,
-    group_name_relists: HashMap<Option<String>, GroupNames>,
+    group_name_relists: HashMap<Option<String>, HashMap<GroupKey, GroupEntry>>,
 }
 
 /// The kinds the index watches.
@@ -460,9 +490,23 @@ impl MembershipIndex {
             .cloned()
     }
 
+    /// The id of the User of `policy` whose userName is `user_name` (as
+    /// userNames compare), if the index knows one.
+    pub fn user_by_name(&self, namespace: &str, policy: &str, user_name: &str) -> Option<String> {
+        let inner = self.inner.lock().expect("index lock");
+        Some(
+            inner
+                .people
+                .get(namespace)?
+                .by_name(policy, user_name)?
+                .to_owned(),
+        )
+    }
+
     /// The userNames of the active Users in the Group of `policy` whose
-    /// display name is `display_name`; `None` if there is no such Group.
-    /// Members that are groups (nested) are not Users and are left out.
+    /// display name is `display_name` (pushed into its slices or declared in
+    /// its spec); `None` if there is no such Group. Members that are groups
+    /// (nested) are not Users and are left out.
     pub fn active_member_names(
         &self,
         namespace: &str,
@@ -470,19 +514,28 @@ impl MembershipIndex {
         display_name: &str,
     ) -> Option<BTreeSet<String>> {
         let inner = self.inner.lock().expect("index lock");
-        let key = inner
+        let group = inner
             .group_names
-            .iter()
-            .find(|((ns, _), (group_policy, display))| {
-                ns == namespace && group_policy == policy && **display == *display_name
-            })
-            .map(|(key, _)| key.clone())?;
+            .by_display(namespace, policy, display_name)?;
+        let key = (namespace.to_owned(), group.to_owned());
         let people = inner.people.get(namespace);
-        let names = inner
+        let pushed = inner
             .groups
             .get(&key)
             .into_iter()
             .flat_map(|slices| slices.member_slice.keys())
+            .map(String::as_str);
+        let declared = inner
+            .group_names
+            .get(&key)
+            .into_iter()
+            .flat_map(|entry| entry.declared.iter())
+            .filter_map(|who| match who {
+                Declared::Id(id) => Some(&**id),
+                Declared::UserName(name) => people?.by_name(policy, name),
+            });
+        let names = pushed
+            .chain(declared)
             .filter_map(|id| people?.by_id.get(id))
             .filter(|person| person.active && *person.policy == *policy)
             .map(|person| person.user_name.to_string())
@@ -490,28 +543,62 @@ impl MembershipIndex {
         Some(names)
     }
 
-    /// The display names of the groups of `policy` that member `id` is in,
-    /// sorted.
+    /// The display names of the groups of `policy` that User `id` is in
+    /// (pushed or declared), sorted.
     pub fn group_names_of(&self, namespace: &str, policy: &str, id: &str) -> Vec<Arc<str>> {
         let inner = self.inner.lock().expect("index lock");
-        let Some(groups) = inner
+        let pushed = inner
             .member_groups
             .get(namespace)
             .and_then(|members| members.get(id))
-        else {
-            return Vec::new();
-        };
-        let mut names: Vec<Arc<str>> = groups
+            .map_or(&[][..], Vec::as_slice);
+        let by_id = inner
+            .group_names
+            .declaring(namespace, &Declared::Id(id.into()));
+        let by_name = inner
+            .people
+            .get(namespace)
+            .and_then(|people| people.by_id.get(id))
+            .map_or(&[][..], |person| {
+                let name = Declared::UserName(fold_user_name(&person.user_name).into());
+                inner.group_names.declaring(namespace, &name)
+            });
+        let mut names: Vec<Arc<str>> = pushed
             .iter()
+            .chain(by_id)
+            .chain(by_name)
             .filter_map(|group| {
-                let (group_policy, display) = inner
+                let entry = inner
                     .group_names
                     .get(&(namespace.to_owned(), group.to_string()))?;
-                (group_policy == policy).then(|| display.clone())
+                (*entry.policy == *policy).then(|| entry.display_name.clone())
             })
             .collect();
         names.sort();
+        names.dedup();
         names
+    }
+
+    /// The groups whose spec declares User `id`, by id or by its userName.
+    pub fn groups_declaring(&self, namespace: &str, id: &str) -> Vec<String> {
+        let inner = self.inner.lock().expect("index lock");
+        let mut groups: Vec<String> = inner
+            .group_names
+            .declaring(namespace, &Declared::Id(id.into()))
+            .iter()
+            .map(|group| group.to_string())
+            .collect();
+        if let Some(person) = inner.people.get(namespace).and_then(|p| p.by_id.get(id)) {
+            let name = Declared::UserName(fold_user_name(&person.user_name).into());
+            groups.extend(
+                inner
+                    .group_names
+                    .declaring(namespace, &name)
+                    .iter()
+                    .map(|group| group.to_string()),
+            );
+        }
+        groups
     }
 
     /// Records a User the service just wrote.
@@ -528,9 +615,10 @@ impl MembershipIndex {
         let mut inner = self.inner.lock().expect("index lock");
         inner.group_names.insert(
             (group.namespace().unwrap_or_default(), group.name_any()),
-            (
-                group.spec.policy.clone(),
-                Arc::from(group.spec.display_name.as_str()),
+            GroupEntry::new(
+                &group.spec.policy,
+                &group.spec.display_name,
+                &group.spec.members,
             ),
         );
     }
@@ -633,23 +721,14 @@ impl MembershipIndex {
     }
 
     fn apply_group(&self, scope: &Option<String>, event: watcher::Event<GroupNameView>) {
-        let entry = |group: &GroupNameView| {
-            (
-                (group.namespace().unwrap_or_default(), group.name_any()),
-                (
-                    group.spec.policy.clone(),
-                    Arc::from(group.spec.display_name.as_str()),
-                ),
-            )
-        };
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(group) => {
-                let (key, value) = entry(&group);
-                inner.group_names.insert(key, value);
+                let (key, entry) = GroupEntry::of_view(&group);
+                inner.group_names.insert(key, entry);
             }
             watcher::Event::Delete(group) => {
-                inner.group_names.remove(&entry(&group).0);
+                inner.group_names.remove(&GroupEntry::of_view(&group).0);
             }
             watcher::Event::Init => {
                 inner
@@ -658,8 +737,8 @@ impl MembershipIndex {
             }
             watcher::Event::InitApply(group) => {
                 if let Some(relist) = inner.group_name_relists.get_mut(scope) {
-                    let (key, value) = entry(&group);
-                    relist.insert(key, value);
+                    let (key, entry) = GroupEntry::of_view(&group);
+                    relist.insert(key, entry);
                 }
             }
             watcher::Event::InitDone => {
@@ -668,8 +747,7 @@ impl MembershipIndex {
                 if let Some(relist) = inner.group_name_relists.remove(scope) {
                     inner
                         .group_names
-                        .retain(|(namespace, _), _| !in_scope(scope, namespace));
-                    inner.group_names.extend(relist);
+                        .replace(|namespace| in_scope(scope, namespace), relist);
                 }
             }
         }
@@ -708,7 +786,7 @@ impl MembershipIndex {
                 users.apply_user(scope, event);
                 users.changed();
             }),
-            // Projected: of each Group its policy and display name.
+            // Projected: of each Group its policy, display name and declared members.
             watch_scopes::<GroupNameView>(&client, &scopes, "groups", |scope, event| {
                 groups.apply_group(scope, event);
                 groups.changed();
@@ -763,6 +841,7 @@ mod tests {
     fn member(id: &str) -> GroupMember {
         GroupMember {
             value: id.into(),
+            user_name: None,
             ..Default::default()
         }
     }
@@ -1025,5 +1104,67 @@ mod tests {
             index.user_by_subject("ns", "crm", "okta|1").as_deref(),
             Some("b")
         );
+    }
+
+    #[test]
+    fn a_group_kept_in_git_reaches_its_people_by_user_name_and_they_reach_it() {
+        let index = MembershipIndex::default();
+        let user = |id: &str, user_name: &str, active: bool| {
+            let mut user = crate::api::User::new(
+                id,
+                crate::api::UserSpec {
+                    policy: "p".into(),
+                    user_name: user_name.into(),
+                    active: Some(active),
+                    ..Default::default()
+                },
+            );
+            user.metadata.namespace = Some("a".into());
+            user
+        };
+        index.observe_user(&user("u-ada", "ada@example.com", true));
+        index.observe_user(&user("u-bob", "bob@example.com", false));
+        assert_eq!(
+            index.user_by_name("a", "p", "ADA@example.com").as_deref(),
+            Some("u-ada")
+        );
+        assert_eq!(index.user_by_name("a", "q", "ada@example.com"), None);
+        let scope = Some("a".to_owned());
+        let declared: GroupNameView = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "g-git", "namespace": "a"},
+            "spec": {"policy": "p", "displayName": "Platform", "members": [
+                {"userName": "Ada@Example.com"}, {"userName": "bob@example.com"},
+                {"userName": "nobody@example.com"}, {"value": "u-carl"}
+            ]},
+        }))
+        .unwrap();
+        index.apply_group(&scope, watcher::Event::Apply(declared));
+        index.observe_user(&user("u-carl", "carl@example.com", true));
+        // Bob is inactive; nobody has no User.
+        assert_eq!(
+            index.active_member_names("a", "p", "Platform"),
+            Some(
+                ["ada@example.com", "carl@example.com"]
+                    .map(String::from)
+                    .into()
+            )
+        );
+        assert_eq!(
+            index.group_names_of("a", "p", "u-ada"),
+            vec![Arc::from("Platform")]
+        );
+        assert_eq!(
+            index.group_names_of("a", "p", "u-carl"),
+            vec![Arc::from("Platform")]
+        );
+        assert!(index.group_names_of("a", "q", "u-ada").is_empty());
+        assert_eq!(
+            index.groups_declaring("a", "u-ada"),
+            vec!["g-git".to_owned()]
+        );
+        // Renamed: the userName no longer matches.
+        index.observe_user(&user("u-ada", "ada.lovelace@example.com", true));
+        assert_eq!(index.user_by_name("a", "p", "ada@example.com"), None);
+        assert!(index.group_names_of("a", "p", "u-ada").is_empty());
     }
 }

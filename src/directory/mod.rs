@@ -3,7 +3,8 @@
 //!
 //! - `store`: one policy's Users, Groups and member slices in the API, with
 //!   the field manager of their writer, and userName `claims`;
-//! - `membership`: the watch-fed index of member slices and user ids;
+//! - `membership`: the watch-fed index of member slices and user ids, and
+//!   `group_names`: its Groups (display names, members declared in git);
 //! - `policies`: the watch-fed policy cache;
 //! - `tokens`: SCIM bearer tokens, from the policy's Secret;
 //! - `consumed`: SAML assertion and request ids already used;
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod claims;
 pub mod consumed;
 pub mod events;
+pub mod group_names;
 pub mod intern;
 pub mod membership;
 pub mod policies;

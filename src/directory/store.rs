@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A precondition failed: the object changed since it was read.
     #[error("the resource changed concurrently")]
     Conflict,
+    /// Fields the write would change are kept by another writer (a Group
+    /// applied from git): theirs to change, never overwritten.
+    #[error("{0}")]
+    KeptElsewhere(String),
     /// The userName is held by another live User of the policy.
     #[error("userName \"{0}\" is already taken")]
     UserNameTaken(String),
@@ -52,7 +56,10 @@ pub enum StoreError {
 impl From<kube::Error> for StoreError {
     fn from(error: kube::Error) -> Self {
         match &error {
-            kube::Error::Api(status) if status.code == 409 => Self::Conflict,
+            kube::Error::Api(status) if status.code == 409 => match kept_elsewhere(status) {
+                Some(fields) => Self::KeptElsewhere(fields),
+                None => Self::Conflict,
+            },
             kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
                 Self::Refused(error)
             }
@@ -62,6 +69,35 @@ impl From<kube::Error> for StoreError {
             _ => Self::Unavailable(error),
         }
     }
+}
+
+/// What a server-side apply conflict names: the fields and the field
+/// managers that keep them, e.g. `.spec.displayName (kept by
+/// argocd-controller)`. `None` for other conflicts (a stale resourceVersion).
+fn kept_elsewhere(status: &kube::core::Status) -> Option<String> {
+    let causes: Vec<String> = status
+        .details
+        .as_ref()?
+        .causes
+        .iter()
+        .filter(|cause| cause.reason == "FieldManagerConflict")
+        .map(|cause| {
+            let manager = cause
+                .message
+                .split('"')
+                .nth(1)
+                .unwrap_or("another field manager");
+            format!("{} (kept by {manager})", cause.field)
+        })
+        .collect();
+    (!causes.is_empty()).then(|| {
+        format!(
+            "{} of this resource {} managed outside SCIM (e.g. in git): change {} there",
+            causes.join(", "),
+            if causes.len() == 1 { "is" } else { "are" },
+            if causes.len() == 1 { "it" } else { "them" },
+        )
+    })
 }
 
 /// Whether a SCIM id can be an object's name. Roster mints UUIDs, but a
@@ -421,7 +457,7 @@ impl Directory {
         let id = uuid::Uuid::new_v4().to_string();
         let written = match self.change_members(&id, &members, &[]).await {
             Ok(()) => {
-                self.write_group(&id, &spec, None, Some(self.deadline))
+                self.write_group(&id, &spec, None, Some(self.deadline), false)
                     .await
             }
             Err(error) => Err(error),
@@ -445,7 +481,8 @@ impl Directory {
         if let Some(existing) = self.group(&jit_name).await? {
             if existing.labels().get(SOURCE_LABEL).map(String::as_str) == Some("jit") {
                 let rv = existing.metadata.resource_version.clone();
-                let group = self.apply_group(&jit_name, &spec, rv).await?;
+                // Taken over from the JIT writer, whose fields SCIM now keeps.
+                let group = self.write_group(&jit_name, &spec, rv, None, true).await?;
                 self.replace_members(&group, &members).await?;
                 return Ok((group, true));
             }
@@ -459,16 +496,20 @@ impl Directory {
         spec: &GroupSpec,
         resource_version: Option<String>,
     ) -> Result<Group> {
-        self.write_group(id, spec, resource_version, None).await
+        self.write_group(id, spec, resource_version, None, false)
+            .await
     }
 
     /// Applies a group; a creation records its request's `deadline`.
+    /// `take_over`: the fields other writers keep become SCIM's (a JIT group
+    /// adopted); otherwise a field kept elsewhere refuses the write.
     async fn write_group(
         &self,
         id: &str,
         spec: &GroupSpec,
         resource_version: Option<String>,
         deadline: Option<Timestamp>,
+        take_over: bool,
     ) -> Result<Group> {
         let mut object = json!({
             "apiVersion": API_VERSION,
@@ -491,7 +532,11 @@ impl Directory {
             object["metadata"]["annotations"][REQUEST_DEADLINE_ANNOTATION] =
                 json!(deadline.to_string());
         }
-        let params = PatchParams::apply(SCIM_MANAGER).force();
+        // Not forced: a field git keeps (Argo CD applies the Group too) is
+        // refused, never taken over, so neither side keeps overwriting the
+        // other; equal values are simply kept by both.
+        let mut params = PatchParams::apply(SCIM_MANAGER);
+        params.force = take_over;
         let group = self
             .api::<Group>()
             .patch(id, &params, &Patch::Apply(&object))
@@ -557,9 +602,29 @@ impl Directory {
             .any(|s| s.spec.members.contains_key(member)))
     }
 
-    /// A group's members: those declared in its spec and those in its slices.
+    /// A group's members: those declared in its spec (one named by a
+    /// userName no User of the policy has is left out) and those in its
+    /// slices.
     pub async fn members(&self, group: &Group) -> Result<Vec<GroupMember>> {
-        let mut members = group.spec.members.clone();
+        let mut members: Vec<GroupMember> = group
+            .spec
+            .members
+            .iter()
+            .filter_map(|member| match &member.user_name {
+                None => Some(member.clone()),
+                Some(name) => {
+                    let id = self
+                        .index
+                        .user_by_name(&self.namespace, &self.policy, name)?;
+                    Some(GroupMember {
+                        value: id,
+                        user_name: None,
+                        kind: member.kind,
+                        display: Some(name.clone()),
+                    })
+                }
+            })
+            .collect();
         let declared: BTreeSet<String> = members.iter().map(|m| m.value.clone()).collect();
         let sliced = self.group_slices(&group.name_any()).await?.members();
         members.extend(sliced.into_iter().filter(|m| !declared.contains(&m.value)));
@@ -691,6 +756,35 @@ fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_apply_conflict_names_the_fields_and_who_keeps_them() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Apply failed with 1 conflict: conflict with \"argocd-controller\" using roster.dev/v1alpha1: .spec.displayName",
+            "details": {"causes": [{
+                "reason": "FieldManagerConflict",
+                "message": "conflict with \"argocd-controller\" using roster.dev/v1alpha1",
+                "field": ".spec.displayName"
+            }]}
+        }))
+        .unwrap();
+        let error = StoreError::from(kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            error.to_string(),
+            ".spec.displayName (kept by argocd-controller) of this resource is managed outside SCIM (e.g. in git): change it there"
+        );
+        // A stale resourceVersion is a plain conflict.
+        let stale: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "the object has been modified"
+        }))
+        .unwrap();
+        assert!(matches!(
+            StoreError::from(kube::Error::Api(Box::new(stale))),
+            StoreError::Conflict
+        ));
+    }
 
     #[test]
     fn only_kubernetes_object_names_can_be_member_ids() {

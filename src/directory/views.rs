@@ -321,7 +321,8 @@ fn sessions_not_before(metadata: &ObjectMeta) -> Option<i64> {
     )
 }
 
-/// A Group as the membership index reads it: its policy and display name.
+/// A Group as the membership index reads it: its policy, display name and
+/// the members its spec declares (a Group kept in git).
 #[derive(Clone, Debug, Deserialize)]
 pub struct GroupNameView {
     #[serde(deserialize_with = "trimmed_metadata")]
@@ -334,6 +335,8 @@ pub struct GroupNameView {
 pub struct GroupNameViewSpec {
     pub policy: String,
     pub display_name: String,
+    #[serde(default)]
+    pub members: Vec<crate::api::GroupMember>,
 }
 
 /// A projection watched as the kind `$kind` it projects.

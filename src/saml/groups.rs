@@ -108,6 +108,7 @@ impl JitGroups {
         let groups = self.groups().await?;
         let member = GroupMember {
             value: id.clone(),
+            user_name: None,
             kind: MemberKind::User,
             display: Some(user.spec.user_name.clone()),
         };
@@ -116,7 +117,11 @@ impl JitGroups {
                 Some(group) => group.clone(),
                 None => self.create(name).await?,
             };
-            let declared = group.spec.members.iter().any(|m| m.value == id);
+            let declared = group
+                .spec
+                .members
+                .iter()
+                .any(|m| m.is(&id, &user.spec.user_name));
             if declared || self.directory.in_slices(&group.name_any(), &id).await? {
                 continue;
             }

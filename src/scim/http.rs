@@ -261,6 +261,7 @@ impl From<StoreError> for ScimError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::UserNameTaken(_) => ScimError::uniqueness(error.to_string()),
+            StoreError::KeptElsewhere(_) => ScimError::mutability(error.to_string()),
             StoreError::NotAMember(_) | StoreError::Invalid(_) => {
                 ScimError::invalid_value(error.to_string())
             }
@@ -1155,6 +1156,7 @@ fn group_members(members: &[patch::Member]) -> Vec<GroupMember> {
         .iter()
         .map(|m| GroupMember {
             value: m.value.clone(),
+            user_name: None,
             kind: match m.r#type.as_deref() {
                 Some(t) if t.eq_ignore_ascii_case("group") => MemberKind::Group,
                 _ => MemberKind::User,

@@ -380,6 +380,7 @@ fn slice_sizes() -> impl Strategy<Value = Vec<usize>> {
 fn group_member(id: &str) -> GroupMember {
     GroupMember {
         value: id.to_owned(),
+        user_name: None,
         kind: MemberKind::User,
         display: None,
     }
@@ -441,6 +442,7 @@ fn check_capacity(
 fn plan_change(slices: &GroupSlices, change: &MembersChange) -> SlicePlan {
     let kind = |m: &Member| GroupMember {
         value: m.value.clone(),
+        user_name: None,
         kind: match m.r#type.as_deref() {
             Some(t) if t.eq_ignore_ascii_case("group") => MemberKind::Group,
             _ => MemberKind::User,

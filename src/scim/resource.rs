@@ -327,6 +327,7 @@ pub fn members_from_scim(value: &Value) -> Result<Vec<GroupMember>, ScimError> {
             };
             Ok(GroupMember {
                 value: value.to_owned(),
+                user_name: None,
                 kind,
                 display: item
                     .get("display")

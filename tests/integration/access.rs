@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use roster::api::{AccessGrant, AccessGrantSpec, KubernetesNames};
@@ -118,6 +118,7 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         index,
         roster::access::Options {
             bindable_cluster_roles: [role.clone(), "view".to_owned()].into(),
+            cluster_wide_roles: [role.clone()].into(),
         },
         std::future::pending(),
     ));
@@ -147,6 +148,7 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
             policy: "crm".into(),
             group: "Engineering".into(),
             cluster_roles: vec![role.clone()],
+            cluster_wide_roles: Vec::new(),
             namespaces: vec![team_a.clone()],
             namespace_selector: Some(LabelSelector {
                 match_labels: Some([("roster-test".to_owned(), ns.clone())].into()),
@@ -240,11 +242,74 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
     );
     assert!(kept.iter().all(|b| b.role_ref.name == role));
 
+    // Cluster-wide, where the deployment allows that role cluster-wide: a
+    // namespace the grant does not list is reached too; `view` is not
+    // allowed cluster-wide and is refused.
+    let team_c = format!("{ns}-c");
+    create_namespace(&client, &team_c).await;
+    assert!(!can_edit(&client, "oidc:grace@example.com", &team_c).await);
+    grants
+        .patch(
+            "engineering-edit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "clusterRoles": [role], "clusterWideRoles": [role, "view"]
+            }})),
+        )
+        .await
+        .unwrap();
+    until_access(&client, "oidc:grace@example.com", &team_c, true, limit).await;
+    assert!(
+        !can_edit(&client, "oidc:ada@example.com", &team_c).await,
+        "deactivated"
+    );
+    let status = eventually("the cluster-wide binding in the status", || async {
+        let status = grants.get("engineering-edit").await.ok()?.status?;
+        (status.binding_count == Some(3)).then_some(status)
+    })
+    .await;
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "RoleNotBindable");
+    assert!(
+        ready.message.contains("view (cluster-wide)"),
+        "{}",
+        ready.message
+    );
+    let cluster_wide = status
+        .bindings
+        .iter()
+        .find(|b| b.namespace.is_empty())
+        .unwrap();
+    assert_eq!(
+        (cluster_wide.cluster_role.as_str(), cluster_wide.subjects),
+        (role.as_str(), 1)
+    );
+
     // The grant deleted: every binding goes, and with it the access.
     grants
         .delete("engineering-edit", &DeleteParams::default())
         .await
         .unwrap();
+    until_access(&client, "oidc:grace@example.com", &team_c, false, limit).await;
+    let cluster_left = Api::<ClusterRoleBinding>::all(client.clone())
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
+        .await
+        .unwrap();
+    let grant_ref = format!("{ns}/engineering-edit");
+    assert!(
+        !cluster_left.items.iter().any(|b| {
+            b.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("roster.dev/access-grant"))
+                == Some(&grant_ref)
+        }),
+        "no ClusterRoleBinding of the grant is left"
+    );
     until_access(&client, "oidc:grace@example.com", &team_a, false, limit).await;
     until_access(&client, "oidc:grace@example.com", &team_b, false, limit).await;
     eventually("the grant to be gone", || async {

@@ -84,8 +84,9 @@ fn health(object: &impl serde::Serialize) -> (String, String) {
     )
 }
 
-/// Writes a Ready condition as Roster's controllers do (the same merge), for
-/// `generation`, and returns the object as the API server then holds it.
+/// Writes a Ready condition as Roster's controllers do (the same merge) and
+/// `status.observedGeneration`, for `generation`, and returns the object as
+/// the API server then holds it.
 async fn with_ready<K>(api: &Api<K>, object: &K, ready: Decided, generation: Option<i64>) -> K
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -99,7 +100,9 @@ where
     api.patch_status(
         &object.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"conditions": conditions}})),
+        &Patch::Merge(
+            json!({"status": {"conditions": conditions, "observedGeneration": generation}}),
+        ),
     )
     .await
     .unwrap()
@@ -204,4 +207,21 @@ fn strings_reach_lua_intact() {
     }));
     assert_eq!(status, "Degraded");
     assert_eq!(message, "Odd: quote \" backslash \\ tab \t é");
+}
+
+#[test]
+fn the_status_observed_generation_wins_over_the_conditions() {
+    // kstatus reads status.observedGeneration: a Ready condition carried
+    // over from an earlier generation does not make a changed spec Healthy.
+    let object = |observed: i64| {
+        json!({
+            "metadata": {"generation": 3},
+            "status": {"observedGeneration": observed, "conditions": [{
+                "type": "Ready", "status": "True", "observedGeneration": 3,
+                "reason": "Ready", "message": "all conditions are met"
+            }]}
+        })
+    };
+    assert_eq!(health(&object(2)).0, "Progressing");
+    assert_eq!(health(&object(3)).0, "Healthy");
 }

@@ -639,7 +639,7 @@ fn access_grants_add_rolebindings_and_bind_on_exactly_the_allowed_cluster_roles(
         "bind only by name"
     );
     assert_eq!(
-        granted[&(rbac, "rolebindings".into(), vec![])],
+        granted[&(rbac.clone(), "rolebindings".into(), vec![])],
         verbs(&["create", "delete", "list", "patch", "watch"])
     );
     assert_eq!(
@@ -662,6 +662,42 @@ fn access_grants_add_rolebindings_and_bind_on_exactly_the_allowed_cluster_roles(
     assert_eq!(
         env_var(&deployment, "ROSTER_BINDABLE_CLUSTER_ROLES").as_deref(),
         Some("view,edit")
+    );
+    assert!(
+        !granted
+            .keys()
+            .any(|(_, resource, _)| resource == "clusterrolebindings"),
+        "no ClusterRoleBinding rights without clusterWideRoles"
+    );
+    assert_eq!(env_var(&deployment, "ROSTER_CLUSTER_WIDE_ROLES"), None);
+
+    // Cluster-wide roles: ClusterRoleBinding rights, and `bind` on those too.
+    let objects = parse_objects(&render_here(&[
+        "--set",
+        "accessGrants.enabled=true",
+        "--set",
+        "accessGrants.bindableClusterRoles={view}",
+        "--set",
+        "accessGrants.clusterWideRoles={view,cluster-reader}",
+    ]));
+    let cluster_role: ClusterRole = one(&objects, "ClusterRole");
+    let granted = grants(&cluster_role.rules.unwrap());
+    assert_eq!(
+        granted[&(
+            rbac.clone(),
+            "clusterroles".into(),
+            verbs(&["cluster-reader", "view"])
+        )],
+        verbs(&["bind"])
+    );
+    assert_eq!(
+        granted[&(rbac, "clusterrolebindings".into(), vec![])],
+        verbs(&["create", "delete", "list", "patch", "watch"])
+    );
+    let deployment: Deployment = one(&objects, "Deployment");
+    assert_eq!(
+        env_var(&deployment, "ROSTER_CLUSTER_WIDE_ROLES").as_deref(),
+        Some("view,cluster-reader")
     );
 }
 

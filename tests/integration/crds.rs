@@ -96,6 +96,7 @@ async fn policies_of_both_modes_users_and_groups_round_trip() {
     let mut sent = group("g-1", "crm", "Engineering");
     sent.spec.members = vec![GroupMember {
         value: "u-1".into(),
+        user_name: None,
         kind: MemberKind::User,
         display: Some("Alice".into()),
     }];
@@ -253,6 +254,95 @@ async fn empty_group_display_name_is_refused() {
         message.contains("displayName must not be empty"),
         "unexpected message: {message}"
     );
+}
+
+#[tokio::test]
+async fn a_group_member_is_named_by_value_or_user_name_not_both_nor_neither() {
+    let env = env().await;
+    let groups: Api<Group> = env.api();
+    let with_members = |name: &str, members: serde_json::Value| {
+        json!({
+            "apiVersion": "roster.dev/v1alpha1", "kind": "Group",
+            "metadata": {"name": name},
+            "spec": {"policy": "crm", "displayName": name, "members": members}
+        })
+    };
+    let create = |object: serde_json::Value| {
+        let groups = groups.clone();
+        async move {
+            let group: Group = serde_json::from_value(object).unwrap();
+            groups.create(&PostParams::default(), &group).await
+        }
+    };
+    // By userName, as written in git; by value, as SCIM ids are.
+    create(with_members(
+        "git",
+        json!([{"userName": "ada@example.com"}, {"value": "u-1"}]),
+    ))
+    .await
+    .unwrap();
+    // Both, neither, and a group named by userName are refused (sent raw:
+    // the Rust type would fill in `type`).
+    let raw = |object: serde_json::Value| {
+        let groups = groups.clone();
+        async move {
+            groups
+                .patch(
+                    object["metadata"]["name"].as_str().unwrap(),
+                    &PatchParams::apply("test"),
+                    &Patch::Apply(&object),
+                )
+                .await
+        }
+    };
+    let both = refusal(
+        raw(with_members(
+            "both",
+            json!([{"userName": "ada", "value": "u-1"}]),
+        ))
+        .await,
+    );
+    assert!(
+        both.contains("either value (a SCIM id) or userName"),
+        "{both}"
+    );
+    let neither = refusal(raw(with_members("neither", json!([{"display": "Ada"}]))).await);
+    assert!(
+        neither.contains("either value (a SCIM id) or userName"),
+        "{neither}"
+    );
+    let nested = refusal(
+        raw(with_members(
+            "nested",
+            json!([{"userName": "ops", "type": "Group"}]),
+        ))
+        .await,
+    );
+    assert!(
+        nested.contains("a member named by userName is a User"),
+        "{nested}"
+    );
+}
+
+#[tokio::test]
+async fn an_access_grant_binds_at_least_one_role() {
+    let env = env().await;
+    let grants: Api<roster::api::AccessGrant> = env.api();
+    let grant = json!({
+        "apiVersion": "roster.dev/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": "nothing"},
+        "spec": {"policy": "crm", "group": "Engineering", "namespaces": ["a"]}
+    });
+    let message = refusal(
+        grants
+            .patch(
+                "nothing",
+                &PatchParams::apply("test"),
+                &Patch::Apply(&grant),
+            )
+            .await,
+    );
+    assert!(message.contains("binds at least one role"), "{message}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod controller;
 mod crds;
 mod examples;
 mod gate;
+mod gitops;
 mod hostile_http;
 mod hostile_saml;
 mod identity;

@@ -168,6 +168,7 @@ async fn works_with_only_the_chart_rules(scope: Scope) {
         initial_lists: Default::default(),
         access_grants: false,
         bindable_cluster_roles: Vec::new(),
+        cluster_wide_roles: Vec::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(async move {

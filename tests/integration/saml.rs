@@ -295,6 +295,7 @@ async fn login_group_values_become_memberships_through_the_allowlist() {
             external_id: None,
             members: vec![GroupMember {
                 value: "someone-in-git".into(),
+                user_name: None,
                 kind: MemberKind::User,
                 display: None,
             }],

@@ -937,6 +937,7 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
         let members: Vec<GroupMember> = (start..end)
             .map(|i| GroupMember {
                 value: format!("00000000-0000-4000-8000-{i:012}"),
+                user_name: None,
                 kind: MemberKind::User,
                 display: None,
             })
@@ -1020,6 +1021,7 @@ async fn a_group_created_by_jit_logins_is_adopted_when_the_idp_pushes_it() {
     );
     let member = GroupMember {
         value: "jit-user".into(),
+        user_name: None,
         kind: MemberKind::User,
         display: None,
     };

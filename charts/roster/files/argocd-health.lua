@@ -1,7 +1,8 @@
 -- Argo CD health check for Roster's resources (roster.dev: ProvisioningPolicy, User, Group,
 -- AccessGrant), in the form Argo CD's resource.customizations.health.<group>_<kind> expects: a
 -- chunk over the global `obj` that returns `hs`. It reads the Ready condition the way kstatus
--- does: written for an older generation, or not yet written, is Progressing; True is Healthy;
+-- does: written for an older generation (status.observedGeneration, or the condition's own when
+-- the status has none), or not yet written, is Progressing; True is Healthy;
 -- False is Degraded, with Roster's reason and message (e.g. a User whose application refuses it,
 -- a policy quarantined by its circuit breaker, an AccessGrant naming a role it may not bind).
 local hs = {}
@@ -19,7 +20,8 @@ if ready == nil then
   hs.message = "Waiting for Roster to reconcile"
   return hs
 end
-if generation ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration < generation then
+local observed = obj.status.observedGeneration or ready.observedGeneration
+if generation ~= nil and observed ~= nil and observed < generation then
   hs.status = "Progressing"
   hs.message = "Waiting for Roster to reconcile generation " .. tostring(generation)
   return hs

@@ -91,8 +91,9 @@ The one cluster-scoped read: Roster waits until its own CRDs are established bef
 {{- end }}
 
 {{/*
-AccessGrants (accessGrants.enabled): RoleBindings in any namespace a grant reaches, and `bind` on
-exactly the ClusterRoles the chart allows, so Roster can grant those and nothing more.
+AccessGrants (accessGrants.enabled): RoleBindings in any namespace a grant reaches,
+ClusterRoleBindings only with accessGrants.clusterWideRoles, and `bind` on exactly the ClusterRoles
+the chart allows, so Roster can grant those and nothing more.
 */}}
 {{- define "roster.rbac.accessRules" -}}
 # Namespaces are matched by a grant's list or label selector, including those created later
@@ -106,8 +107,15 @@ exactly the ClusterRoles the chart allows, so Roster can grant those and nothing
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-{{- with .Values.accessGrants.bindableClusterRoles }}
-# The API server lets a RoleBinding name a ClusterRole only if its writer may `bind` it. Never
+{{- with .Values.accessGrants.clusterWideRoles }}
+# ClusterRoleBindings, only when some role may be bound cluster-wide: the same verbs, for the
+# bindings Roster keeps (labelled as above).
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterrolebindings"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+{{- end }}
+{{- with concat .Values.accessGrants.bindableClusterRoles (.Values.accessGrants.clusterWideRoles | default list) | uniq }}
+# The API server lets a binding name a ClusterRole only if its writer may `bind` it. Never
 # rendered without names: an empty resourceNames would mean every ClusterRole.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]
