@@ -232,7 +232,8 @@ async fn a_group_kept_in_git_and_pushed_over_scim_settles_with_both_sides_member
         .post("/Users", &json!({"userName": "linus@example.com"}))
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
-    let linus = synced(&users, reply.body["id"].as_str().unwrap()).await;
+    let linus_id = reply.body["id"].as_str().unwrap().to_owned();
+    let linus = synced(&users, &linus_id).await;
     eventually("Linus in the application's group", || async {
         app_members().await.contains(&linus).then_some(())
     })
@@ -241,10 +242,17 @@ async fn a_group_kept_in_git_and_pushed_over_scim_settles_with_both_sides_member
         "a git member's User created to membership in the application: {:?}",
         arrived.elapsed()
     );
+    // Settled once the status records Linus synced (the application shows
+    // him a moment before) and the Members condition clears.
     let settled = eventually("the Members condition to clear", || async {
         let group = groups.get("platform").await.ok()?;
+        let synced = group
+            .status
+            .as_ref()?
+            .synced_members
+            .contains_key(&linus_id);
         condition(&group, "Members")
-            .filter(|c| c.status == "True")
+            .filter(|c| c.status == "True" && synced)
             .map(|_| group)
     })
     .await;
