@@ -196,6 +196,15 @@ impl Roster {
     /// Starts `roster run` with its controllers over `watch_namespace`, or
     /// with none (`None`: the SCIM and SAML service alone, every namespace).
     pub fn start(kubeconfig: &std::path::Path, watch_namespace: Option<&str>) -> Self {
+        Self::start_with(kubeconfig, watch_namespace, &[])
+    }
+
+    /// [`Roster::start`] with `extra` arguments.
+    pub fn start_with(
+        kubeconfig: &std::path::Path,
+        watch_namespace: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -214,6 +223,7 @@ impl Roster {
                 None => vec!["--serve-only"],
             })
             .arg("--leader-election=false")
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             // Quiet, also about the 503s of /readyz while it starts.
             .env("RUST_LOG", "error,tower_http=off")

@@ -11,14 +11,18 @@
 //! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
 //! (1000), ROSTER_BENCH_GATE_CHECKS per concurrency (20000),
-//! ROSTER_BENCH_GATE_TRIALS revocations (200).
+//! ROSTER_BENCH_GATE_TRIALS revocations (200), ROSTER_BENCH_ACCESS_GROUPS
+//! (500) granted in ROSTER_BENCH_ACCESS_NAMESPACES (20) with
+//! ROSTER_BENCH_ACCESS_USERS (1000), ROSTER_BENCH_ACCESS_CHANGES per kind
+//! (30) and ROSTER_BENCH_ACCESS_CHURN_S (30).
 //! ROSTER_BENCH_MEM_HOLD=1 keeps the memory section's filled control plane
 //! running until interrupted, for ROSTER_BENCH_MEM_KUBECONFIG runs.
-//! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation runs
+//! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation,access runs
 //! just those sections (propagation includes the resync);
 //! ROSTER_BENCH_PREVIOUS=bench-results.json keeps the other sections'
 //! figures from that earlier run.
 
+mod access;
 mod common;
 mod gate;
 mod ingest;
@@ -122,6 +126,26 @@ async fn main() {
         let users = size("ROSTER_BENCH_RESYNC_USERS", 10_000);
         let resync = propagation::resync(&client, kubeconfig, &http, roster, &app, users).await;
         report.insert("resync".into(), resync);
+    }
+
+    // AccessGrants: RoleBindings kept from the directory.
+    if wanted("access") {
+        let namespaces = size("ROSTER_BENCH_ACCESS_NAMESPACES", 20);
+        access::setup(&client, namespaces).await;
+        let roster = access::start(kubeconfig);
+        roster.ready(&http, Duration::from_secs(300)).await;
+        let result = access::access(
+            &client,
+            &http,
+            &roster,
+            size("ROSTER_BENCH_ACCESS_USERS", 1_000),
+            size("ROSTER_BENCH_ACCESS_GROUPS", 500),
+            namespaces,
+            size("ROSTER_BENCH_ACCESS_CHANGES", 30),
+            Duration::from_secs(size("ROSTER_BENCH_ACCESS_CHURN_S", 30) as u64),
+        )
+        .await;
+        report.insert("access".into(), result);
     }
 
     // Last, on a fresh control plane: what Roster holds for 100k users and

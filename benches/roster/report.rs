@@ -44,6 +44,9 @@ pub fn markdown(r: &Value) -> String {
     if r["resync"].is_object() {
         resync(&mut out, &r["resync"]);
     }
+    if r["access"].is_object() {
+        access(&mut out, &r["access"]);
+    }
     if r["memory"].is_object() {
         memory(&mut out, &r["memory"]);
     }
@@ -152,6 +155,37 @@ fn resync(out: &mut String, r: &Value) {
         r["user_reconciles"],
         r["users_synced_after"],
         r["initial_provisioning_s"],
+    );
+}
+
+fn access(out: &mut String, a: &Value) {
+    *out += &format!(
+        "## AccessGrants: {} Groups granted `view` in {} namespaces ({} RoleBindings), {} Users\n\nPropagation: one SCIM change at a time, from the SCIM answer to the RoleBinding in one of the namespaces saying so (polled every {} ms).\n\n| change | changes | p50 ms | p99 ms (target: seconds) |\n|---|---|---|---|\n| member removed | {} | {} | {} ({}) |\n| member added | {} | {} | {} ({}) |\n\n",
+        a["groups"],
+        a["namespaces"],
+        a["role_bindings"],
+        a["users"],
+        a["poll_interval_ms"],
+        a["removal"]["changes"],
+        a["removal"]["p50_ms"],
+        a["removal"]["p99_ms"],
+        verdict(num(&a["removal"]["p99_ms"]) <= 5000.0),
+        a["addition"]["changes"],
+        a["addition"]["p50_ms"],
+        a["addition"]["p99_ms"],
+        verdict(num(&a["addition"]["p99_ms"]) <= 5000.0),
+    );
+    *out += &format!(
+        "| figure | value | target |\n|---|---|---|\n| grants created to every binding right | {} s | |\n| churn: changes from 8 SCIM clients in {} s (members, deactivations, reactivations, {} group deletions) | {} | |\n| after the churn: time until every binding matched the directory | {} s | |\n| stale subjects then (access that should have ended) | {} | 0 ({}) |\n| missing subjects then | {} | 0 ({}) |\n\n",
+        a["initial_s"],
+        a["churn_s"],
+        a["groups_deleted"],
+        a["churn_changes"],
+        a["churn_settled_s"],
+        a["stale_subjects"],
+        verdict(num(&a["stale_subjects"]) == 0.0),
+        a["missing_subjects"],
+        verdict(num(&a["missing_subjects"]) == 0.0),
     );
 }
 

@@ -50,6 +50,7 @@ struct Ctx {
     /// Watched only where the deployment allows cluster-wide roles.
     cluster_bindings: Option<Store<ClusterRoleBinding>>,
     options: Options,
+    events: crate::directory::events::Publisher,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,7 @@ pub async fn run(
         Some(((), changes))
     });
     let ctx = Arc::new(Ctx {
+        events: crate::directory::events::Publisher::new(client.clone(), ACCESS_MANAGER, None),
         client,
         index,
         namespaces,
@@ -233,6 +235,14 @@ where
     }
 }
 
+/// What a reconcile changed, for its Event.
+#[derive(Default)]
+struct Changed {
+    written: usize,
+    deleted: usize,
+    failures: Vec<String>,
+}
+
 /// Makes the bindings of one kind what the plan wants: deletes those kept
 /// but not wanted, writes those that differ. Failures are collected, not
 /// fatal: the others are still written.
@@ -240,7 +250,7 @@ async fn converge<K>(
     kept: &[Arc<K>],
     wanted: &BTreeMap<(String, String), K>,
     api: impl Fn(&str) -> Api<K>,
-    failures: &mut Vec<String>,
+    changed: &mut Changed,
 ) where
     K: Resource<DynamicType = ()>
         + plan::Binding
@@ -253,8 +263,13 @@ async fn converge<K>(
     for binding in kept {
         let at = key(binding);
         if !wanted.contains_key(&at) {
-            if let Err(error) = delete(&api(&at.0), &at.1).await {
-                failures.push(format!("deleting {} {}: {error}", K::kind(&()), at.1));
+            match delete(&api(&at.0), &at.1).await {
+                Ok(()) => changed.deleted += 1,
+                Err(error) => {
+                    changed
+                        .failures
+                        .push(format!("deleting {} {}: {error}", K::kind(&()), at.1))
+                }
             }
         }
     }
@@ -268,7 +283,7 @@ async fn converge<K>(
         object["kind"] = json!(K::kind(&()));
         // No force: a binding of this name that another manager wrote is
         // refused (409), never taken over.
-        if let Err(error) = api(&at.0)
+        match api(&at.0)
             .patch(
                 &at.1,
                 &PatchParams::apply(ACCESS_MANAGER),
@@ -276,7 +291,12 @@ async fn converge<K>(
             )
             .await
         {
-            failures.push(format!("writing {} {}: {error}", K::kind(&()), at.1));
+            Ok(_) => changed.written += 1,
+            Err(error) => {
+                changed
+                    .failures
+                    .push(format!("writing {} {}: {error}", K::kind(&()), at.1))
+            }
         }
     }
 }
@@ -361,12 +381,12 @@ async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut failures = Vec::new();
+    let mut changed = Changed::default();
     converge(
         &kept(grant, &ctx.bindings),
         &wanted,
         |namespace| role_bindings(ctx, namespace),
-        &mut failures,
+        &mut changed,
     )
     .await;
     if let Some(store) = &ctx.cluster_bindings {
@@ -374,10 +394,11 @@ async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
             &kept(grant, store),
             &wanted_cluster,
             |namespace| cluster_role_bindings(ctx, namespace),
-            &mut failures,
+            &mut changed,
         )
         .await;
     }
+    let failures = &changed.failures;
 
     let mut conditions = Vec::new();
     let granted = |(ns, name): &(String, String), b: &dyn plan::Binding| {
@@ -423,6 +444,31 @@ async fn apply(grant: &AccessGrant, ctx: &Ctx) -> Result<Action, Error> {
             ),
         ),
     };
+    // What operators need to see: bindings changed, and why a grant does
+    // not grant (repeats of a Warning are held back by the publisher).
+    if changed.written + changed.deleted > 0 {
+        let note = crate::directory::events::Note {
+            warning: false,
+            reason: "BindingsUpdated",
+            action: "Bind",
+            note: format!(
+                "wrote {} and deleted {} bindings; {} keep the group's active members",
+                changed.written,
+                changed.deleted,
+                status_bindings.len()
+            ),
+        };
+        ctx.events.publish(grant.object_ref(&()), note).await;
+    }
+    if !ready.status {
+        let note = crate::directory::events::Note {
+            warning: true,
+            reason: &ready.reason,
+            action: "Bind",
+            note: ready.message.clone(),
+        };
+        ctx.events.publish(grant.object_ref(&()), note).await;
+    }
     conditions.push(ready);
     let existing = grant
         .status

@@ -221,6 +221,19 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         (ready.status == "False" && ready.reason == "RoleNotBindable").then_some(())
     })
     .await;
+    // And told as Events: the bindings written, and the refusal.
+    let written =
+        crate::controller::event(&env, Some("BindingsUpdated"), Some("engineering-edit")).await;
+    assert!(
+        written
+            .note
+            .unwrap_or_default()
+            .contains("keep the group's active members")
+    );
+    let refused =
+        crate::controller::event(&env, Some("RoleNotBindable"), Some("engineering-edit")).await;
+    assert_eq!(refused.type_.as_deref(), Some("Warning"));
+    assert!(refused.note.unwrap_or_default().contains("cluster-admin"));
     let bindings: Api<RoleBinding> = Api::all(client.clone());
     let kept = bindings
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
