@@ -198,16 +198,29 @@ async fn settle(
     }
 }
 
+/// How big the section runs.
+pub struct Sizes {
+    pub users: usize,
+    pub groups: usize,
+    pub namespaces: usize,
+    /// Changes timed per kind (removal, addition).
+    pub changes: usize,
+    pub churn: Duration,
+}
+
 pub async fn access(
     client: &kube::Client,
     http: &reqwest::Client,
     roster: &Roster,
-    users: usize,
-    groups: usize,
-    namespaces: usize,
-    changes: usize,
-    churn: Duration,
+    sizes: Sizes,
 ) -> Value {
+    let Sizes {
+        users,
+        groups,
+        namespaces,
+        changes,
+        churn,
+    } = sizes;
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
     let mut directory = Directory::default();
     // Users and groups over SCIM, 10 members each.

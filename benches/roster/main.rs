@@ -134,17 +134,14 @@ async fn main() {
         access::setup(&client, namespaces).await;
         let roster = access::start(kubeconfig);
         roster.ready(&http, Duration::from_secs(300)).await;
-        let result = access::access(
-            &client,
-            &http,
-            &roster,
-            size("ROSTER_BENCH_ACCESS_USERS", 1_000),
-            size("ROSTER_BENCH_ACCESS_GROUPS", 500),
+        let sizes = access::Sizes {
+            users: size("ROSTER_BENCH_ACCESS_USERS", 1_000),
+            groups: size("ROSTER_BENCH_ACCESS_GROUPS", 500),
             namespaces,
-            size("ROSTER_BENCH_ACCESS_CHANGES", 30),
-            Duration::from_secs(size("ROSTER_BENCH_ACCESS_CHURN_S", 30) as u64),
-        )
-        .await;
+            changes: size("ROSTER_BENCH_ACCESS_CHANGES", 30),
+            churn: Duration::from_secs(size("ROSTER_BENCH_ACCESS_CHURN_S", 30) as u64),
+        };
+        let result = access::access(&client, &http, &roster, sizes).await;
         report.insert("access".into(), result);
     }
 
