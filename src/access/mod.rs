@@ -3,10 +3,10 @@
 //! For each grant the leader keeps RoleBindings (one per reached namespace
 //! and ClusterRole), and ClusterRoleBindings for the roles the deployment
 //! allows cluster-wide, whose subjects are the granted Group's active members,
-//! read from this process's membership index. Every change the index applies
-//! (a deactivation, a member removal, a User deletion) and every namespace
-//! change re-plans every grant; a plan that matches the bindings writes
-//! nothing. Bindings carry the grant's uid as a label and are deleted with
+//! read from this process's membership index. A change the index applies (a
+//! deactivation, a member removal, a User deletion) re-plans the grants of
+//! the groups it touched; a namespace or policy change re-plans every grant;
+//! a plan that matches the bindings writes nothing. Bindings carry the grant's uid as a label and are deleted with
 //! the grant (a finalizer: a RoleBinding cannot be owned across namespaces),
 //! with the group, or when the namespace stops matching. Bindings Roster did
 //! not create are never written: server-side apply without force refuses a
@@ -46,6 +46,7 @@ struct Ctx {
     client: kube::Client,
     index: MembershipIndex,
     namespaces: Store<Namespace>,
+    policies: Store<ProvisioningPolicy>,
     bindings: Store<RoleBinding>,
     /// Watched only where the deployment allows cluster-wide roles.
     cluster_bindings: Option<Store<ClusterRoleBinding>>,
@@ -91,35 +92,76 @@ pub async fn run(
         let (store, changes) = watch_managed::<ClusterRoleBinding>(&client);
         (Some(store), changes.boxed())
     };
-    // The directory changed: a burst of events is one re-plan.
-    let directory_changes = futures::stream::unfold(index.changes(), |mut changes| async move {
-        changes.changed().await.ok()?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        changes.borrow_and_update();
-        Some(((), changes))
-    });
+    // A policy's naming (its kubernetes prefixes) reaches all its grants.
+    let policy_api: Api<ProvisioningPolicy> = match &scope {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (policies, policies_writer) = reflector::store();
+    let policy_changes = watcher(policy_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(policies_writer)
+        .applied_objects()
+        .filter_map(|event| async move { event.ok().map(|_| ()) });
+    let controller = Controller::new(grants, watcher::Config::default());
+    // The directory changed: the grants of the groups it touched are
+    // planned again (all of them after a relist); a burst is one round.
+    index.track_group_changes();
+    let directory_changes = {
+        let index = index.clone();
+        let grants = controller.store();
+        futures::stream::unfold(index.changes(), |mut changes| async move {
+            changes.changed().await.ok()?;
+            tokio::time::sleep(DIRECTORY_DEBOUNCE).await;
+            changes.borrow_and_update();
+            Some(((), changes))
+        })
+        .flat_map(move |()| {
+            let changed = index.take_changed_groups();
+            let touched: Vec<ObjectRef<AccessGrant>> = grants
+                .state()
+                .iter()
+                .filter(|grant| changed.all || changed.groups.contains(&group_of(grant)))
+                .map(|grant| ObjectRef::from_obj(grant.as_ref()))
+                .collect();
+            futures::stream::iter(touched)
+        })
+    };
     let ctx = Arc::new(Ctx {
         events: crate::directory::events::Publisher::new(client.clone(), ACCESS_MANAGER, None),
         client,
         index,
         namespaces,
+        policies,
         bindings,
         cluster_bindings,
         options,
     });
-    Controller::new(grants, watcher::Config::default())
-        .reconcile_all_on(futures::stream::select(
-            namespace_changes,
-            directory_changes,
-        ))
-        .reconcile_on(futures::stream::select(
+    controller
+        .reconcile_all_on(futures::stream::select(namespace_changes, policy_changes))
+        .reconcile_on(futures::stream::select_all([
             binding_changes.boxed(),
             cluster_binding_changes,
-        ))
+            directory_changes.boxed(),
+        ]))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// How long a burst of directory changes gathers before its grants are
+/// planned again.
+const DIRECTORY_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// The group a grant names, as [`MembershipIndex::take_changed_groups`]
+/// reports groups.
+fn group_of(grant: &AccessGrant) -> (String, Arc<str>, Arc<str>) {
+    (
+        grant.namespace().unwrap_or_default(),
+        Arc::from(grant.spec.policy.as_str()),
+        Arc::from(grant.spec.group.as_str()),
+    )
 }
 
 /// A cache of the bindings Roster manages (by label), and the grants whose
@@ -311,8 +353,12 @@ async fn subjects_of(
 ) -> Result<Result<(crate::api::KubernetesNames, BTreeSet<String>), Blocked>, Error> {
     let namespace = grant.namespace().unwrap_or_default();
     let spec = &grant.spec;
-    let policies: Api<ProvisioningPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(policy) = policies.get_opt(&spec.policy).await? else {
+    // Right after a start, a missing policy may only be one not listed yet.
+    let _ = tokio::time::timeout(Duration::from_secs(30), ctx.policies.wait_until_ready()).await;
+    let Some(policy) = ctx
+        .policies
+        .get(&ObjectRef::new(&spec.policy).within(&namespace))
+    else {
         return Ok(Err((
             "PolicyNotFound",
             format!("the ProvisioningPolicy {} does not exist", spec.policy),

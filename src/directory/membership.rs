@@ -13,7 +13,7 @@
 //! someone is and which groups they are in, without an API read. One watch
 //! of each kind per process.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -250,6 +250,18 @@ struct Inner {
     member_groups: MemberGroups,
     group_names: GroupNames,
     group_name_relists: HashMap<Option<String>, HashMap<GroupKey, GroupEntry>>,
+    /// The groups whose members (or their state) changed, while someone
+    /// asks ([`MembershipIndex::track_group_changes`]).
+    changed_groups: Option<ChangedGroups>,
+}
+
+/// Groups whose members changed: by (namespace, policy, display name), as
+/// an AccessGrant names them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChangedGroups {
+    /// A relist: any group may have changed.
+    pub all: bool,
+    pub groups: HashSet<(String, Arc<str>, Arc<str>)>,
 }
 
 /// The kinds the index watches.
@@ -321,6 +333,76 @@ impl Inner {
         self.synced = self.listing.is_empty();
     }
 
+    /// Notes that group `key`'s members changed.
+    fn mark(&mut self, key: &GroupKey) {
+        let Some(changed) = &mut self.changed_groups else {
+            return;
+        };
+        if let Some(entry) = self.group_names.get(key) {
+            changed.groups.insert((
+                key.0.clone(),
+                entry.policy.clone(),
+                entry.display_name.clone(),
+            ));
+        }
+    }
+
+    fn mark_all(&mut self) {
+        if let Some(changed) = &mut self.changed_groups {
+            changed.all = true;
+        }
+    }
+
+    /// The groups User `id` is in, pushed or declared (by id or userName).
+    fn groups_of(&self, namespace: &str, id: &str) -> Vec<GroupKey> {
+        let mut names: Vec<Arc<str>> = self
+            .member_groups
+            .get(namespace)
+            .and_then(|members| members.get(id))
+            .cloned()
+            .unwrap_or_default();
+        names.extend_from_slice(
+            self.group_names
+                .declaring(namespace, &Declared::Id(id.into())),
+        );
+        if let Some(person) = self.people.get(namespace).and_then(|p| p.by_id.get(id)) {
+            let name = Declared::UserName(fold_user_name(&person.user_name).into());
+            names.extend_from_slice(self.group_names.declaring(namespace, &name));
+        }
+        names
+            .into_iter()
+            .map(|group| (namespace.to_owned(), group.to_string()))
+            .collect()
+    }
+
+    /// Applies `change` to the Users, marking the groups of User `id`
+    /// before and after it (a rename leaves groups declaring the old name).
+    fn change_person(&mut self, namespace: &str, id: &str, change: impl FnOnce(&mut People)) {
+        let tracking = self.changed_groups.is_some();
+        let before = if tracking {
+            self.groups_of(namespace, id)
+        } else {
+            Vec::new()
+        };
+        change(&mut self.people);
+        if tracking {
+            for key in before.iter().chain(&self.groups_of(namespace, id)) {
+                self.mark(key);
+            }
+        }
+    }
+
+    /// Records (or, with `None`, forgets) Group `key`, marking it under its
+    /// old and its new name.
+    fn set_group(&mut self, key: GroupKey, entry: Option<GroupEntry>) {
+        self.mark(&key);
+        match entry {
+            Some(entry) => self.group_names.insert(key.clone(), entry),
+            None => self.group_names.remove(&key),
+        }
+        self.mark(&key);
+    }
+
     /// Records one slice of a group, keeping the reverse index in step.
     fn observe_slice(
         &mut self,
@@ -332,6 +414,9 @@ impl Inner {
         let group = self.groups.entry(key.clone()).or_default();
         let changed = changed_ids(group.slices.get(name).map(|(_, m)| m), &members);
         group.observe(name, version, members);
+        if !changed.is_empty() {
+            self.mark(&key);
+        }
         self.reindex(&key, changed);
     }
 
@@ -345,6 +430,7 @@ impl Inner {
             .map(|(_, m)| m.keys().cloned().collect())
             .unwrap_or_default();
         group.forget(name);
+        self.mark(key);
         self.reindex(key, changed);
     }
 
@@ -603,23 +689,23 @@ impl MembershipIndex {
 
     /// Records a User the service just wrote.
     pub fn observe_user(&self, user: &User) {
-        observe_person(
-            &mut self.inner.lock().expect("index lock").people,
-            &user.metadata,
-            Person::of_user(user),
-        );
+        let mut inner = self.inner.lock().expect("index lock");
+        let (namespace, id) = (user.namespace().unwrap_or_default(), user.name_any());
+        inner.change_person(&namespace, &id, |people| {
+            observe_person(people, &user.metadata, Person::of_user(user))
+        });
     }
 
     /// Records a Group the service just wrote: its display name.
     pub fn observe_group(&self, group: &Group) {
         let mut inner = self.inner.lock().expect("index lock");
-        inner.group_names.insert(
+        inner.set_group(
             (group.namespace().unwrap_or_default(), group.name_any()),
-            GroupEntry::new(
+            Some(GroupEntry::new(
                 &group.spec.policy,
                 &group.spec.display_name,
                 &group.spec.members,
-            ),
+            )),
         );
     }
 
@@ -630,6 +716,26 @@ impl MembershipIndex {
             let ids = slices.member_slice.into_keys().collect();
             inner.reindex(&key, ids);
         }
+        inner.mark(&key);
+    }
+
+    /// From now on, records which groups' members change, for
+    /// [`MembershipIndex::take_changed_groups`].
+    pub fn track_group_changes(&self) {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner
+            .changed_groups
+            .get_or_insert_with(ChangedGroups::default);
+    }
+
+    /// The groups whose members (or their state) changed since the last call.
+    pub fn take_changed_groups(&self) -> ChangedGroups {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner
+            .changed_groups
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Applies an event of the watch over `scope` (one namespace, or all).
@@ -679,6 +785,7 @@ impl MembershipIndex {
                     inner.reindex_scope(scope);
                 }
                 inner.listing.remove(&(Kind::Slices, scope.clone()));
+                inner.mark_all();
                 inner.set_synced();
             }
         }
@@ -689,13 +796,17 @@ impl MembershipIndex {
         match event {
             watcher::Event::Apply(user) => {
                 let person = Person::of_view(&user);
-                observe_person(&mut inner.people, &user.metadata, person)
+                let (namespace, id) = (user.namespace().unwrap_or_default(), user.name_any());
+                inner.change_person(&namespace, &id, |people| {
+                    observe_person(people, &user.metadata, person)
+                });
             }
-            watcher::Event::Delete(user) => forget_person(
-                &mut inner.people,
-                &user.namespace().unwrap_or_default(),
-                &user.name_any(),
-            ),
+            watcher::Event::Delete(user) => {
+                let (namespace, id) = (user.namespace().unwrap_or_default(), user.name_any());
+                inner.change_person(&namespace, &id, |people| {
+                    forget_person(people, &namespace, &id)
+                });
+            }
             watcher::Event::Init => {
                 inner.people_relists.insert(scope.clone(), HashMap::new());
             }
@@ -710,6 +821,7 @@ impl MembershipIndex {
                 // session naming it is refused until it shows up.
                 inner.listing.remove(&(Kind::Users, scope.clone()));
                 inner.set_synced();
+                inner.mark_all();
                 if let Some(relist) = inner.people_relists.remove(scope) {
                     inner
                         .people
@@ -725,10 +837,10 @@ impl MembershipIndex {
         match event {
             watcher::Event::Apply(group) => {
                 let (key, entry) = GroupEntry::of_view(&group);
-                inner.group_names.insert(key, entry);
+                inner.set_group(key, Some(entry));
             }
             watcher::Event::Delete(group) => {
-                inner.group_names.remove(&GroupEntry::of_view(&group).0);
+                inner.set_group(GroupEntry::of_view(&group).0, None);
             }
             watcher::Event::Init => {
                 inner
@@ -743,6 +855,7 @@ impl MembershipIndex {
             }
             watcher::Event::InitDone => {
                 inner.listing.remove(&(Kind::Groups, scope.clone()));
+                inner.mark_all();
                 inner.set_synced();
                 if let Some(relist) = inner.group_name_relists.remove(scope) {
                     inner
@@ -1166,5 +1279,63 @@ mod tests {
         index.observe_user(&user("u-ada", "ada.lovelace@example.com", true));
         assert_eq!(index.user_by_name("a", "p", "ada@example.com"), None);
         assert!(index.group_names_of("a", "p", "u-ada").is_empty());
+    }
+
+    #[test]
+    fn the_groups_a_change_touches_are_reported_once_asked_for() {
+        let index = MembershipIndex::default();
+        let scope = Some("a".to_owned());
+        let ops = || group_named("a", "g-ops", "p", "Ops");
+        index.apply_group(&scope, watcher::Event::Apply(ops()));
+        index.observe(&slice_in("a", "g-ops", "u-1"));
+        assert_eq!(
+            index.take_changed_groups(),
+            ChangedGroups::default(),
+            "not tracked yet"
+        );
+
+        index.track_group_changes();
+        index.apply_group(
+            &scope,
+            watcher::Event::Apply(group_named("a", "g-dev", "p", "Dev")),
+        );
+        index.take_changed_groups();
+        let key = |display: &str| ("a".to_owned(), Arc::from("p"), Arc::from(display));
+        // A member joins Ops: Ops, not Dev.
+        index.observe(&slice_of("g-ops", 0, &["u-1", "u-2"], "2"));
+        let changed = index.take_changed_groups();
+        assert_eq!(changed.groups, [key("Ops")].into());
+        assert!(!changed.all);
+        assert_eq!(
+            index.take_changed_groups(),
+            ChangedGroups::default(),
+            "taken"
+        );
+        // u-2 deactivated: the groups it is in.
+        let mut user = crate::api::User::new(
+            "u-2",
+            crate::api::UserSpec {
+                policy: "p".into(),
+                user_name: "u2@example.com".into(),
+                active: Some(false),
+                ..Default::default()
+            },
+        );
+        user.metadata.namespace = Some("a".into());
+        index.observe_user(&user);
+        assert_eq!(index.take_changed_groups().groups, [key("Ops")].into());
+        // Renamed: the old display name and the new one.
+        index.apply_group(
+            &scope,
+            watcher::Event::Apply(group_named("a", "g-ops", "p", "Operations")),
+        );
+        assert_eq!(
+            index.take_changed_groups().groups,
+            [key("Ops"), key("Operations")].into()
+        );
+        // A relist: anything may have changed.
+        index.apply_group(&scope, watcher::Event::Init);
+        index.apply_group(&scope, watcher::Event::InitDone);
+        assert!(index.take_changed_groups().all);
     }
 }
