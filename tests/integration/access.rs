@@ -346,3 +346,206 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         .await
         .unwrap();
 }
+
+/// Churn, at test scale (`make bench` runs 500 groups × 20 namespaces):
+/// member changes, deactivations, reactivations and group deletions from
+/// several SCIM clients at once, then every RoleBinding must name exactly
+/// the active members of its group — no access that should have ended.
+#[tokio::test]
+async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
+    use rand::{Rng, SeedableRng};
+
+    let env = env().await;
+    let ns = env.namespace.clone();
+    let client = env.client.clone();
+    let targets: Vec<String> = (0..4).map(|i| format!("{ns}-churn-{i}")).collect();
+    for target in &targets {
+        create_namespace(&client, target).await;
+    }
+    let token = &format!("token-{:016x}", rand::random::<u64>());
+    let mut policy = scim_policy("crm");
+    policy.spec.kubernetes = Some(KubernetesNames {
+        username_prefix: "oidc:".into(),
+        groups_prefix: None,
+    });
+    create_policy(&env, policy, token).await;
+    let origin = crate::support::scim::start(client.clone()).await;
+    let scim = ScimServer::at(&origin, &ns, "crm", token);
+    let index = roster::directory::membership::MembershipIndex::default();
+    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
+    tokio::spawn(roster::access::run(
+        client.clone(),
+        Some(ns.clone()),
+        index,
+        roster::access::Options {
+            bindable_cluster_roles: ["view".to_owned()].into(),
+            ..Default::default()
+        },
+        std::future::pending(),
+    ));
+
+    // 40 users, 20 groups of 5, a grant each.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let mut users: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for i in 0..40 {
+        let name = format!("churn{i}@example.com");
+        let reply = scim.post("/Users", &json!({"userName": name})).await;
+        users.insert(reply.body["id"].as_str().unwrap().to_owned(), (name, true));
+    }
+    let ids: Vec<String> = users.keys().cloned().collect();
+    let mut groups: BTreeMap<String, (usize, std::collections::BTreeSet<String>)> = BTreeMap::new();
+    let grants: Api<AccessGrant> = env.api();
+    for g in 0..20 {
+        let members: std::collections::BTreeSet<String> = (0..5)
+            .map(|_| ids[rng.random_range(0..ids.len())].clone())
+            .collect();
+        let values: Vec<_> = members.iter().map(|id| json!({"value": id})).collect();
+        let reply = scim
+            .post(
+                "/Groups",
+                &json!({"displayName": format!("team-{g}"), "members": values}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        groups.insert(reply.body["id"].as_str().unwrap().to_owned(), (g, members));
+        let mut grant = AccessGrant::new(
+            &format!("churn-{g}"),
+            AccessGrantSpec {
+                policy: "crm".into(),
+                group: format!("team-{g}"),
+                cluster_roles: vec!["view".into()],
+                namespaces: targets.clone(),
+                ..Default::default()
+            },
+        );
+        grant.metadata.namespace = Some(ns.clone());
+        grants.create(&PostParams::default(), &grant).await.unwrap();
+    }
+
+    // 150 changes, 5 at a time.
+    let patch = |operations: serde_json::Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+    for _ in 0..30 {
+        let mut batch = Vec::new();
+        for _ in 0..5 {
+            let roll = rng.random_range(0..100);
+            if roll < 60 && !groups.is_empty() {
+                let group = groups
+                    .keys()
+                    .nth(rng.random_range(0..groups.len()))
+                    .unwrap()
+                    .clone();
+                let member = ids[rng.random_range(0..ids.len())].clone();
+                let entry = groups.get_mut(&group).unwrap();
+                let body = if entry.1.remove(&member) {
+                    patch(
+                        json!([{"op": "remove", "path": format!("members[value eq \"{member}\"]")}]),
+                    )
+                } else {
+                    entry.1.insert(member.clone());
+                    patch(json!([{"op": "add", "path": "members", "value": [{"value": member}]}]))
+                };
+                batch.push((
+                    reqwest::Method::PATCH,
+                    format!("/Groups/{group}"),
+                    Some(body),
+                ));
+            } else if roll < 96 {
+                let user = ids[rng.random_range(0..ids.len())].clone();
+                let entry = users.get_mut(&user).unwrap();
+                entry.1 = !entry.1;
+                let body = patch(json!([{"op": "replace", "path": "active", "value": entry.1}]));
+                batch.push((reqwest::Method::PATCH, format!("/Users/{user}"), Some(body)));
+            } else if let Some(group) = groups
+                .keys()
+                .nth(rng.random_range(0..groups.len()))
+                .cloned()
+            {
+                groups.remove(&group);
+                batch.push((reqwest::Method::DELETE, format!("/Groups/{group}"), None));
+            }
+        }
+        // Changes to one resource are sent in order; a batch's run at once.
+        let mut seen = std::collections::BTreeSet::new();
+        let (parallel, serial): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|(_, path, _)| seen.insert(path.clone()));
+        let replies = futures::future::join_all(
+            parallel
+                .iter()
+                .map(|(method, path, body)| scim.send(method.clone(), path, body.as_ref())),
+        )
+        .await;
+        for (method, path, body) in &serial {
+            let reply = scim.send(method.clone(), path, body.as_ref()).await;
+            assert!(reply.status.is_success(), "{method} {path}: {}", reply.body);
+        }
+        for reply in replies {
+            assert!(reply.status.is_success(), "{}", reply.body);
+        }
+    }
+
+    // What every binding must say now.
+    let mut expected: BTreeMap<(String, String), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    for (g, members) in groups.values() {
+        let subjects = members
+            .iter()
+            .filter(|id| users[*id].1)
+            .map(|id| format!("oidc:{}", users[id].0))
+            .collect::<std::collections::BTreeSet<_>>();
+        for target in &targets {
+            expected.insert(
+                (format!("{ns}/churn-{g}"), target.clone()),
+                subjects.clone(),
+            );
+        }
+    }
+    let actual = || async {
+        let list = Api::<RoleBinding>::all(client.clone())
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
+            .await
+            .unwrap();
+        list.items
+            .into_iter()
+            .filter_map(|b| {
+                let grant = b
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get("roster.dev/access-grant")?
+                    .clone();
+                grant.starts_with(&format!("{ns}/churn-")).then(|| {
+                    let subjects = b
+                        .subjects
+                        .iter()
+                        .flatten()
+                        .map(|s| s.name.clone())
+                        .collect();
+                    (
+                        (grant, b.metadata.namespace.clone().unwrap_or_default()),
+                        subjects,
+                    )
+                })
+            })
+            .collect::<BTreeMap<_, std::collections::BTreeSet<String>>>()
+    };
+    let started = Instant::now();
+    let mut last = actual().await;
+    while last != expected && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = actual().await;
+    }
+    let stale: usize = last
+        .iter()
+        .map(|(key, have)| match expected.get(key) {
+            Some(want) => have.difference(want).count(),
+            None => have.len().max(1),
+        })
+        .sum();
+    assert_eq!(stale, 0, "stale subjects after the churn");
+    assert_eq!(last, expected);
+    eprintln!(
+        "churn settled {:?} after the last change",
+        started.elapsed()
+    );
+}
