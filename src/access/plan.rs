@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use kube::core::{Selector, SelectorExt};
 use sha2::Digest;
 
-use crate::api::{AccessGrantSpec, KubernetesNames};
+use crate::api::{AccessGrant, AccessGrantSpec, KubernetesNames};
 
 /// Label on every RoleBinding Roster keeps for a grant: the grant's uid.
 pub const GRANT_LABEL: &str = "roster.dev/access-grant-uid";
@@ -159,6 +160,18 @@ pub fn plan(
             GRANT_ANNOTATION.to_owned(),
             format!("{grant_namespace}/{grant}"),
         )])),
+        // Owned where Kubernetes allows it (the grant's own namespace): the
+        // garbage collector removes it even if Roster is gone. Elsewhere the
+        // label and the grant's finalizer do.
+        owner_references: (namespace.map(String::as_str) == Some(grant_namespace)).then(|| {
+            vec![OwnerReference {
+                api_version: AccessGrant::api_version(&()).into_owned(),
+                kind: AccessGrant::kind(&()).into_owned(),
+                name: grant.to_owned(),
+                uid: uid.to_owned(),
+                ..OwnerReference::default()
+            }]
+        }),
         ..ObjectMeta::default()
     };
     let role_ref = |role: &str| RoleRef {
@@ -271,6 +284,18 @@ mod tests {
             bindable_cluster_roles: BTreeSet::from(["edit".to_owned(), "view".to_owned()]),
             ..Default::default()
         };
+        let plan_in = |reached: &BTreeSet<String>| {
+            plan(
+                "roster",
+                "eng",
+                "uid-1",
+                &spec(),
+                &names,
+                &members,
+                reached,
+                &bindable,
+            )
+        };
         let plan = plan(
             "roster",
             "eng",
@@ -302,6 +327,23 @@ mod tests {
             binding.metadata.labels.as_ref().unwrap()[GRANT_LABEL],
             "uid-1"
         );
+        // Owned only in the grant's own namespace.
+        assert!(
+            plan.bindings
+                .values()
+                .all(|b| b.metadata.owner_references.is_none())
+        );
+        let own = BTreeSet::from(["roster".to_owned()]);
+        let local = plan_in(&own);
+        let owner = &local
+            .bindings
+            .values()
+            .next()
+            .unwrap()
+            .metadata
+            .owner_references;
+        assert_eq!(owner.as_ref().unwrap()[0].uid, "uid-1");
+        assert_eq!(owner.as_ref().unwrap()[0].kind, "AccessGrant");
     }
 
     #[test]

@@ -347,7 +347,8 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         .unwrap();
 }
 
-/// Churn, at test scale (`make bench` runs 500 groups × 20 namespaces):
+/// Churn, at test scale (`make bench` runs 500 groups × 20 namespaces; here
+/// 20 × 4):
 /// member changes, deactivations, reactivations and group deletions from
 /// several SCIM clients at once, then every RoleBinding must name exactly
 /// the active members of its group — no access that should have ended.
@@ -358,10 +359,12 @@ async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
     let env = env().await;
     let ns = env.namespace.clone();
     let client = env.client.clone();
-    let targets: Vec<String> = (0..4).map(|i| format!("{ns}-churn-{i}")).collect();
+    let mut targets: Vec<String> = (0..3).map(|i| format!("{ns}-churn-{i}")).collect();
     for target in &targets {
         create_namespace(&client, target).await;
     }
+    // Also the grants' own namespace, where the bindings are owned by them.
+    targets.push(ns.clone());
     let token = &format!("token-{:016x}", rand::random::<u64>());
     let mut policy = scim_policy("crm");
     policy.spec.kubernetes = Some(KubernetesNames {
@@ -548,4 +551,14 @@ async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
         "churn settled {:?} after the last change",
         started.elapsed()
     );
+    let owned = Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=roster"))
+        .await
+        .unwrap();
+    assert!(!owned.items.is_empty());
+    for binding in owned.items {
+        let owners = binding.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1, "owned by its grant");
+        assert_eq!(owners[0].kind, "AccessGrant");
+    }
 }
