@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use roster::api::{AccessGrant, AccessGrantSpec, ProvisioningPolicy};
 use serde_json::{Value, json};
 
-use crate::common::{Roster, Sample, TOKEN, namespace, nowhere, round, scim_policy};
+use crate::common::{Roster, Sample, TOKEN, namespace, nowhere, patch_op, round, scim_policy};
 
 const NS: &str = "bench-access";
 const POLICY: &str = "acc";
@@ -62,26 +62,27 @@ async fn scim(
     path: &str,
     body: Value,
 ) -> Value {
-    let reply = http
-        .request(
-            method,
-            format!("{}/scim/{NS}/{POLICY}/v2{path}", roster.base),
-        )
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("SCIM request");
-    assert!(
-        reply.status().is_success(),
-        "SCIM {path}: {}",
-        reply.status()
-    );
-    reply.json().await.unwrap_or(Value::Null)
+    crate::common::scim_call(
+        http,
+        &format!("{}/scim/{NS}/{POLICY}/v2", roster.base),
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
-fn patch_op(op: &str, path: &str, value: Value) -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": op, "path": path, "value": value}]})
+/// A SCIM PATCH adding or removing one member.
+fn member_change(member: &str, remove: bool) -> Value {
+    if remove {
+        patch_op(
+            "remove",
+            &format!("members[value eq \"{member}\"]"),
+            Value::Null,
+        )
+    } else {
+        patch_op("add", "members", json!([{"value": member}]))
+    }
 }
 
 /// What the bench pushed: the model every RoleBinding is checked against.
@@ -320,15 +321,7 @@ pub async fn access(
         }
         let subject = format!("{PREFIX}{}", directory.users[&member].0);
         let active = directory.users[&member].1;
-        let operation = if remove {
-            patch_op(
-                "remove",
-                &format!("members[value eq \"{member}\"]"),
-                Value::Null,
-            )
-        } else {
-            patch_op("add", "members", json!([{"value": member}]))
-        };
+        let operation = member_change(&member, remove);
         let binding_ns = target(rng.random_range(0..namespaces));
         let api: Api<RoleBinding> = Api::namespaced(client.clone(), &binding_ns);
         let name = roster::access::plan::binding_name(NS, &grant_name(grant_index), "view");
@@ -398,15 +391,7 @@ pub async fn access(
                     };
                     let member = ids[rng.random_range(0..ids.len())].clone();
                     let remove = model.groups[&group].1.contains(&member);
-                    let operation = if remove {
-                        patch_op(
-                            "remove",
-                            &format!("members[value eq \"{member}\"]"),
-                            Value::Null,
-                        )
-                    } else {
-                        patch_op("add", "members", json!([{"value": member}]))
-                    };
+                    let operation = member_change(&member, remove);
                     drop(model);
                     scim(
                         http,

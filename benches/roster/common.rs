@@ -293,3 +293,32 @@ pub fn row(name: &str, sample: &Sample) -> Value {
         "p99_ms": round(sample.percentile(0.99), 2),
     })
 }
+
+/// One SCIM request with the bench token to `base` (a policy's SCIM base
+/// URL); panics unless it succeeds. Returns the JSON body (Null when empty).
+pub async fn scim_call(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
+    let reply = http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("SCIM request");
+    assert!(
+        reply.status().is_success(),
+        "SCIM {path}: {}",
+        reply.status()
+    );
+    reply.json().await.unwrap_or(Value::Null)
+}
+
+/// A SCIM PatchOp of one operation.
+pub fn patch_op(op: &str, path: &str, value: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": op, "path": path, "value": value}]})
+}

@@ -12,7 +12,7 @@ use roster::api::{
 };
 use serde_json::{Value, json};
 
-use crate::common::{Roster, Sample, TOKEN, namespace, round, run, scim_policy, secret};
+use crate::common::{Roster, Sample, namespace, patch_op, round, run, scim_policy, secret};
 
 const NS: &str = "bench-prop";
 const APP_TOKEN: &str = "bench-app-token";
@@ -134,23 +134,14 @@ async fn scim(
     path: &str,
     body: Value,
 ) -> Value {
-    let reply = http
-        .request(method, format!("{}/scim/{NS}/prop/v2{path}", roster.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("SCIM request");
-    assert!(
-        reply.status().is_success(),
-        "SCIM {path}: {}",
-        reply.status()
-    );
-    reply.json().await.unwrap_or(Value::Null)
-}
-
-fn patch_op(op: &str, path: &str, value: Value) -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": op, "path": path, "value": value}]})
+    crate::common::scim_call(
+        http,
+        &format!("{}/scim/{NS}/prop/v2", roster.base),
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
 /// One change at a time (steady state, empty queues), `n` of each kind.

@@ -6,9 +6,11 @@
 //! read from this process's membership index. A change the index applies (a
 //! deactivation, a member removal, a User deletion) re-plans the grants of
 //! the groups it touched; a namespace or policy change re-plans every grant;
-//! a plan that matches the bindings writes nothing. Bindings carry the grant's uid as a label and are deleted with
-//! the grant (a finalizer: a RoleBinding cannot be owned across namespaces),
-//! with the group, or when the namespace stops matching. Bindings Roster did
+//! a plan that matches the bindings writes nothing. Bindings carry the
+//! grant's uid as a label and are deleted with the grant (a finalizer: a
+//! RoleBinding cannot be owned across namespaces; in the grant's own
+//! namespace it is also owned), with the group, or when the namespace stops
+//! matching. Bindings Roster did
 //! not create are never written: server-side apply without force refuses a
 //! name another manager holds.
 //!
@@ -106,7 +108,7 @@ pub async fn run(
     let controller = Controller::new(grants, watcher::Config::default());
     // The directory changed: the grants of the groups it touched are
     // planned again (all of them after a relist); a burst is one round.
-    index.track_group_changes();
+    let reader = index.track_group_changes();
     let directory_changes = {
         let index = index.clone();
         let grants = controller.store();
@@ -117,7 +119,7 @@ pub async fn run(
             Some(((), changes))
         })
         .flat_map(move |()| {
-            let changed = index.take_changed_groups();
+            let changed = index.take_changed_groups(reader);
             let touched: Vec<ObjectRef<AccessGrant>> = grants
                 .state()
                 .iter()

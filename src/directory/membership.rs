@@ -250,9 +250,9 @@ struct Inner {
     member_groups: MemberGroups,
     group_names: GroupNames,
     group_name_relists: HashMap<Option<String>, HashMap<GroupKey, GroupEntry>>,
-    /// The groups whose members (or their state) changed, while someone
-    /// asks ([`MembershipIndex::track_group_changes`]).
-    changed_groups: Option<ChangedGroups>,
+    /// Per reader ([`MembershipIndex::track_group_changes`]): the groups
+    /// whose members (or their state) changed since it last took them.
+    changed_groups: Vec<ChangedGroups>,
 }
 
 /// Groups whose members changed: by (namespace, policy, display name), as
@@ -335,20 +335,22 @@ impl Inner {
 
     /// Notes that group `key`'s members changed.
     fn mark(&mut self, key: &GroupKey) {
-        let Some(changed) = &mut self.changed_groups else {
+        if self.changed_groups.is_empty() {
             return;
-        };
+        }
         if let Some(entry) = self.group_names.get(key) {
-            changed.groups.insert((
-                key.0.clone(),
-                entry.policy.clone(),
-                entry.display_name.clone(),
-            ));
+            for changed in &mut self.changed_groups {
+                changed.groups.insert((
+                    key.0.clone(),
+                    entry.policy.clone(),
+                    entry.display_name.clone(),
+                ));
+            }
         }
     }
 
     fn mark_all(&mut self) {
-        if let Some(changed) = &mut self.changed_groups {
+        for changed in &mut self.changed_groups {
             changed.all = true;
         }
     }
@@ -378,7 +380,7 @@ impl Inner {
     /// Applies `change` to the Users, marking the groups of User `id`
     /// before and after it (a rename leaves groups declaring the old name).
     fn change_person(&mut self, namespace: &str, id: &str, change: impl FnOnce(&mut People)) {
-        let tracking = self.changed_groups.is_some();
+        let tracking = !self.changed_groups.is_empty();
         let before = if tracking {
             self.groups_of(namespace, id)
         } else {
@@ -719,21 +721,22 @@ impl MembershipIndex {
         inner.mark(&key);
     }
 
-    /// From now on, records which groups' members change, for
-    /// [`MembershipIndex::take_changed_groups`].
-    pub fn track_group_changes(&self) {
+    /// From now on, records for a new reader which groups' members change;
+    /// it takes them with [`MembershipIndex::take_changed_groups`] and the
+    /// reader id this returns (each reader sees every change).
+    pub fn track_group_changes(&self) -> usize {
         let mut inner = self.inner.lock().expect("index lock");
-        inner
-            .changed_groups
-            .get_or_insert_with(ChangedGroups::default);
+        inner.changed_groups.push(ChangedGroups::default());
+        inner.changed_groups.len() - 1
     }
 
-    /// The groups whose members (or their state) changed since the last call.
-    pub fn take_changed_groups(&self) -> ChangedGroups {
+    /// The groups whose members (or their state) changed since `reader`
+    /// last took them.
+    pub fn take_changed_groups(&self, reader: usize) -> ChangedGroups {
         let mut inner = self.inner.lock().expect("index lock");
         inner
             .changed_groups
-            .as_mut()
+            .get_mut(reader)
             .map(std::mem::take)
             .unwrap_or_default()
     }
@@ -1288,26 +1291,21 @@ mod tests {
         let ops = || group_named("a", "g-ops", "p", "Ops");
         index.apply_group(&scope, watcher::Event::Apply(ops()));
         index.observe(&slice_in("a", "g-ops", "u-1"));
-        assert_eq!(
-            index.take_changed_groups(),
-            ChangedGroups::default(),
-            "not tracked yet"
-        );
-
-        index.track_group_changes();
+        let reader = index.track_group_changes();
+        let other = index.track_group_changes();
         index.apply_group(
             &scope,
             watcher::Event::Apply(group_named("a", "g-dev", "p", "Dev")),
         );
-        index.take_changed_groups();
+        index.take_changed_groups(reader);
         let key = |display: &str| ("a".to_owned(), Arc::from("p"), Arc::from(display));
         // A member joins Ops: Ops, not Dev.
         index.observe(&slice_of("g-ops", 0, &["u-1", "u-2"], "2"));
-        let changed = index.take_changed_groups();
+        let changed = index.take_changed_groups(reader);
         assert_eq!(changed.groups, [key("Ops")].into());
         assert!(!changed.all);
         assert_eq!(
-            index.take_changed_groups(),
+            index.take_changed_groups(reader),
             ChangedGroups::default(),
             "taken"
         );
@@ -1323,19 +1321,26 @@ mod tests {
         );
         user.metadata.namespace = Some("a".into());
         index.observe_user(&user);
-        assert_eq!(index.take_changed_groups().groups, [key("Ops")].into());
+        assert_eq!(
+            index.take_changed_groups(reader).groups,
+            [key("Ops")].into()
+        );
         // Renamed: the old display name and the new one.
         index.apply_group(
             &scope,
             watcher::Event::Apply(group_named("a", "g-ops", "p", "Operations")),
         );
         assert_eq!(
-            index.take_changed_groups().groups,
+            index.take_changed_groups(reader).groups,
             [key("Ops"), key("Operations")].into()
         );
         // A relist: anything may have changed.
         index.apply_group(&scope, watcher::Event::Init);
         index.apply_group(&scope, watcher::Event::InitDone);
-        assert!(index.take_changed_groups().all);
+        assert!(index.take_changed_groups(reader).all);
+        // Another reader sees every change too, and only once.
+        let seen = index.take_changed_groups(other);
+        assert!(seen.all && seen.groups.contains(&key("Operations")));
+        assert_eq!(index.take_changed_groups(other), ChangedGroups::default());
     }
 }

@@ -77,6 +77,34 @@ async fn create_namespace(client: &kube::Client, name: &str) {
         .unwrap();
 }
 
+/// A Scim policy `crm` naming its users `oidc:<userName>` for Kubernetes,
+/// served over SCIM, with the leader's side: its own membership index and
+/// the AccessGrant controller of the test's namespace, allowed `options`.
+async fn serve_with_grants(
+    env: &crate::support::TestEnv,
+    options: roster::access::Options,
+) -> ScimServer {
+    let (ns, client) = (env.namespace.clone(), env.client.clone());
+    let token = &format!("token-{:016x}", rand::random::<u64>());
+    let mut policy = scim_policy("crm");
+    policy.spec.kubernetes = Some(KubernetesNames {
+        username_prefix: "oidc:".into(),
+        groups_prefix: None,
+    });
+    create_policy(env, policy, token).await;
+    let origin = crate::support::scim::start(client.clone()).await;
+    let index = roster::directory::membership::MembershipIndex::default();
+    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
+    tokio::spawn(roster::access::run(
+        client,
+        Some(ns.clone()),
+        index,
+        options,
+        std::future::pending(),
+    ));
+    ScimServer::at(&origin, &ns, "crm", token)
+}
+
 #[tokio::test]
 async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() {
     let env = env().await;
@@ -98,30 +126,16 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         .await
         .unwrap();
 
-    let token = &format!("token-{:016x}", rand::random::<u64>());
-    let mut policy = scim_policy("crm");
-    policy.spec.kubernetes = Some(KubernetesNames {
-        username_prefix: "oidc:".into(),
-        groups_prefix: None,
-    });
-    create_policy(&env, policy, token).await;
-    let origin = crate::support::scim::start(client.clone()).await;
-    let scim = ScimServer::at(&origin, &ns, "crm", token);
-
     // The leader's side: its own membership index and the grant controller,
-    // allowed to bind that role and `view` only.
-    let index = roster::directory::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
-    tokio::spawn(roster::access::run(
-        client.clone(),
-        Some(ns.clone()),
-        index,
+    // allowed to bind that role and `view` only (the role also cluster-wide).
+    let scim = serve_with_grants(
+        &env,
         roster::access::Options {
             bindable_cluster_roles: [role.clone(), "view".to_owned()].into(),
             cluster_wide_roles: [role.clone()].into(),
         },
-        std::future::pending(),
-    ));
+    )
+    .await;
 
     let mut ids = BTreeMap::new();
     for name in ["ada@example.com", "grace@example.com", "alan@example.com"] {
@@ -365,27 +379,14 @@ async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
     }
     // Also the grants' own namespace, where the bindings are owned by them.
     targets.push(ns.clone());
-    let token = &format!("token-{:016x}", rand::random::<u64>());
-    let mut policy = scim_policy("crm");
-    policy.spec.kubernetes = Some(KubernetesNames {
-        username_prefix: "oidc:".into(),
-        groups_prefix: None,
-    });
-    create_policy(&env, policy, token).await;
-    let origin = crate::support::scim::start(client.clone()).await;
-    let scim = ScimServer::at(&origin, &ns, "crm", token);
-    let index = roster::directory::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
-    tokio::spawn(roster::access::run(
-        client.clone(),
-        Some(ns.clone()),
-        index,
+    let scim = serve_with_grants(
+        &env,
         roster::access::Options {
             bindable_cluster_roles: ["view".to_owned()].into(),
             ..Default::default()
         },
-        std::future::pending(),
-    ));
+    )
+    .await;
 
     // 40 users, 20 groups of 5, a grant each.
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
