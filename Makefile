@@ -10,7 +10,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/roster
 export ROSTER_CACHE_DIR := $(CACHE_DIR)
 VENV := $(CACHE_DIR)/venv
 PYTHON ?= python3
-APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl nginx chromium chromium-driver prometheus lua5.4
+APT_PACKAGES := libclang-dev libxmlsec1-dev libxml2-dev pkg-config xmlsec1 openssl nginx chromium chromium-driver prometheus lua5.4 postgresql
 CARGO ?= cargo
 # The local control plane and `roster dev` are behind this feature: every
 # target here builds with it, the container image (Dockerfile) without.

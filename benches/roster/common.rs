@@ -139,6 +139,7 @@ pub fn nowhere(name: &str) -> ApplicationSpec {
             },
             signature_scheme: Default::default(),
         }),
+        postgres: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
         dry_run: false,

@@ -120,6 +120,7 @@ pub async fn setup(client: &kube::Client, app: &App) {
             },
         }),
         webhook: None,
+        postgres: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
         dry_run: false,

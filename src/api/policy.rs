@@ -260,8 +260,9 @@ pub enum Mode {
 
 /// The application accounts are provisioned into.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("self.kind != 'Scim' || (has(self.scim) && !has(self.webhook))").message("application.kind Scim needs application.scim and no application.webhook").reason(Reason::FieldValueInvalid))]
-#[x_kube(validation = Rule::new("self.kind != 'Webhook' || (has(self.webhook) && !has(self.scim))").message("application.kind Webhook needs application.webhook and no application.scim").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Scim' || (has(self.scim) && !has(self.webhook) && !has(self.postgres))").message("application.kind Scim needs application.scim and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Webhook' || (has(self.webhook) && !has(self.scim) && !has(self.postgres))").message("application.kind Webhook needs application.webhook and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Postgres' || (has(self.postgres) && !has(self.scim) && !has(self.webhook))").message("application.kind Postgres needs application.postgres and no other connector's settings").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// The connector that talks to the application: `Scim` (the application
@@ -273,6 +274,9 @@ pub struct ApplicationSpec {
     /// Settings of the `Webhook` connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConnector>,
+    /// Settings of the `Postgres` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConnector>,
     /// What happens to the application account when its User is deleted:
     /// `Disable` (keep it, inactive) or `Delete` (remove it). Default `Disable`.
     #[serde(default)]
@@ -305,6 +309,9 @@ pub enum ApplicationKind {
     Scim,
     /// The application receives signed JSON events.
     Webhook,
+    /// A PostgreSQL server: Users become LOGIN roles, Groups NOLOGIN roles,
+    /// memberships role grants.
+    Postgres,
 }
 
 /// What deprovisioning means in the application.
@@ -327,6 +334,52 @@ pub struct ScimConnector {
     pub base_url: String,
     /// The Secret key holding the bearer token Roster presents to the application.
     pub token_secret_ref: SecretKeyRef,
+}
+
+/// A PostgreSQL server whose roles Roster keeps: Users as LOGIN roles
+/// without passwords (authentication stays with the server's own method),
+/// Groups as NOLOGIN roles, memberships as grants. Only roles Roster created
+/// (marked by their comment) are ever altered or dropped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresConnector {
+    /// The server's host name or address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// The server's port. Default 5432.
+    #[serde(default = "default_postgres_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// The role Roster connects as: a superuser, or a role with CREATEROLE.
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// The Secret key holding `user`'s password.
+    pub password_secret_ref: SecretKeyRef,
+    /// The database Roster connects to. Default `postgres`.
+    #[serde(default = "default_postgres_database")]
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    /// The role that receives what a deleted role owned (`REASSIGN OWNED`)
+    /// in each of `databases` before the role is dropped.
+    #[schemars(length(min = 1, max = 63))]
+    pub fallback_owner: String,
+    /// The databases a deleted role's objects are reassigned and dropped
+    /// in. Default: `database` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub databases: Vec<String>,
+    /// Roles never altered or dropped, beside `postgres`, `pg_*` and `user`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub protected_roles: Vec<String>,
+}
+
+fn default_postgres_port() -> u16 {
+    5432
+}
+
+fn default_postgres_database() -> String {
+    "postgres".to_owned()
 }
 
 /// An application that receives signed JSON events.

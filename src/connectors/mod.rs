@@ -2,11 +2,13 @@
 //! application. The controller decides what to do (pure plans); connectors
 //! only carry it out.
 //!
-//! Kinds: [`scim::ScimConnector`] (Roster as a SCIM 2.0 client) and
-//! [`webhook::WebhookConnector`] (signed JSON events). The trait uses `async
+//! Kinds: [`scim::ScimConnector`] (Roster as a SCIM 2.0 client),
+//! [`webhook::WebhookConnector`] (signed JSON events) and
+//! [`postgres::PostgresConnector`] (PostgreSQL roles). The trait uses `async
 //! fn`, which can't be a trait object, so the controller holds an
 //! [`AnyConnector`].
 
+pub mod postgres;
 pub mod scim;
 pub mod webhook;
 
@@ -136,6 +138,14 @@ impl ConnectorError {
 pub enum AnyConnector {
     Scim(scim::ScimConnector),
     Webhook(webhook::WebhookConnector),
+    /// Boxed: its connection settings are several times the others' size.
+    Postgres(Box<postgres::PostgresConnector>),
+}
+
+impl From<postgres::PostgresConnector> for AnyConnector {
+    fn from(connector: postgres::PostgresConnector) -> Self {
+        Self::Postgres(Box::new(connector))
+    }
 }
 
 impl From<scim::ScimConnector> for AnyConnector {
@@ -155,6 +165,7 @@ impl AnyConnector {
         match self {
             Self::Scim(_) => "scim",
             Self::Webhook(_) => "webhook",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -191,6 +202,7 @@ macro_rules! delegate {
             match $self {
                 Self::Scim(c) => c.$method($($arg),*).await,
                 Self::Webhook(c) => c.$method($($arg),*).await,
+                Self::Postgres(c) => c.$method($($arg),*).await,
             }
         }
         .instrument(span)

@@ -495,6 +495,21 @@ impl Context {
                 };
                 Ok(AnyConnector::Webhook(connector.map_err(Error::Connector)?))
             }
+            ApplicationKind::Postgres => {
+                let postgres = application
+                    .postgres
+                    .as_ref()
+                    .ok_or_else(|| misconfigured("application.postgres is missing"))?;
+                let password = self
+                    .secret_key(&namespace, &postgres.password_secret_ref)
+                    .await?;
+                let password = String::from_utf8(password)
+                    .map_err(|_| misconfigured("the PostgreSQL password is not UTF-8"))?;
+                Ok(AnyConnector::from(
+                    crate::connectors::postgres::PostgresConnector::new(postgres, password.trim())
+                        .map_err(Error::Connector)?,
+                ))
+            }
         }
     }
 

@@ -552,6 +552,7 @@ pub(crate) fn bare_policy(name: &str, mode: crate::api::Mode) -> ProvisioningPol
                 kind: crate::api::ApplicationKind::Webhook,
                 scim: None,
                 webhook: None,
+                postgres: None,
                 deprovision: crate::api::DeprovisionAction::Disable,
                 delete_after_seconds: 86_400,
                 dry_run: false,

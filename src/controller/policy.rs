@@ -490,6 +490,10 @@ fn application_url(policy: &ProvisioningPolicy) -> Option<String> {
     let url = match application.kind {
         ApplicationKind::Scim => application.scim.as_ref()?.base_url.clone(),
         ApplicationKind::Webhook => application.webhook.as_ref()?.url.clone(),
+        ApplicationKind::Postgres => {
+            let postgres = application.postgres.as_ref()?;
+            format!("postgres://{}:{}", postgres.host, postgres.port)
+        }
     };
     Some(url.trim_end_matches('/').to_ascii_lowercase())
 }

@@ -89,6 +89,8 @@ pub async fn start(client: &kube::Client, applied: &[String], options: &Options)
         let started = match policy.spec.application.kind {
             ApplicationKind::Scim => start_scim_app(client, namespace, &policy, &mut apps).await,
             ApplicationKind::Webhook => start_receiver(client, namespace, &policy, &mut apps).await,
+            // A database the operator points it at: nothing to start.
+            ApplicationKind::Postgres => continue,
         };
         if let Err(error) = started {
             apps.lines.push(format!(

@@ -230,6 +230,7 @@ mod tests {
                     kind: ApplicationKind::Webhook,
                     scim: None,
                     webhook: None,
+                    postgres: None,
                     deprovision: DeprovisionAction::Disable,
                     delete_after_seconds: 86_400,
                     dry_run: false,

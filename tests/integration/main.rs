@@ -18,6 +18,7 @@ mod idp_metadata;
 mod isolation;
 mod operator;
 mod partition;
+mod postgres;
 mod rbac;
 mod safety;
 mod saml;

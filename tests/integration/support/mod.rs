@@ -15,6 +15,7 @@ pub mod browser;
 pub mod cut;
 pub mod fixtures;
 pub mod gate;
+pub mod postgres;
 pub mod saml;
 pub mod scim;
 pub mod webhook;

@@ -1,0 +1,391 @@
+//! The PostgreSQL connector: Users become LOGIN roles (no password:
+//! authentication stays with the server's own method), Groups NOLOGIN
+//! roles, memberships role grants naming the grantor (PostgreSQL 16 needs
+//! it for non-superusers).
+//!
+//! Safety, after ldap2pg's users' reports: only roles Roster created are
+//! ever altered, granted or dropped — their comment marks them; `postgres`,
+//! `pg_*`, the connecting role and the configured protected roles are never
+//! touched; identifiers and literals are quoted by the server's own
+//! `format('%I', …)` / `%L`, never interpolated. A role's remote id is its
+//! OID, stable across renames. Disabling is `NOLOGIN` plus ending the
+//! role's sessions (never `VALID UNTIL`, which only expires a password);
+//! deleting reassigns and drops what the role owns in every configured
+//! database before `DROP ROLE`, and keeps the marker until the drop works.
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{Connector, ConnectorError, DesiredGroup, DesiredUser, RemoteAccount, Result};
+
+/// The comment on every role Roster manages.
+const MARKER: &str = "managed by roster";
+/// PostgreSQL truncates longer identifiers; Roster refuses them instead of
+/// letting two names collide.
+const MAX_NAME: usize = 63;
+
+/// How to reach the server and what never to touch.
+#[derive(Clone, Debug)]
+pub struct PostgresConnector {
+    config: Config,
+    user: String,
+    fallback_owner: String,
+    databases: Vec<String>,
+    protected: Vec<String>,
+}
+
+impl PostgresConnector {
+    pub fn new(settings: &crate::api::PostgresConnector, password: &str) -> Result<Self> {
+        let mut config = Config::new();
+        config
+            .host(&settings.host)
+            .port(settings.port)
+            .user(&settings.user)
+            .password(password)
+            .dbname(&settings.database)
+            .application_name("roster")
+            .connect_timeout(super::REQUEST_TIMEOUT);
+        let databases = if settings.databases.is_empty() {
+            vec![settings.database.clone()]
+        } else {
+            settings.databases.clone()
+        };
+        Ok(Self {
+            config,
+            user: settings.user.clone(),
+            fallback_owner: settings.fallback_owner.clone(),
+            databases,
+            protected: settings.protected_roles.clone(),
+        })
+    }
+
+    /// A connection to `database` (the configured one when `None`).
+    async fn connect(&self, database: Option<&str>) -> Result<Client> {
+        let mut config = self.config.clone();
+        if let Some(database) = database {
+            config.dbname(database);
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "postgres connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Whether `name` is one Roster must never touch.
+    fn is_protected(&self, name: &str) -> bool {
+        name == "postgres"
+            || name.starts_with("pg_")
+            || name == self.user
+            || name == self.fallback_owner
+            || self.protected.iter().any(|p| p == name)
+    }
+
+    /// Refuses a name Roster may not create or alter.
+    fn check_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(rejected(format!(
+                "role name {name:?} must be 1 to {MAX_NAME} bytes"
+            )));
+        }
+        if self.is_protected(name) {
+            return Err(rejected(format!("role {name:?} is protected")));
+        }
+        Ok(())
+    }
+
+    /// The role named `name`: (oid, can log in, managed by Roster).
+    async fn role_by_name(&self, client: &Client, name: &str) -> Result<Option<Role>> {
+        let row = client
+            .query_opt(
+                "SELECT oid::int8, rolname::text, rolcanlogin, \
+                 coalesce(shobj_description(oid, 'pg_authid'), '') = $2 \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&name, &MARKER],
+            )
+            .await
+            .map_err(refused)?;
+        Ok(row.map(|r| Role::of(&r)))
+    }
+
+    /// The role whose OID is `remote_id`, if it still exists.
+    async fn role_by_id(&self, client: &Client, remote_id: &str) -> Result<Option<Role>> {
+        let oid: i64 = remote_id
+            .parse()
+            .map_err(|_| rejected(format!("{remote_id:?} is not a role's OID")))?;
+        let row = client
+            .query_opt(
+                "SELECT oid::int8, rolname::text, rolcanlogin, \
+                 coalesce(shobj_description(oid, 'pg_authid'), '') = $2 \
+                 FROM pg_roles WHERE oid = $1::int8::oid",
+                &[&oid, &MARKER],
+            )
+            .await
+            .map_err(refused)?;
+        Ok(row.map(|r| Role::of(&r)))
+    }
+
+    /// The role `remote_id`, which Roster must manage; `None` when gone.
+    async fn managed(&self, client: &Client, remote_id: &str) -> Result<Option<Role>> {
+        match self.role_by_id(client, remote_id).await? {
+            Some(role) if !role.managed || self.is_protected(&role.name) => Err(rejected(format!(
+                "role {:?} is not managed by Roster: left alone",
+                role.name
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    /// Runs `template` with `%I`/`%L` placeholders filled, quoted by the
+    /// server's `format()`.
+    async fn run(&self, client: &Client, template: &str, args: &[&str]) -> Result<()> {
+        let placeholders: Vec<String> = (0..args.len())
+            .map(|i| format!("${}::text", i + 2))
+            .collect();
+        let query = format!("SELECT format($1::text, {})", placeholders.join(", "));
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&template];
+        for arg in args {
+            params.push(arg);
+        }
+        let statement: String = client
+            .query_one(query.as_str(), &params)
+            .await
+            .map_err(refused)?
+            .get(0);
+        client.batch_execute(&statement).await.map_err(refused)
+    }
+
+    /// Creates a role marked as Roster's, or adopts a managed one by that
+    /// name; returns its OID.
+    async fn create_role(&self, name: &str, login: bool) -> Result<String> {
+        self.check_name(name)?;
+        let client = self.connect(None).await?;
+        if let Some(role) = self.role_by_name(&client, name).await? {
+            if !role.managed {
+                return Err(rejected(format!(
+                    "a role {name:?} exists that Roster did not create: left alone"
+                )));
+            }
+            return Ok(role.oid.to_string());
+        }
+        let login = if login { "LOGIN" } else { "NOLOGIN" };
+        self.run(&client, &format!("CREATE ROLE %I {login}"), &[name])
+            .await?;
+        self.run(&client, "COMMENT ON ROLE %I IS %L", &[name, MARKER])
+            .await?;
+        let role = self
+            .role_by_name(&client, name)
+            .await?
+            .ok_or_else(|| unavailable_text("the role vanished after its creation"))?;
+        Ok(role.oid.to_string())
+    }
+
+    async fn set_login(&self, remote_id: &str, login: bool) -> Result<()> {
+        let client = self.connect(None).await?;
+        let role = self
+            .managed(&client, remote_id)
+            .await?
+            .ok_or_else(|| not_found(remote_id))?;
+        if role.login != login {
+            let change = if login { "LOGIN" } else { "NOLOGIN" };
+            self.run(&client, &format!("ALTER ROLE %I {change}"), &[&role.name])
+                .await?;
+        }
+        if !login {
+            // NOLOGIN only refuses new sessions: end the open ones.
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    &[&role.name],
+                )
+                .await
+                .map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, remote_id: &str, name: &str) -> Result<()> {
+        self.check_name(name)?;
+        let client = self.connect(None).await?;
+        let role = self
+            .managed(&client, remote_id)
+            .await?
+            .ok_or_else(|| not_found(remote_id))?;
+        if role.name != name {
+            self.run(&client, "ALTER ROLE %I RENAME TO %I", &[&role.name, name])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops a managed role: first, in every configured database, what it
+    /// owns goes to the fallback owner and its privileges are dropped; the
+    /// role (and so its marker) stays until `DROP ROLE` succeeds.
+    async fn drop_role(&self, remote_id: &str) -> Result<()> {
+        let client = self.connect(None).await?;
+        let Some(role) = self.managed(&client, remote_id).await? else {
+            return Ok(());
+        };
+        for database in &self.databases {
+            let there = self.connect(Some(database)).await?;
+            self.run(
+                &there,
+                "REASSIGN OWNED BY %I TO %I; DROP OWNED BY %I",
+                &[&role.name, &self.fallback_owner, &role.name],
+            )
+            .await?;
+        }
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&role.name],
+            )
+            .await
+            .map_err(refused)?;
+        self.run(&client, "DROP ROLE IF EXISTS %I", &[&role.name])
+            .await
+    }
+}
+
+/// A role as `pg_roles` shows it.
+struct Role {
+    oid: i64,
+    name: String,
+    login: bool,
+    managed: bool,
+}
+
+impl Role {
+    fn of(row: &tokio_postgres::Row) -> Self {
+        Self {
+            oid: row.get(0),
+            name: row.get(1),
+            login: row.get(2),
+            managed: row.get(3),
+        }
+    }
+}
+
+fn unavailable(error: tokio_postgres::Error) -> ConnectorError {
+    ConnectorError::Unavailable(format!("postgres: {error}"))
+}
+
+fn unavailable_text(text: &str) -> ConnectorError {
+    ConnectorError::Unavailable(format!("postgres: {text}"))
+}
+
+/// A statement the server refused: its SQLSTATE says whether retrying helps.
+fn refused(error: tokio_postgres::Error) -> ConnectorError {
+    match error.as_db_error() {
+        // Class 08 (connection), 40 (transaction rollback), 53 (resources),
+        // 57 (operator intervention): transient.
+        Some(db)
+            if ["08", "40", "53", "57"]
+                .iter()
+                .any(|class| db.code().code().starts_with(class)) =>
+        {
+            unavailable(error)
+        }
+        Some(db) => ConnectorError::Rejected {
+            status: 400,
+            detail: format!("postgres {}: {}", db.code().code(), db.message()),
+        },
+        None => unavailable(error),
+    }
+}
+
+fn rejected(detail: String) -> ConnectorError {
+    ConnectorError::Rejected {
+        status: 400,
+        detail,
+    }
+}
+
+fn not_found(remote_id: &str) -> ConnectorError {
+    ConnectorError::Rejected {
+        status: 404,
+        detail: format!("no role with OID {remote_id}"),
+    }
+}
+
+impl Connector for PostgresConnector {
+    async fn find_user(&self, user_name: &str) -> Result<Option<RemoteAccount>> {
+        let client = self.connect(None).await?;
+        Ok(self
+            .role_by_name(&client, user_name)
+            .await?
+            .filter(|role| role.managed && !self.is_protected(&role.name))
+            .map(|role| RemoteAccount {
+                id: role.oid.to_string(),
+                active: Some(role.login),
+            }))
+    }
+
+    async fn create_user(&self, user: &DesiredUser) -> Result<String> {
+        self.create_role(&user.user_name, user.active).await
+    }
+
+    async fn update_user(&self, remote_id: &str, user: &DesiredUser) -> Result<()> {
+        self.rename(remote_id, &user.user_name).await?;
+        self.set_login(remote_id, user.active).await
+    }
+
+    async fn disable_user(&self, remote_id: &str, _: &DesiredUser) -> Result<()> {
+        self.set_login(remote_id, false).await
+    }
+
+    async fn delete_user(&self, remote_id: &str, _: &DesiredUser) -> Result<()> {
+        self.drop_role(remote_id).await
+    }
+
+    async fn find_group(&self, display_name: &str) -> Result<Option<String>> {
+        let client = self.connect(None).await?;
+        Ok(self
+            .role_by_name(&client, display_name)
+            .await?
+            .filter(|role| role.managed && !self.is_protected(&role.name))
+            .map(|role| role.oid.to_string()))
+    }
+
+    async fn create_group(&self, group: &DesiredGroup) -> Result<String> {
+        self.create_role(&group.display_name, false).await
+    }
+
+    async fn update_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
+        self.rename(remote_id, &group.display_name).await
+    }
+
+    async fn delete_group(&self, remote_id: &str, _: &DesiredGroup) -> Result<()> {
+        self.drop_role(remote_id).await
+    }
+
+    async fn change_members(
+        &self,
+        remote_id: &str,
+        _: &DesiredGroup,
+        add: &[String],
+        remove: &[String],
+        _: &str,
+    ) -> Result<()> {
+        let client = self.connect(None).await?;
+        let group = self
+            .managed(&client, remote_id)
+            .await?
+            .ok_or_else(|| not_found(remote_id))?;
+        for (members, template) in [
+            (add, "GRANT %I TO %I GRANTED BY %I"),
+            (remove, "REVOKE %I FROM %I GRANTED BY %I"),
+        ] {
+            for member in members {
+                // A member that is gone has no grant left to change.
+                let Some(role) = self.managed(&client, member).await? else {
+                    continue;
+                };
+                self.run(&client, template, &[&group.name, &role.name, &self.user])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! The PostgreSQL connector against a real PostgreSQL server (Debian's,
+//! started per test on loopback), and through the controllers from User and
+//! Group resources on the real API server. Disabling is proven by the
+//! server: a login as the role is refused and its open session ended.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use roster::api::{
+    ApplicationKind, ApplicationSpec, DeprovisionAction, Group, GroupMember, SecretKeyRef, User,
+};
+use roster::connectors::postgres::PostgresConnector;
+use roster::connectors::{Connector, ConnectorError, DesiredGroup, DesiredUser};
+use serde_json::json;
+
+use crate::controller::{eventually, start_controllers, synced};
+use crate::support::env;
+use crate::support::fixtures::{group, scim_policy, user};
+use crate::support::postgres::Postgres;
+
+const ADMIN_PASSWORD: &str = "admin-password-0123";
+
+fn settings(port: u16) -> roster::api::PostgresConnector {
+    roster::api::PostgresConnector {
+        host: "127.0.0.1".into(),
+        port,
+        user: "postgres".into(),
+        password_secret_ref: SecretKeyRef {
+            name: "crm-postgres".into(),
+            key: "password".into(),
+        },
+        database: "postgres".into(),
+        fallback_owner: "postgres".into(),
+        databases: vec!["postgres".into(), "app".into()],
+        protected_roles: vec!["dba".into()],
+    }
+}
+
+fn desired_user(user_name: &str, active: bool) -> DesiredUser {
+    DesiredUser {
+        id: "u-1".into(),
+        uid: "uid-1".into(),
+        generation: 1,
+        user_name: user_name.into(),
+        active,
+        resource: json!({}),
+    }
+}
+
+fn desired_group(display_name: &str) -> DesiredGroup {
+    DesiredGroup {
+        id: "g-1".into(),
+        uid: "uid-g".into(),
+        generation: 1,
+        display_name: display_name.into(),
+        external_id: None,
+    }
+}
+
+/// Gives `role` a password out of band (the server's own authentication,
+/// which Roster leaves alone), so the test can log in as it.
+async fn allow_password(admin: &tokio_postgres::Client, role: &str) {
+    let statement: String = admin
+        .query_one(
+            "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, 'pw')",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin.batch_execute(&statement).await.unwrap();
+}
+
+async fn member_of(admin: &tokio_postgres::Client, member: &str) -> Vec<String> {
+    admin
+        .query(
+            "SELECT g.rolname::text FROM pg_auth_members m \
+             JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+             WHERE u.rolname = $1 ORDER BY 1",
+            &[&member],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched() {
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE app").await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE dba LOGIN; CREATE ROLE by_hand LOGIN")
+        .await
+        .unwrap();
+    let connector = PostgresConnector::new(&settings(server.port), ADMIN_PASSWORD).unwrap();
+
+    // A user: a LOGIN role without a password; created twice, one role.
+    let ada = "ada@example.com";
+    let id = connector
+        .create_user(&desired_user(ada, true))
+        .await
+        .unwrap();
+    assert_eq!(
+        connector
+            .create_user(&desired_user(ada, true))
+            .await
+            .unwrap(),
+        id,
+        "creating again adopts the role Roster made"
+    );
+    let found = connector.find_user(ada).await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), found.active), (id.as_str(), Some(true)));
+    allow_password(&admin, ada).await;
+    let session = server.connect(ada, "pw", "postgres").await.unwrap();
+
+    // A group, a membership granted and revoked idempotently.
+    let ops = connector
+        .create_group(&desired_group("ops team"))
+        .await
+        .unwrap();
+    let both = [id.clone()];
+    let group = desired_group("ops team");
+    connector
+        .change_members(&ops, &group, &both, &[], "c1")
+        .await
+        .unwrap();
+    connector
+        .change_members(&ops, &group, &both, &[], "c1")
+        .await
+        .unwrap();
+    assert_eq!(member_of(&admin, ada).await, vec!["ops team".to_owned()]);
+    connector
+        .change_members(&ops, &group, &[], &both, "c2")
+        .await
+        .unwrap();
+    assert!(member_of(&admin, ada).await.is_empty());
+    connector
+        .change_members(&ops, &group, &both, &[], "c3")
+        .await
+        .unwrap();
+    // Renamed: the same role (its OID is the remote id).
+    connector
+        .update_group(&ops, &desired_group("platform"))
+        .await
+        .unwrap();
+    assert_eq!(member_of(&admin, ada).await, vec!["platform".to_owned()]);
+
+    // Disabled: NOLOGIN, and the open session is ended; a login is refused.
+    connector
+        .disable_user(&id, &desired_user(ada, false))
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if session.simple_query("SELECT 1").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the disabled role's session was not ended");
+    let refused = server.connect(ada, "pw", "postgres").await.unwrap_err();
+    let message = refused.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("not permitted to log in")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        connector.find_user(ada).await.unwrap().unwrap().active,
+        Some(false)
+    );
+    // Enabled again.
+    connector
+        .update_user(&id, &desired_user(ada, true))
+        .await
+        .unwrap();
+    // Ada owns a personal schema and a table in it, in the second database.
+    let app = server
+        .connect("postgres", ADMIN_PASSWORD, "app")
+        .await
+        .unwrap();
+    app.batch_execute("CREATE SCHEMA ada AUTHORIZATION \"ada@example.com\"")
+        .await
+        .unwrap();
+    let session = server.connect(ada, "pw", "app").await.unwrap();
+    session
+        .batch_execute("CREATE TABLE ada.ada_notes (line text)")
+        .await
+        .unwrap();
+    drop(session);
+
+    // Deleted: what the role owns goes to the fallback owner in every
+    // configured database, then the role; twice counts as done.
+    connector
+        .delete_user(&id, &desired_user(ada, true))
+        .await
+        .unwrap();
+    connector
+        .delete_user(&id, &desired_user(ada, true))
+        .await
+        .unwrap();
+    assert!(connector.find_user(ada).await.unwrap().is_none());
+    let owner: String = app
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'ada_notes'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "postgres");
+    connector.delete_group(&ops, &group).await.unwrap();
+
+    // Never touched: a role made by hand, a protected one, the superuser.
+    assert!(connector.find_user("by_hand").await.unwrap().is_none());
+    for name in ["by_hand", "dba", "postgres", "pg_monitor"] {
+        let error = connector
+            .create_user(&desired_user(name, true))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ConnectorError::Rejected { .. }),
+            "{name}: {error}"
+        );
+    }
+    let by_hand: i64 = admin
+        .query_one(
+            "SELECT oid::int8 FROM pg_roles WHERE rolname = 'by_hand'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let error = connector
+        .disable_user(&by_hand.to_string(), &desired_user("by_hand", false))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not managed by Roster"),
+        "{error}"
+    );
+    let can_login: bool = admin
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'by_hand'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(can_login);
+    // A name PostgreSQL would truncate is refused, not cut.
+    let long = format!("{}@example.com", "a".repeat(60));
+    assert!(
+        connector
+            .create_user(&desired_user(&long, true))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn users_and_groups_reach_postgres_through_the_controllers() {
+    let env = env().await;
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("crm-postgres".into());
+    secret.string_data = Some([("password".to_owned(), ADMIN_PASSWORD.to_owned())].into());
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = scim_policy("crm");
+    let mut postgres = settings(server.port);
+    postgres.databases.clear();
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::Postgres,
+        scim: None,
+        webhook: None,
+        postgres: Some(postgres),
+        deprovision: DeprovisionAction::Disable,
+        delete_after_seconds: 0,
+        dry_run: false,
+    };
+    env.api::<roster::api::ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let _controllers = start_controllers(&env);
+
+    let users: Api<User> = env.api();
+    users
+        .create(
+            &PostParams::default(),
+            &user("u-grace", "crm", "grace@example.com"),
+        )
+        .await
+        .unwrap();
+    let oid = synced(&users, "u-grace").await;
+    let groups: Api<Group> = env.api();
+    let mut ops = group("g-ops", "crm", "ops");
+    ops.spec.members = vec![GroupMember {
+        user_name: Some("grace@example.com".into()),
+        ..Default::default()
+    }];
+    groups.create(&PostParams::default(), &ops).await.unwrap();
+    eventually("grace granted ops", || async {
+        (member_of(&admin, "grace@example.com").await == ["ops"]).then_some(())
+    })
+    .await;
+    let login: (i64, bool) = {
+        let row = admin
+            .query_one(
+                "SELECT oid::int8, rolcanlogin FROM pg_roles WHERE rolname = 'grace@example.com'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(login, (oid.parse().unwrap(), true));
+
+    // Deactivated: NOLOGIN.
+    users
+        .patch(
+            "u-grace",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"active": false}})),
+        )
+        .await
+        .unwrap();
+    eventually("grace NOLOGIN", || async {
+        let row = admin
+            .query_one(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'grace@example.com'",
+                &[],
+            )
+            .await
+            .ok()?;
+        (!row.get::<_, bool>(0)).then_some(())
+    })
+    .await;
+}
