@@ -25,9 +25,9 @@ pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
     AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, CircuitBreaker,
     DeprovisionAction, GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts,
-    PostgresConnector, ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec,
-    ProvisioningPolicyStatus, Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService,
-    SignatureScheme, WebhookConnector,
+    PostgresConnector, PostgresTlsMode, ProvisioningPlan, ProvisioningPolicy,
+    ProvisioningPolicySpec, ProvisioningPolicyStatus, Quarantine, RateLimit, SamlTrust,
+    ScimConnector, ScimService, SignatureScheme, WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

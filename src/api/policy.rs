@@ -372,6 +372,24 @@ pub struct PostgresConnector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub protected_roles: Vec<String>,
+    /// TLS to the server: `VerifyFull` (default) or `Disable`.
+    #[serde(default)]
+    pub tls_mode: PostgresTlsMode,
+    /// The Secret key holding the CA certificate (PEM) that signed the
+    /// server's certificate. Unset: the system's trusted roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// How Roster talks to a PostgreSQL server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PostgresTlsMode {
+    /// Encrypted, the server's certificate checked against the CA and its
+    /// name against `host`, as libpq's `sslmode=verify-full`.
+    #[default]
+    VerifyFull,
+    /// Plain TCP: only for a server on a network you trust.
+    Disable,
 }
 
 fn default_postgres_port() -> u16 {

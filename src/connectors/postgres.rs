@@ -13,7 +13,11 @@
 //! deleting reassigns and drops what the role owns in every configured
 //! database before `DROP ROLE`, and keeps the marker until the drop works.
 
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::api::PostgresTlsMode;
 
 use super::{Connector, ConnectorError, DesiredGroup, DesiredUser, RemoteAccount, Result};
 
@@ -24,17 +28,68 @@ const MARKER: &str = "managed by roster";
 const MAX_NAME: usize = 63;
 
 /// How to reach the server and what never to touch.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PostgresConnector {
     config: Config,
+    /// `None`: plain TCP (`tlsMode: Disable`).
+    tls: Option<MakeRustlsConnect>,
     user: String,
     fallback_owner: String,
     databases: Vec<String>,
     protected: Vec<String>,
 }
 
+impl std::fmt::Debug for PostgresConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the config: it holds the password.
+        f.debug_struct("PostgresConnector")
+            .field("user", &self.user)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS client that checks the server's certificate against `ca` (PEM),
+/// or the system's roots without one, and its name against the host.
+fn tls_client(ca: Option<&[u8]>) -> Result<MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| {
+                    ConnectorError::Misconfigured(format!("the PostgreSQL CA is not PEM: {e}"))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    ConnectorError::Misconfigured(format!("the PostgreSQL CA is unusable: {e}"))
+                })?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(ConnectorError::Misconfigured(
+            "no CA certificate to check the PostgreSQL server against".into(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 impl PostgresConnector {
-    pub fn new(settings: &crate::api::PostgresConnector, password: &str) -> Result<Self> {
+    /// With `ca`: the PEM of the CA certificate, when the settings name one.
+    pub fn new(
+        settings: &crate::api::PostgresConnector,
+        password: &str,
+        ca: Option<&[u8]>,
+    ) -> Result<Self> {
         let mut config = Config::new();
         config
             .host(&settings.host)
@@ -44,6 +99,16 @@ impl PostgresConnector {
             .dbname(&settings.database)
             .application_name("roster")
             .connect_timeout(super::REQUEST_TIMEOUT);
+        let tls = match settings.tls_mode {
+            PostgresTlsMode::Disable => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+            PostgresTlsMode::VerifyFull => {
+                config.ssl_mode(SslMode::Require);
+                Some(tls_client(ca)?)
+            }
+        };
         let databases = if settings.databases.is_empty() {
             vec![settings.database.clone()]
         } else {
@@ -51,6 +116,7 @@ impl PostgresConnector {
         };
         Ok(Self {
             config,
+            tls,
             user: settings.user.clone(),
             fallback_owner: settings.fallback_owner.clone(),
             databases,
@@ -64,13 +130,19 @@ impl PostgresConnector {
         if let Some(database) = database {
             config.dbname(database);
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "postgres connection ended");
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) =
+                    config.connect(tls.clone()).await.map_err(unavailable)?;
+                tokio::spawn(log_end(connection));
+                Ok(client)
             }
-        });
-        Ok(client)
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
+                tokio::spawn(log_end(connection));
+                Ok(client)
+            }
+        }
     }
 
     /// Whether `name` is one Roster must never touch.
@@ -245,6 +317,16 @@ impl PostgresConnector {
             .map_err(refused)?;
         self.run(&client, "DROP ROLE IF EXISTS %I", &[&role.name])
             .await
+    }
+}
+
+/// Drives a connection until it ends.
+async fn log_end<F>(connection: F)
+where
+    F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "postgres connection ended");
     }
 }
 

@@ -505,9 +505,17 @@ impl Context {
                     .await?;
                 let password = String::from_utf8(password)
                     .map_err(|_| misconfigured("the PostgreSQL password is not UTF-8"))?;
+                let ca = match &postgres.ca_secret_ref {
+                    Some(reference) => Some(self.secret_key(&namespace, reference).await?),
+                    None => None,
+                };
                 Ok(AnyConnector::from(
-                    crate::connectors::postgres::PostgresConnector::new(postgres, password.trim())
-                        .map_err(Error::Connector)?,
+                    crate::connectors::postgres::PostgresConnector::new(
+                        postgres,
+                        password.trim(),
+                        ca.as_deref(),
+                    )
+                    .map_err(Error::Connector)?,
                 ))
             }
         }

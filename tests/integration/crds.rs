@@ -220,8 +220,21 @@ async fn application_settings_must_match_its_kind() {
             .await,
     );
     assert!(
-        message
-            .contains("application.kind Webhook needs application.webhook and no application.scim"),
+        message.contains(
+            "application.kind Webhook needs application.webhook and no other connector's settings"
+        ),
+        "unexpected message: {message}"
+    );
+    policy.spec.application.kind = ApplicationKind::Postgres;
+    let message = refusal(
+        env.api::<ProvisioningPolicy>()
+            .create(&PostParams::default(), &policy)
+            .await,
+    );
+    assert!(
+        message.contains(
+            "application.kind Postgres needs application.postgres and no other connector's settings"
+        ),
         "unexpected message: {message}"
     );
 }

@@ -34,6 +34,11 @@ fn settings(port: u16) -> roster::api::PostgresConnector {
         fallback_owner: "postgres".into(),
         databases: vec!["postgres".into(), "app".into()],
         protected_roles: vec!["dba".into()],
+        tls_mode: roster::api::PostgresTlsMode::VerifyFull,
+        ca_secret_ref: Some(SecretKeyRef {
+            name: "crm-postgres".into(),
+            key: "ca.crt".into(),
+        }),
     }
 }
 
@@ -99,7 +104,30 @@ async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touc
         .batch_execute("CREATE ROLE dba LOGIN; CREATE ROLE by_hand LOGIN")
         .await
         .unwrap();
-    let connector = PostgresConnector::new(&settings(server.port), ADMIN_PASSWORD).unwrap();
+    let connector =
+        PostgresConnector::new(&settings(server.port), ADMIN_PASSWORD, Some(&server.ca_pem))
+            .unwrap();
+    // Over TLS, checked: the server refuses plain TCP, and a connector that
+    // doesn't trust its CA, or doesn't use TLS, can't reach it.
+    assert!(
+        server
+            .connect_plain("postgres", ADMIN_PASSWORD)
+            .await
+            .is_err()
+    );
+    let other_ca = PostgresConnector::new(&settings(server.port), ADMIN_PASSWORD, None);
+    if let Ok(other_ca) = other_ca {
+        let error = other_ca.find_user("x").await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+    }
+    let mut plain = settings(server.port);
+    plain.tls_mode = roster::api::PostgresTlsMode::Disable;
+    let error = PostgresConnector::new(&plain, ADMIN_PASSWORD, None)
+        .unwrap()
+        .find_user("x")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("postgres"), "{error}");
 
     // A user: a LOGIN role without a password; created twice, one role.
     let ada = "ada@example.com";
@@ -278,7 +306,16 @@ async fn users_and_groups_reach_postgres_through_the_controllers() {
         .unwrap();
     let mut secret = Secret::default();
     secret.metadata.name = Some("crm-postgres".into());
-    secret.string_data = Some([("password".to_owned(), ADMIN_PASSWORD.to_owned())].into());
+    secret.string_data = Some(
+        [
+            ("password".to_owned(), ADMIN_PASSWORD.to_owned()),
+            (
+                "ca.crt".to_owned(),
+                String::from_utf8(server.ca_pem.clone()).unwrap(),
+            ),
+        ]
+        .into(),
+    );
     env.api::<Secret>()
         .create(&PostParams::default(), &secret)
         .await

@@ -1,6 +1,8 @@
 //! A real PostgreSQL server (Debian's `postgresql` package, which `make
 //! test` installs) on loopback, in a fresh data directory, for one test.
 //! As root it runs as the `postgres` system user, as PostgreSQL requires.
+//! It accepts TCP connections over TLS only (`hostssl`), with a server
+//! certificate for 127.0.0.1 signed by a CA made for the test.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -8,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Postgres {
     pub port: u16,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca_pem: Vec<u8>,
     child: Child,
     dir: PathBuf,
 }
@@ -53,6 +57,7 @@ impl Postgres {
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, password).unwrap();
         let data = dir.join("data");
+        let ca_pem = certificates(&dir);
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -73,18 +78,43 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
+        // TCP over TLS only; the socket stays for pg_ctl.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
         let port = super::free_port();
         let child = as_server_user(bin("postgres"))
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "ssl=on",
+            ])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                dir.join("server.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting postgres");
-        let server = Self { port, child, dir };
+        let server = Self {
+            port,
+            ca_pem,
+            child,
+            dir,
+        };
         let started = Instant::now();
         while server
             .connect("postgres", password, "postgres")
@@ -100,24 +130,120 @@ impl Postgres {
         server
     }
 
-    /// A connection as `user` to `database`.
+    fn config(&self, user: &str, password: &str, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(database);
+        config
+    }
+
+    /// A connection as `user` to `database`, over TLS checked against the CA.
     pub async fn connect(
         &self,
         user: &str,
         password: &str,
         database: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user(user)
-            .password(password)
-            .dbname(database)
-            .connect(tokio_postgres::NoTls)
-            .await?;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let mut config = self.config(user, password, database);
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let (client, connection) = config.connect(tls).await?;
         tokio::spawn(connection);
         Ok(client)
     }
+
+    /// A plain TCP connection attempt (the server refuses it).
+    pub async fn connect_plain(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut config = self.config(user, password, "postgres");
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        config.connect(tokio_postgres::NoTls).await.map(|_| ())
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed, written into
+/// `dir` (server.crt, server.key) by the openssl CLI; returns the CA's PEM.
+fn certificates(dir: &std::path::Path) -> Vec<u8> {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian's; `make test` installs it)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=roster-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::read(dir.join("ca.crt")).unwrap()
 }
 
 impl Drop for Postgres {
