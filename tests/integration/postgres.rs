@@ -391,3 +391,101 @@ async fn users_and_groups_reach_postgres_through_the_controllers() {
     })
     .await;
 }
+
+/// The safety rails sit above the connector: a dry run against PostgreSQL
+/// plans an adoption (a role Roster made earlier) and a creation, and
+/// touches no role until the policy goes live.
+#[tokio::test]
+async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
+    let env = env().await;
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mut postgres = settings(server.port);
+    postgres.databases.clear();
+    // A role Roster created before (say, by another install): adopted.
+    let earlier = PostgresConnector::new(&postgres, ADMIN_PASSWORD, Some(&server.ca_pem))
+        .unwrap()
+        .create_user(&desired_user("kept@example.com", true))
+        .await
+        .unwrap();
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("crm-postgres".into());
+    secret.string_data = Some(
+        [
+            ("password".to_owned(), ADMIN_PASSWORD.to_owned()),
+            (
+                "ca.crt".to_owned(),
+                String::from_utf8(server.ca_pem.clone()).unwrap(),
+            ),
+        ]
+        .into(),
+    );
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = scim_policy("crm");
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::Postgres,
+        scim: None,
+        webhook: None,
+        postgres: Some(postgres),
+        deprovision: DeprovisionAction::Disable,
+        delete_after_seconds: 0,
+        dry_run: true,
+    };
+    let policies: Api<roster::api::ProvisioningPolicy> = env.api();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    for (name, user_name) in [("u-kept", "kept@example.com"), ("u-new", "new@example.com")] {
+        users
+            .create(&PostParams::default(), &user(name, "crm", user_name))
+            .await
+            .unwrap();
+    }
+    eventually("the plan", || async {
+        let plan = policies.get("crm").await.ok()?.status?.plan?;
+        (plan.counts.get("adoptAccount") == Some(&1)
+            && plan.counts.get("createAccount") == Some(&1))
+        .then_some(())
+    })
+    .await;
+    let roles = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        roles("new@example.com").await,
+        0,
+        "a dry run creates nothing"
+    );
+
+    policies
+        .patch(
+            "crm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"application": {"dryRun": false}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        synced(&users, "u-kept").await,
+        earlier,
+        "adopted, not re-created"
+    );
+    synced(&users, "u-new").await;
+    assert_eq!(roles("new@example.com").await, 1);
+}
