@@ -13,6 +13,9 @@
 //! deleting reassigns and drops what the role owns in every configured
 //! database before `DROP ROLE`, and keeps the marker until the drop works.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -33,6 +36,11 @@ pub struct PostgresConnector {
     config: Config,
     /// `None`: plain TCP (`tlsMode: Disable`).
     tls: Option<MakeRustlsConnect>,
+    /// Open connections by database name, shared
+    /// by concurrent calls (a client pipelines their statements) and
+    /// replaced once closed: one TLS and SCRAM handshake per connection,
+    /// not per call.
+    connections: Arc<Mutex<HashMap<Option<String>, Arc<Client>>>>,
     user: String,
     fallback_owner: String,
     databases: Vec<String>,
@@ -117,6 +125,7 @@ impl PostgresConnector {
         Ok(Self {
             config,
             tls,
+            connections: Arc::default(),
             user: settings.user.clone(),
             fallback_owner: settings.fallback_owner.clone(),
             databases,
@@ -124,8 +133,31 @@ impl PostgresConnector {
         })
     }
 
-    /// A connection to `database` (the configured one when `None`).
-    async fn connect(&self, database: Option<&str>) -> Result<Client> {
+    /// A connection to `database` (the configured one when `None`): an open
+    /// one, or a new one.
+    async fn connect(&self, database: Option<&str>) -> Result<Arc<Client>> {
+        // Keyed by name: the configured database may be listed in `databases` too.
+        let key = database.or(self.config.get_dbname()).map(str::to_owned);
+        let open = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&key)
+            .filter(|client| !client.is_closed())
+            .cloned();
+        if let Some(client) = open {
+            return Ok(client);
+        }
+        let client = Arc::new(self.open(database).await?);
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Opens a connection to `database` (the configured one when `None`).
+    async fn open(&self, database: Option<&str>) -> Result<Client> {
         let mut config = self.config.clone();
         if let Some(database) = database {
             config.dbname(database);

@@ -294,6 +294,16 @@ async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touc
             .await
             .is_err()
     );
+    // Every call above shared one connection per database.
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'roster'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 2, "one connection to postgres, one to app");
 }
 
 #[tokio::test]
