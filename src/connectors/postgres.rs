@@ -36,11 +36,10 @@ pub struct PostgresConnector {
     config: Config,
     /// `None`: plain TCP (`tlsMode: Disable`).
     tls: Option<MakeRustlsConnect>,
-    /// Open connections by database name, shared
-    /// by concurrent calls (a client pipelines their statements) and
-    /// replaced once closed: one TLS and SCRAM handshake per connection,
-    /// not per call.
-    connections: Arc<Mutex<HashMap<Option<String>, Arc<Client>>>>,
+    /// Open connections by database name, shared by concurrent calls (a
+    /// client pipelines their statements) and replaced once closed: one
+    /// TLS and SCRAM handshake per connection, not per call.
+    connections: Arc<Mutex<HashMap<String, Arc<Client>>>>,
     user: String,
     fallback_owner: String,
     databases: Vec<String>,
@@ -136,8 +135,11 @@ impl PostgresConnector {
     /// A connection to `database` (the configured one when `None`): an open
     /// one, or a new one.
     async fn connect(&self, database: Option<&str>) -> Result<Arc<Client>> {
-        // Keyed by name: the configured database may be listed in `databases` too.
-        let key = database.or(self.config.get_dbname()).map(str::to_owned);
+        // By name: the configured database may be listed in `databases` too.
+        let key = database
+            .or(self.config.get_dbname())
+            .unwrap_or_default()
+            .to_owned();
         let open = self
             .connections
             .lock()
