@@ -26,6 +26,21 @@ use super::{Connector, ConnectorError, DesiredGroup, DesiredUser, RemoteAccount,
 
 /// The comment on every role Roster manages.
 const MARKER: &str = "managed by roster";
+/// A role as [`Role::of`] reads it: oid, name, can log in, carries the
+/// marker (`$2`); by name (`$1`) or by OID.
+macro_rules! role_query {
+    ($condition:literal) => {
+        concat!(
+            "SELECT oid::int8, rolname::text, rolcanlogin, ",
+            "coalesce(shobj_description(oid, 'pg_authid'), '') = $2 ",
+            "FROM pg_roles WHERE ",
+            $condition
+        )
+    };
+}
+const ROLES_BY_NAME: &str = role_query!("rolname = $1");
+const ROLES_BY_OID: &str = role_query!("oid = $1::int8::oid");
+
 /// PostgreSQL truncates longer identifiers; Roster refuses them instead of
 /// letting two names collide.
 const MAX_NAME: usize = 63;
@@ -204,12 +219,7 @@ impl PostgresConnector {
     /// The role named `name`: (oid, can log in, managed by Roster).
     async fn role_by_name(&self, client: &Client, name: &str) -> Result<Option<Role>> {
         let row = client
-            .query_opt(
-                "SELECT oid::int8, rolname::text, rolcanlogin, \
-                 coalesce(shobj_description(oid, 'pg_authid'), '') = $2 \
-                 FROM pg_roles WHERE rolname = $1",
-                &[&name, &MARKER],
-            )
+            .query_opt(ROLES_BY_NAME, &[&name, &MARKER])
             .await
             .map_err(refused)?;
         Ok(row.map(|r| Role::of(&r)))
@@ -221,12 +231,7 @@ impl PostgresConnector {
             .parse()
             .map_err(|_| rejected(format!("{remote_id:?} is not a role's OID")))?;
         let row = client
-            .query_opt(
-                "SELECT oid::int8, rolname::text, rolcanlogin, \
-                 coalesce(shobj_description(oid, 'pg_authid'), '') = $2 \
-                 FROM pg_roles WHERE oid = $1::int8::oid",
-                &[&oid, &MARKER],
-            )
+            .query_opt(ROLES_BY_OID, &[&oid, &MARKER])
             .await
             .map_err(refused)?;
         Ok(row.map(|r| Role::of(&r)))
@@ -241,6 +246,13 @@ impl PostgresConnector {
             ))),
             other => Ok(other),
         }
+    }
+
+    /// The managed role `remote_id`, which must still exist.
+    async fn existing(&self, client: &Client, remote_id: &str) -> Result<Role> {
+        self.managed(client, remote_id)
+            .await?
+            .ok_or_else(|| not_found(remote_id))
     }
 
     /// Runs `template` with `%I`/`%L` placeholders filled, quoted by the
@@ -289,10 +301,7 @@ impl PostgresConnector {
 
     async fn set_login(&self, remote_id: &str, login: bool) -> Result<()> {
         let client = self.connect(None).await?;
-        let role = self
-            .managed(&client, remote_id)
-            .await?
-            .ok_or_else(|| not_found(remote_id))?;
+        let role = self.existing(&client, remote_id).await?;
         if role.login != login {
             let change = if login { "LOGIN" } else { "NOLOGIN" };
             self.run(&client, &format!("ALTER ROLE %I {change}"), &[&role.name])
@@ -300,13 +309,7 @@ impl PostgresConnector {
         }
         if !login {
             // NOLOGIN only refuses new sessions: end the open ones.
-            client
-                .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                    &[&role.name],
-                )
-                .await
-                .map_err(refused)?;
+            end_sessions(&client, &role.name).await?;
         }
         Ok(())
     }
@@ -314,10 +317,7 @@ impl PostgresConnector {
     async fn rename(&self, remote_id: &str, name: &str) -> Result<()> {
         self.check_name(name)?;
         let client = self.connect(None).await?;
-        let role = self
-            .managed(&client, remote_id)
-            .await?
-            .ok_or_else(|| not_found(remote_id))?;
+        let role = self.existing(&client, remote_id).await?;
         if role.name != name {
             self.run(&client, "ALTER ROLE %I RENAME TO %I", &[&role.name, name])
                 .await?;
@@ -342,16 +342,22 @@ impl PostgresConnector {
             )
             .await?;
         }
-        client
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                &[&role.name],
-            )
-            .await
-            .map_err(refused)?;
+        end_sessions(&client, &role.name).await?;
         self.run(&client, "DROP ROLE IF EXISTS %I", &[&role.name])
             .await
     }
+}
+
+/// Ends the open sessions of role `name`.
+async fn end_sessions(client: &Client, name: &str) -> Result<()> {
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&name],
+        )
+        .await
+        .map_err(refused)?;
+    Ok(())
 }
 
 /// Drives a connection until it ends.
@@ -485,10 +491,7 @@ impl Connector for PostgresConnector {
         _: &str,
     ) -> Result<()> {
         let client = self.connect(None).await?;
-        let group = self
-            .managed(&client, remote_id)
-            .await?
-            .ok_or_else(|| not_found(remote_id))?;
+        let group = self.existing(&client, remote_id).await?;
         for (members, template) in [
             (add, "GRANT %I TO %I GRANTED BY %I"),
             (remove, "REVOKE %I FROM %I GRANTED BY %I"),

@@ -92,6 +92,46 @@ async fn member_of(admin: &tokio_postgres::Client, member: &str) -> Vec<String> 
         .collect()
 }
 
+/// Policy `crm` provisioning into `server` with `postgres` settings (its
+/// password and CA in the Secret `crm-postgres`).
+async fn postgres_policy(
+    env: &crate::support::TestEnv,
+    server: &Postgres,
+    postgres: roster::api::PostgresConnector,
+    dry_run: bool,
+) {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("crm-postgres".into());
+    secret.string_data = Some(
+        [
+            ("password".to_owned(), ADMIN_PASSWORD.to_owned()),
+            (
+                "ca.crt".to_owned(),
+                String::from_utf8(server.ca_pem.clone()).unwrap(),
+            ),
+        ]
+        .into(),
+    );
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut policy = scim_policy("crm");
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::Postgres,
+        scim: None,
+        webhook: None,
+        postgres: Some(postgres),
+        deprovision: DeprovisionAction::Disable,
+        delete_after_seconds: 0,
+        dry_run,
+    };
+    env.api::<roster::api::ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched() {
     let server = Postgres::start(ADMIN_PASSWORD).await;
@@ -314,38 +354,9 @@ async fn users_and_groups_reach_postgres_through_the_controllers() {
         .connect("postgres", ADMIN_PASSWORD, "postgres")
         .await
         .unwrap();
-    let mut secret = Secret::default();
-    secret.metadata.name = Some("crm-postgres".into());
-    secret.string_data = Some(
-        [
-            ("password".to_owned(), ADMIN_PASSWORD.to_owned()),
-            (
-                "ca.crt".to_owned(),
-                String::from_utf8(server.ca_pem.clone()).unwrap(),
-            ),
-        ]
-        .into(),
-    );
-    env.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let mut policy = scim_policy("crm");
     let mut postgres = settings(server.port);
     postgres.databases.clear();
-    policy.spec.application = ApplicationSpec {
-        kind: ApplicationKind::Postgres,
-        scim: None,
-        webhook: None,
-        postgres: Some(postgres),
-        deprovision: DeprovisionAction::Disable,
-        delete_after_seconds: 0,
-        dry_run: false,
-    };
-    env.api::<roster::api::ProvisioningPolicy>()
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
+    postgres_policy(&env, &server, postgres, false).await;
     let _controllers = start_controllers(&env);
 
     let users: Api<User> = env.api();
@@ -421,37 +432,8 @@ async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
         .create_user(&desired_user("kept@example.com", true))
         .await
         .unwrap();
-    let mut secret = Secret::default();
-    secret.metadata.name = Some("crm-postgres".into());
-    secret.string_data = Some(
-        [
-            ("password".to_owned(), ADMIN_PASSWORD.to_owned()),
-            (
-                "ca.crt".to_owned(),
-                String::from_utf8(server.ca_pem.clone()).unwrap(),
-            ),
-        ]
-        .into(),
-    );
-    env.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let mut policy = scim_policy("crm");
-    policy.spec.application = ApplicationSpec {
-        kind: ApplicationKind::Postgres,
-        scim: None,
-        webhook: None,
-        postgres: Some(postgres),
-        deprovision: DeprovisionAction::Disable,
-        delete_after_seconds: 0,
-        dry_run: true,
-    };
+    postgres_policy(&env, &server, postgres, true).await;
     let policies: Api<roster::api::ProvisioningPolicy> = env.api();
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     let _controllers = start_controllers(&env);
     let users: Api<User> = env.api();
     for (name, user_name) in [("u-kept", "kept@example.com"), ("u-new", "new@example.com")] {
