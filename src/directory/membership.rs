@@ -168,8 +168,9 @@ type People = HashMap<String, NamespacePeople>;
 
 /// One namespace's Users: what the gate reads of each, by id, the ids by
 /// SAML subject, so a login finds its User without listing, and by userName
-/// (hashed with the policy: 8 bytes a User), so a Group kept in git finds
-/// the people it names.
+/// (hashed with the policy), so a Group kept in git finds the people it
+/// names. Only names some Group declares are in `by_name`: pushed groups
+/// name people by id, and a lookup of every User would cost ~80 bytes each.
 #[derive(Default)]
 struct NamespacePeople {
     by_id: HashMap<String, Arc<Person>>,
@@ -194,11 +195,30 @@ impl NamespacePeople {
                 .or_default()
                 .push(id.clone());
         }
-        self.by_name.insert(
-            name_key(&person.policy, &person.user_name),
-            id.as_str().into(),
-        );
         self.by_id.insert(id, Arc::new(person));
+    }
+
+    /// Makes User `id` findable by its userName.
+    fn index_name(&mut self, id: &str) {
+        if let Some(person) = self.by_id.get(id) {
+            let key = name_key(&person.policy, &person.user_name);
+            self.by_name.insert(key, id.into());
+        }
+    }
+
+    /// Rebuilds the userName lookup: the Users whose (folded) userName
+    /// `declared` says some Group names.
+    fn index_names(&mut self, declared: impl Fn(&str) -> bool) {
+        self.by_name.clear();
+        let named: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, person)| declared(&fold_user_name(&person.user_name)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in named {
+            self.index_name(&id);
+        }
     }
 
     /// The User of `policy` named `user_name`.
@@ -387,6 +407,14 @@ impl Inner {
             Vec::new()
         };
         change(&mut self.people);
+        if let Some(people) = self.people.get_mut(namespace)
+            && let Some(person) = people.by_id.get(id)
+        {
+            let name = Declared::UserName(fold_user_name(&person.user_name).into());
+            if !self.group_names.declaring(namespace, &name).is_empty() {
+                people.index_name(id);
+            }
+        }
         if tracking {
             for key in before.iter().chain(&self.groups_of(namespace, id)) {
                 self.mark(key);
@@ -398,11 +426,42 @@ impl Inner {
     /// old and its new name.
     fn set_group(&mut self, key: GroupKey, entry: Option<GroupEntry>) {
         self.mark(&key);
+        let names_unknown = entry.as_ref().is_some_and(|entry| {
+            let before = self.group_names.get(&key);
+            let people = self.people.get(&key.0);
+            entry.declared.iter().any(|who| match who {
+                Declared::UserName(name) => {
+                    before.is_none_or(|before| !before.declared.contains(who))
+                        && people.is_some_and(|p| p.by_name(&entry.policy, name).is_none())
+                }
+                Declared::Id(_) => false,
+            })
+        });
         match entry {
             Some(entry) => self.group_names.insert(key.clone(), entry),
             None => self.group_names.remove(&key),
         }
+        if names_unknown {
+            // A name no Group declared before: its User is found by one
+            // pass over the namespace's Users.
+            let namespace = key.0.clone();
+            self.index_names(|other| other == namespace);
+        }
         self.mark(&key);
+    }
+
+    /// Rebuilds the userName lookup of the namespaces `listed` says.
+    fn index_names(&mut self, listed: impl Fn(&str) -> bool) {
+        let group_names = &self.group_names;
+        for (namespace, people) in &mut self.people {
+            if listed(namespace) {
+                people.index_names(|name| {
+                    !group_names
+                        .declaring(namespace, &Declared::UserName(name.into()))
+                        .is_empty()
+                });
+            }
+        }
     }
 
     /// Records one slice of a group, keeping the reverse index in step.
@@ -579,7 +638,8 @@ impl MembershipIndex {
     }
 
     /// The id of the User of `policy` whose userName is `user_name` (as
-    /// userNames compare), if the index knows one.
+    /// userNames compare), if the index knows one: only names a Group
+    /// declares are kept, so the caller falls back to the userName claim.
     pub fn user_by_name(&self, namespace: &str, policy: &str, user_name: &str) -> Option<String> {
         let inner = self.inner.lock().expect("index lock");
         Some(
@@ -830,6 +890,7 @@ impl MembershipIndex {
                         .people
                         .retain(|namespace, _| !in_scope(scope, namespace));
                     inner.people.extend(relist);
+                    inner.index_names(|namespace| in_scope(scope, namespace));
                 }
             }
         }
@@ -864,6 +925,7 @@ impl MembershipIndex {
                     inner
                         .group_names
                         .replace(|namespace| in_scope(scope, namespace), relist);
+                    inner.index_names(|namespace| in_scope(scope, namespace));
                 }
             }
         }
@@ -1240,11 +1302,8 @@ mod tests {
         };
         index.observe_user(&user("u-ada", "ada@example.com", true));
         index.observe_user(&user("u-bob", "bob@example.com", false));
-        assert_eq!(
-            index.user_by_name("a", "p", "ADA@example.com").as_deref(),
-            Some("u-ada")
-        );
-        assert_eq!(index.user_by_name("a", "q", "ada@example.com"), None);
+        // No Group names Ada yet: her userName is not kept.
+        assert_eq!(index.user_by_name("a", "p", "ada@example.com"), None);
         let scope = Some("a".to_owned());
         let declared: GroupNameView = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "g-git", "namespace": "a"},
@@ -1254,8 +1313,47 @@ mod tests {
             ]},
         }))
         .unwrap();
-        index.apply_group(&scope, watcher::Event::Apply(declared));
+        index.apply_group(&scope, watcher::Event::Apply(declared.clone()));
+        assert_eq!(
+            index.user_by_name("a", "p", "ADA@example.com").as_deref(),
+            Some("u-ada")
+        );
+        assert_eq!(index.user_by_name("a", "q", "ada@example.com"), None);
         index.observe_user(&user("u-carl", "carl@example.com", true));
+        // Declared before the User exists: found once it does.
+        assert_eq!(index.user_by_name("a", "p", "nobody@example.com"), None);
+        index.observe_user(&user("u-nobody", "nobody@example.com", false));
+        assert_eq!(
+            index
+                .user_by_name("a", "p", "nobody@example.com")
+                .as_deref(),
+            Some("u-nobody")
+        );
+        // Relists of either kind rebuild the lookup.
+        index.apply_user(&scope, watcher::Event::Init);
+        for (id, name) in [("u-ada", "ada@example.com"), ("u-eve", "eve@example.com")] {
+            let view: PersonView =
+                serde_json::from_value(serde_json::to_value(user(id, name, true)).unwrap())
+                    .unwrap();
+            index.apply_user(&scope, watcher::Event::InitApply(view));
+        }
+        index.apply_user(&scope, watcher::Event::InitDone);
+        assert_eq!(
+            index.user_by_name("a", "p", "ada@example.com").as_deref(),
+            Some("u-ada")
+        );
+        assert_eq!(index.user_by_name("a", "p", "nobody@example.com"), None);
+        assert_eq!(index.user_by_name("a", "p", "eve@example.com"), None);
+        index.apply_group(&scope, watcher::Event::Init);
+        index.apply_group(&scope, watcher::Event::InitApply(declared));
+        index.apply_group(&scope, watcher::Event::InitDone);
+        assert_eq!(
+            index.user_by_name("a", "p", "ada@example.com").as_deref(),
+            Some("u-ada")
+        );
+        for (id, name) in [("u-bob", "bob@example.com"), ("u-carl", "carl@example.com")] {
+            index.observe_user(&user(id, name, id == "u-carl"));
+        }
         // Bob is inactive; nobody has no User.
         assert_eq!(
             index.active_member_names("a", "p", "Platform"),
