@@ -140,6 +140,7 @@ pub fn nowhere(name: &str) -> ApplicationSpec {
             signature_scheme: Default::default(),
         }),
         postgres: None,
+        argocd_rbac: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
         dry_run: false,

@@ -121,6 +121,7 @@ pub async fn setup(client: &kube::Client, app: &App) {
         }),
         webhook: None,
         postgres: None,
+        argocd_rbac: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 86_400,
         dry_run: false,

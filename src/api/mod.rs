@@ -23,11 +23,12 @@ pub use common::{ConfigMapKeyRef, ObjectRef, SecretKeyRef, SecretRef};
 pub use consumed::{ConsumedAssertion, ConsumedAssertionSpec, ConsumedKind, consumed_name};
 pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
-    AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, AttributeMapping, CircuitBreaker,
-    DeprovisionAction, GroupsOverage, IdentityHeaders, JitOptions, Mode, PolicyCounts,
-    PostgresConnector, PostgresTlsMode, ProvisioningPlan, ProvisioningPolicy,
-    ProvisioningPolicySpec, ProvisioningPolicyStatus, Quarantine, RateLimit, SamlTrust,
-    ScimConnector, ScimService, SignatureScheme, WebhookConnector,
+    AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, ArgoCdGroupRoles,
+    ArgoCdRbacConnector, AttributeMapping, CircuitBreaker, DeprovisionAction, GroupsOverage,
+    IdentityHeaders, JitOptions, Mode, PolicyCounts, PostgresConnector, PostgresTlsMode,
+    ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus,
+    Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService, SignatureScheme,
+    WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

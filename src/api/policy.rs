@@ -260,9 +260,10 @@ pub enum Mode {
 
 /// The application accounts are provisioned into.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("self.kind != 'Scim' || (has(self.scim) && !has(self.webhook) && !has(self.postgres))").message("application.kind Scim needs application.scim and no other connector's settings").reason(Reason::FieldValueInvalid))]
-#[x_kube(validation = Rule::new("self.kind != 'Webhook' || (has(self.webhook) && !has(self.scim) && !has(self.postgres))").message("application.kind Webhook needs application.webhook and no other connector's settings").reason(Reason::FieldValueInvalid))]
-#[x_kube(validation = Rule::new("self.kind != 'Postgres' || (has(self.postgres) && !has(self.scim) && !has(self.webhook))").message("application.kind Postgres needs application.postgres and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Scim' || (has(self.scim) && !has(self.webhook) && !has(self.postgres) && !has(self.argocdRbac))").message("application.kind Scim needs application.scim and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Webhook' || (has(self.webhook) && !has(self.scim) && !has(self.postgres) && !has(self.argocdRbac))").message("application.kind Webhook needs application.webhook and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'Postgres' || (has(self.postgres) && !has(self.scim) && !has(self.webhook) && !has(self.argocdRbac))").message("application.kind Postgres needs application.postgres and no other connector's settings").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.kind != 'ArgoCDRBAC' || (has(self.argocdRbac) && !has(self.scim) && !has(self.webhook) && !has(self.postgres))").message("application.kind ArgoCDRBAC needs application.argocdRbac and no other connector's settings").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     /// The connector that talks to the application: `Scim` (the application
@@ -277,6 +278,9 @@ pub struct ApplicationSpec {
     /// Settings of the `Postgres` connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresConnector>,
+    /// Settings of the `ArgoCDRBAC` connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd_rbac: Option<ArgoCdRbacConnector>,
     /// What happens to the application account when its User is deleted:
     /// `Disable` (keep it, inactive) or `Delete` (remove it). Default `Disable`.
     #[serde(default)]
@@ -312,6 +316,11 @@ pub enum ApplicationKind {
     /// A PostgreSQL server: Users become LOGIN roles, Groups NOLOGIN roles,
     /// memberships role grants.
     Postgres,
+    /// Argo CD's RBAC: one key of its `argocd-rbac-cm` ConfigMap, with a
+    /// `g, <userName>, <role>` line per active member of a mapped group.
+    #[serde(rename = "ArgoCDRBAC")]
+    #[schemars(rename = "ArgoCDRBAC")]
+    ArgoCdRbac,
 }
 
 /// What deprovisioning means in the application.
@@ -379,6 +388,63 @@ pub struct PostgresConnector {
     /// server's certificate. Unset: the system's trusted roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Argo CD's RBAC, kept in one key of its RBAC ConfigMap that Roster owns
+/// (server-side apply, field manager `roster-argocd`); the other keys are
+/// never touched. Argo CD appends every `policy.<name>.csv` key to
+/// `policy.csv`. Subjects are userNames: with Argo CD's default `scopes:
+/// '[groups]'`, set `scopes: '[groups, email]'` in the ConfigMap when the
+/// userNames are the emails the IdP sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoCdRbacConnector {
+    /// The namespace Argo CD runs in. Default `argocd`.
+    #[serde(default = "default_argocd_namespace")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Argo CD's RBAC ConfigMap. Default `argocd-rbac-cm`.
+    #[serde(default = "default_argocd_config_map")]
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map: String,
+    /// The key Roster owns. Default `policy.roster.csv`.
+    #[serde(default = "default_argocd_key")]
+    #[x_kube(validation = Rule::new(r"self.matches('^policy\\.[-._a-zA-Z0-9]+\\.csv$') && self != 'policy.csv'").message("key must be policy.<name>.csv, other than policy.csv: Argo CD appends those keys to policy.csv"))]
+    #[schemars(length(max = 253))]
+    pub key: String,
+    /// Which Argo CD roles each Group's active members get, by the Group's
+    /// displayName. Groups not listed give no role.
+    #[schemars(length(max = 256))]
+    pub group_roles: Vec<ArgoCdGroupRoles>,
+}
+
+/// The Argo CD roles of one Group's members.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoCdGroupRoles {
+    /// The Group's displayName.
+    #[schemars(length(min = 1, max = 256))]
+    pub group: String,
+    /// Argo CD roles, e.g. `role:readonly` (built in) or a role the
+    /// ConfigMap's `policy.csv` defines.
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(inner(
+        length(max = 128),
+        regex(pattern = r##"^[^\s,"#]([^\r\n,"]*[^\s,"])?$"##)
+    ))]
+    pub roles: Vec<String>,
+}
+
+fn default_argocd_namespace() -> String {
+    "argocd".to_owned()
+}
+
+fn default_argocd_config_map() -> String {
+    "argocd-rbac-cm".to_owned()
+}
+
+fn default_argocd_key() -> String {
+    "policy.roster.csv".to_owned()
 }
 
 /// How Roster talks to a PostgreSQL server.

@@ -4,10 +4,12 @@
 //!
 //! Kinds: [`scim::ScimConnector`] (Roster as a SCIM 2.0 client),
 //! [`webhook::WebhookConnector`] (signed JSON events) and
-//! [`postgres::PostgresConnector`] (PostgreSQL roles). The trait uses `async
+//! [`postgres::PostgresConnector`] (PostgreSQL roles) and
+//! [`argocd::ArgoCdRbacConnector`] (Argo CD's RBAC ConfigMap). The trait uses `async
 //! fn`, which can't be a trait object, so the controller holds an
 //! [`AnyConnector`].
 
+pub mod argocd;
 pub mod postgres;
 pub mod scim;
 pub mod webhook;
@@ -53,7 +55,7 @@ pub struct RemoteAccount {
 }
 
 /// Why a call to the application failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// The application could not be reached or failed (network, 5xx):
     /// retry with backoff.
@@ -138,8 +140,15 @@ impl ConnectorError {
 pub enum AnyConnector {
     Scim(scim::ScimConnector),
     Webhook(webhook::WebhookConnector),
-    /// Boxed: its connection settings are several times the others' size.
+    /// Boxed, as the next: their settings are several times the others' size.
     Postgres(Box<postgres::PostgresConnector>),
+    ArgoCdRbac(Box<argocd::ArgoCdRbacConnector>),
+}
+
+impl From<argocd::ArgoCdRbacConnector> for AnyConnector {
+    fn from(connector: argocd::ArgoCdRbacConnector) -> Self {
+        Self::ArgoCdRbac(Box::new(connector))
+    }
 }
 
 impl From<postgres::PostgresConnector> for AnyConnector {
@@ -166,6 +175,7 @@ impl AnyConnector {
             Self::Scim(_) => "scim",
             Self::Webhook(_) => "webhook",
             Self::Postgres(_) => "postgres",
+            Self::ArgoCdRbac(_) => "argocd-rbac",
         }
     }
 
@@ -203,6 +213,7 @@ macro_rules! delegate {
                 Self::Scim(c) => c.$method($($arg),*).await,
                 Self::Webhook(c) => c.$method($($arg),*).await,
                 Self::Postgres(c) => c.$method($($arg),*).await,
+                Self::ArgoCdRbac(c) => c.$method($($arg),*).await,
             }
         }
         .instrument(span)

@@ -518,6 +518,19 @@ impl Context {
                     .map_err(Error::Connector)?,
                 ))
             }
+            ApplicationKind::ArgoCdRbac => {
+                let argocd = application
+                    .argocd_rbac
+                    .as_ref()
+                    .ok_or_else(|| misconfigured("application.argocdRbac is missing"))?;
+                Ok(AnyConnector::from(
+                    crate::connectors::argocd::ArgoCdRbacConnector::new(
+                        self.client.clone(),
+                        argocd,
+                        &format!("{namespace}/{}", policy.name_any()),
+                    ),
+                ))
+            }
         }
     }
 

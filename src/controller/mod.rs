@@ -553,6 +553,7 @@ pub(crate) fn bare_policy(name: &str, mode: crate::api::Mode) -> ProvisioningPol
                 scim: None,
                 webhook: None,
                 postgres: None,
+                argocd_rbac: None,
                 deprovision: crate::api::DeprovisionAction::Disable,
                 delete_after_seconds: 86_400,
                 dry_run: false,

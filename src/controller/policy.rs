@@ -494,6 +494,13 @@ fn application_url(policy: &ProvisioningPolicy) -> Option<String> {
             let postgres = application.postgres.as_ref()?;
             format!("postgres://{}:{}", postgres.host, postgres.port)
         }
+        ApplicationKind::ArgoCdRbac => {
+            let argocd = application.argocd_rbac.as_ref()?;
+            format!(
+                "argocd-rbac://{}/{}#{}",
+                argocd.namespace, argocd.config_map, argocd.key
+            )
+        }
     };
     Some(url.trim_end_matches('/').to_ascii_lowercase())
 }

@@ -90,7 +90,7 @@ pub async fn start(client: &kube::Client, applied: &[String], options: &Options)
             ApplicationKind::Scim => start_scim_app(client, namespace, &policy, &mut apps).await,
             ApplicationKind::Webhook => start_receiver(client, namespace, &policy, &mut apps).await,
             // A database the operator points it at: nothing to start.
-            ApplicationKind::Postgres => continue,
+            ApplicationKind::Postgres | ApplicationKind::ArgoCdRbac => continue,
         };
         if let Err(error) = started {
             apps.lines.push(format!(

@@ -20,6 +20,9 @@ pub const CONTROLLER_MANAGER: &str = "roster-controller";
 
 /// Field manager of the AccessGrant controller: the RoleBindings it keeps.
 pub const ACCESS_MANAGER: &str = "roster-access";
+/// Field manager of the Argo CD RBAC connector: the one key of Argo CD's
+/// RBAC ConfigMap it keeps.
+pub const ARGOCD_MANAGER: &str = "roster-argocd";
 
 /// Label recording which writer created a User or Group (`scim`, `jit`);
 /// absent means it was written directly (kubectl, GitOps).

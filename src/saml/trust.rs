@@ -231,6 +231,7 @@ mod tests {
                     scim: None,
                     webhook: None,
                     postgres: None,
+                    argocd_rbac: None,
                     deprovision: DeprovisionAction::Disable,
                     delete_after_seconds: 86_400,
                     dry_run: false,

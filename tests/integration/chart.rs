@@ -606,6 +606,63 @@ fn the_namespaced_scope_grants_the_same_rules_only_in_the_watched_namespaces() {
 }
 
 #[test]
+fn argocd_rbac_config_maps_get_a_role_for_exactly_get_and_patch_of_that_config_map() {
+    let plain = parse_objects(&render_here(&[]));
+    assert!(
+        all::<Role>(&plain, "Role").iter().all(|role| !role
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .contains("argocd")),
+        "none by default"
+    );
+    let objects = parse_objects(&render_here(&[
+        "--set",
+        "argocdRbac.configMaps[0].namespace=argocd",
+        "--set",
+        "argocdRbac.configMaps[0].name=argocd-rbac-cm",
+    ]));
+    let roles: Vec<Role> = all::<Role>(&objects, "Role")
+        .into_iter()
+        .filter(|role| role.metadata.namespace.as_deref() == Some("argocd"))
+        .collect();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(
+        grants(roles[0].rules.as_deref().unwrap()),
+        BTreeMap::from([(
+            (
+                "".to_owned(),
+                "configmaps".to_owned(),
+                vec!["argocd-rbac-cm".to_owned()]
+            ),
+            vec!["get".to_owned(), "patch".to_owned()]
+        )])
+    );
+    let bindings: Vec<RoleBinding> = all::<RoleBinding>(&objects, "RoleBinding")
+        .into_iter()
+        .filter(|binding| binding.metadata.namespace.as_deref() == Some("argocd"))
+        .collect();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(
+        bindings[0].role_ref.name,
+        roles[0].metadata.name.clone().unwrap()
+    );
+    let subject = &bindings[0].subjects.as_deref().unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.namespace.as_deref()),
+        ("ServiceAccount", Some(RELEASE_NAMESPACE))
+    );
+    // The schema refuses an entry without a namespace.
+    let refused = helm_template(
+        RELEASE_NAMESPACE,
+        &kube_version(),
+        &["--set", "argocdRbac.configMaps[0].name=argocd-rbac-cm"],
+    );
+    assert!(!refused.status.success());
+}
+
+#[test]
 fn access_grants_add_rolebindings_and_bind_on_exactly_the_allowed_cluster_roles() {
     let plain = parse_objects(&render_here(&[]));
     let plain_role: ClusterRole = one(&plain, "ClusterRole");

@@ -237,6 +237,76 @@ async fn application_settings_must_match_its_kind() {
         ),
         "unexpected message: {message}"
     );
+    policy.spec.application.kind = ApplicationKind::ArgoCdRbac;
+    let message = refusal(
+        env.api::<ProvisioningPolicy>()
+            .create(&PostParams::default(), &policy)
+            .await,
+    );
+    assert!(
+        message.contains(
+            "application.kind ArgoCDRBAC needs application.argocdRbac and no other connector's settings"
+        ),
+        "unexpected message: {message}"
+    );
+}
+
+/// What reaches Argo CD's policy is checked at the door: a key Argo CD
+/// would not read (or `policy.csv` itself, the team's), and a role that
+/// would break the CSV line (one bad line refuses Argo CD's whole policy).
+#[tokio::test]
+async fn argocd_rbac_keys_and_roles_that_argo_cd_would_misread_are_refused() {
+    let env = env().await;
+    let argocd = |key: &str, role: &str| {
+        let mut spec = serde_json::to_value(scim_policy("x").spec).unwrap();
+        spec["application"] = json!({
+            "kind": "ArgoCDRBAC",
+            "argocdRbac": {"key": key, "groupRoles": [{"group": "Platform", "roles": [role]}]},
+        });
+        spec
+    };
+    let policies = dynamic::<ProvisioningPolicy>(&env);
+    let create = |name: &'static str, spec: serde_json::Value| {
+        let policies = policies.clone();
+        async move {
+            policies
+                .create(
+                    &PostParams::default(),
+                    &dynamic_object::<ProvisioningPolicy>(name, spec),
+                )
+                .await
+        }
+    };
+    for key in ["policy.csv", "roster.csv", "policy.a/b.csv"] {
+        let message = refusal(create("bad-key", argocd(key, "role:admin")).await);
+        assert!(
+            message.contains("key must be policy.<name>.csv"),
+            "{key}: {message}"
+        );
+    }
+    for role in [
+        "role:a, role:admin",
+        "role:\"x",
+        "role:x\ng, mallory, role:admin",
+        " role:x",
+        "role:x ",
+        "#role",
+    ] {
+        let message = refusal(create("bad-role", argocd("policy.roster.csv", role)).await);
+        assert!(
+            message.contains("groupRoles[0].roles[0]"),
+            "{role:?}: {message}"
+        );
+    }
+    let created = create("good", argocd("policy.roster.csv", "role:org-admin")).await;
+    assert!(created.is_ok(), "{created:?}");
+    let policy = env.api::<ProvisioningPolicy>().get("good").await.unwrap();
+    let settings = policy.spec.application.argocd_rbac.unwrap();
+    assert_eq!(
+        (settings.namespace.as_str(), settings.config_map.as_str()),
+        ("argocd", "argocd-rbac-cm"),
+        "defaults"
+    );
 }
 
 #[tokio::test]

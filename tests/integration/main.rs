@@ -3,6 +3,7 @@
 
 mod access;
 mod argocd;
+mod argocd_rbac;
 mod chart;
 mod conformance;
 mod connectors;

@@ -122,6 +122,7 @@ async fn postgres_policy(
         scim: None,
         webhook: None,
         postgres: Some(postgres),
+        argocd_rbac: None,
         deprovision: DeprovisionAction::Disable,
         delete_after_seconds: 0,
         dry_run,

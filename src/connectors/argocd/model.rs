@@ -1,0 +1,438 @@
+//! What the Argo CD RBAC connector keeps in its ConfigMap key, and the
+//! policy lines it renders. Pure: no I/O.
+//!
+//! Argo CD has no accounts, so the key records what Roster provisioned,
+//! in comment lines Argo CD skips (`#roster,user,…`, `#roster,group,…`,
+//! `#roster,member,…`), followed by the lines Argo CD reads: one
+//! `g,"<userName>",<role>` per active member of a mapped group and role.
+//! Record and lines are written together in one value, so they never
+//! disagree; the lines are always rendered from the record, so a hand
+//! edit of them is undone by the next write.
+//!
+//! One malformed line makes Argo CD refuse the whole policy, so every value
+//! that reaches a line is checked (no line breaks, no surrounding spaces)
+//! and every rendered line is read back as Argo CD's CSV reader would.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The prefix of the record's lines.
+const RECORD: &str = "#roster,";
+
+/// An Argo CD subject Roster provisioned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The userName: what Argo CD matches against the token's claims.
+    pub subject: String,
+    pub active: bool,
+}
+
+/// What Roster provisioned, keyed by the User's and Group's ids (stable
+/// across renames).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub users: BTreeMap<String, Account>,
+    /// Group id -> displayName.
+    pub groups: BTreeMap<String, String>,
+    /// (group id, user id).
+    pub members: BTreeSet<(String, String)>,
+}
+
+/// One change a connector call makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    PutUser {
+        id: String,
+        subject: String,
+        active: bool,
+    },
+    DisableUser {
+        id: String,
+    },
+    DeleteUser {
+        id: String,
+    },
+    PutGroup {
+        id: String,
+        display_name: String,
+    },
+    DeleteGroup {
+        id: String,
+    },
+    Members {
+        group: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+}
+
+/// Why a change was refused; the record is left as it was.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0:?} can't be an Argo CD subject: {1}")]
+    InvalidValue(String, &'static str),
+    #[error("no such {0} in Argo CD's RBAC: {1}")]
+    NotFound(&'static str, String),
+}
+
+/// Whether `value` can appear in a policy line or the record: a line break
+/// would start a line Argo CD can't read, and Argo CD's reader trims
+/// leading spaces, so a value must not depend on them.
+fn check(value: &str) -> Result<(), Refusal> {
+    let invalid = |why| Err(Refusal::InvalidValue(value.to_owned(), why));
+    if value.is_empty() {
+        return invalid("empty");
+    }
+    if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+        return invalid("contains a line break or NUL");
+    }
+    if value.trim() != value {
+        return invalid("starts or ends with whitespace");
+    }
+    Ok(())
+}
+
+/// A CSV field, quoted (RFC 4180: a quote is doubled).
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+/// One CSV line's fields, as Argo CD's reader (Go's encoding/csv) reads
+/// the lines Roster writes; `None` if it is not one well-formed record.
+fn fields(line: &str) -> Option<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    let mut records = reader.records();
+    let record = records.next()?.ok()?;
+    if records.next().is_some() {
+        return None;
+    }
+    Some(record.iter().map(str::to_owned).collect())
+}
+
+impl Record {
+    /// Reads the record from the key's value; other lines are ignored (they
+    /// are rendered from it).
+    pub fn parse(text: &str) -> Self {
+        let mut record = Self::default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(RECORD) else {
+                continue;
+            };
+            let Some(fields) = fields(rest) else {
+                continue;
+            };
+            match fields.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["user", id, subject, state] => {
+                    record.users.insert(
+                        id.to_owned(),
+                        Account {
+                            subject: subject.to_owned(),
+                            active: state == "active",
+                        },
+                    );
+                }
+                ["group", id, display_name] => {
+                    record.groups.insert(id.to_owned(), display_name.to_owned());
+                }
+                ["member", group, user] => {
+                    record.members.insert((group.to_owned(), user.to_owned()));
+                }
+                _ => {}
+            }
+        }
+        record
+    }
+
+    /// Applies `change`, or refuses it and changes nothing.
+    pub fn apply(&mut self, change: &Change) -> Result<(), Refusal> {
+        match change {
+            Change::PutUser {
+                id,
+                subject,
+                active,
+            } => {
+                check(id)?;
+                check(subject)?;
+                self.users.insert(
+                    id.clone(),
+                    Account {
+                        subject: subject.clone(),
+                        active: *active,
+                    },
+                );
+            }
+            Change::DisableUser { id } => {
+                let account = self
+                    .users
+                    .get_mut(id)
+                    .ok_or_else(|| Refusal::NotFound("user", id.clone()))?;
+                account.active = false;
+            }
+            Change::DeleteUser { id } => {
+                self.users.remove(id);
+                self.members.retain(|(_, user)| user != id);
+            }
+            Change::PutGroup { id, display_name } => {
+                check(id)?;
+                check(display_name)?;
+                self.groups.insert(id.clone(), display_name.clone());
+            }
+            Change::DeleteGroup { id } => {
+                self.groups.remove(id);
+                self.members.retain(|(group, _)| group != id);
+            }
+            Change::Members { group, add, remove } => {
+                if !self.groups.contains_key(group) {
+                    return Err(Refusal::NotFound("group", group.clone()));
+                }
+                for user in add {
+                    check(user)?;
+                }
+                for user in remove {
+                    self.members.remove(&(group.clone(), user.clone()));
+                }
+                for user in add {
+                    self.members.insert((group.clone(), user.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the user whose subject is `user_name` (as userNames
+    /// compare: case-insensitively).
+    pub fn user_named(&self, user_name: &str) -> Option<(&str, &Account)> {
+        let folded = crate::identity::fold_user_name(user_name);
+        self.users
+            .iter()
+            .find(|(_, account)| crate::identity::fold_user_name(&account.subject) == folded)
+            .map(|(id, account)| (id.as_str(), account))
+    }
+
+    /// The id of the group called `display_name`.
+    pub fn group_named(&self, display_name: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|(_, name)| *name == display_name)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The (subject, role) pairs Argo CD should hold: each active member of
+    /// each group `roles` maps, once per role.
+    pub fn grants<'a>(
+        &'a self,
+        roles: &'a BTreeMap<String, Vec<String>>,
+    ) -> BTreeSet<(&'a str, &'a str)> {
+        self.members
+            .iter()
+            .filter_map(|(group, user)| {
+                let roles = roles.get(self.groups.get(group)?)?;
+                let account = self.users.get(user).filter(|a| a.active)?;
+                Some(
+                    roles
+                        .iter()
+                        .map(|role| (account.subject.as_str(), role.as_str())),
+                )
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The key's value: `header` (comment lines), the record, then the
+    /// policy lines. Errors if a line would not read back as written.
+    pub fn render(
+        &self,
+        header: &str,
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> Result<String, Refusal> {
+        let mut out = String::new();
+        for line in header.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (id, account) in &self.users {
+            let state = if account.active { "active" } else { "disabled" };
+            out.push_str(&format!(
+                "{RECORD}user,{id},{},{state}\n",
+                quoted(&account.subject)
+            ));
+        }
+        for (id, display_name) in &self.groups {
+            out.push_str(&format!("{RECORD}group,{id},{}\n", quoted(display_name)));
+        }
+        for (group, user) in &self.members {
+            out.push_str(&format!("{RECORD}member,{group},{user}\n"));
+        }
+        for (subject, role) in self.grants(roles) {
+            check(role)?;
+            let line = format!("g,{},{role}", quoted(subject));
+            if fields(&line).as_deref() != Some(&["g".to_owned(), subject.into(), role.into()]) {
+                return Err(Refusal::InvalidValue(line, "does not read back as written"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles() -> BTreeMap<String, Vec<String>> {
+        [
+            ("Platform".to_owned(), vec!["role:admin".to_owned()]),
+            (
+                "Readers".to_owned(),
+                vec!["role:readonly".to_owned(), "role:audit".to_owned()],
+            ),
+        ]
+        .into()
+    }
+
+    fn put_user(id: &str, subject: &str) -> Change {
+        Change::PutUser {
+            id: id.into(),
+            subject: subject.into(),
+            active: true,
+        }
+    }
+
+    fn members(group: &str, add: &[&str], remove: &[&str]) -> Change {
+        Change::Members {
+            group: group.into(),
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn policy_lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn lines_follow_members_roles_and_the_active_state_and_the_record_reads_back() {
+        let mut record = Record::default();
+        for change in [
+            put_user("u1", "ada@example.com"),
+            put_user("u2", "Grace \"Amazing\", Hopper"),
+            put_user("u3", "alan@example.com"),
+            Change::PutGroup {
+                id: "g1".into(),
+                display_name: "Platform".into(),
+            },
+            Change::PutGroup {
+                id: "g2".into(),
+                display_name: "Readers".into(),
+            },
+            Change::PutGroup {
+                id: "g3".into(),
+                display_name: "Unmapped".into(),
+            },
+            members("g1", &["u1", "u2"], &[]),
+            members("g2", &["u1", "u3"], &[]),
+            members("g3", &["u3"], &[]),
+        ] {
+            record.apply(&change).unwrap();
+        }
+        let text = record.render("Managed by Roster", &roles()).unwrap();
+        assert_eq!(
+            policy_lines(&text),
+            [
+                r#"g,"Grace ""Amazing"", Hopper",role:admin"#,
+                r#"g,"ada@example.com",role:admin"#,
+                r#"g,"ada@example.com",role:audit"#,
+                r#"g,"ada@example.com",role:readonly"#,
+                r#"g,"alan@example.com",role:audit"#,
+                r#"g,"alan@example.com",role:readonly"#,
+            ]
+        );
+        assert!(text.starts_with("# Managed by Roster\n"));
+        assert_eq!(Record::parse(&text), record);
+
+        // Disabled: no line, but still recorded (re-enabling restores them).
+        record
+            .apply(&Change::DisableUser { id: "u1".into() })
+            .unwrap();
+        let text = record.render("", &roles()).unwrap();
+        assert!(!text.contains(r#"g,"ada@example.com""#));
+        record.apply(&put_user("u1", "ada@example.com")).unwrap();
+        assert_eq!(record.grants(&roles()).len(), 6);
+
+        // Removal from one group keeps the roles another group gives.
+        record.apply(&members("g2", &[], &["u1"])).unwrap();
+        let roles = roles();
+        let grants = record.grants(&roles);
+        assert!(grants.contains(&("ada@example.com", "role:admin")));
+        assert!(!grants.contains(&("ada@example.com", "role:readonly")));
+
+        // Deletions take the memberships with them; twice is fine.
+        for _ in 0..2 {
+            record
+                .apply(&Change::DeleteUser { id: "u3".into() })
+                .unwrap();
+            record
+                .apply(&Change::DeleteGroup { id: "g1".into() })
+                .unwrap();
+        }
+        assert_eq!(
+            record.members,
+            BTreeSet::new(),
+            "u1 was only left in g1, deleted"
+        );
+        assert_eq!(record.user_named("ADA@example.com").unwrap().0, "u1");
+        assert_eq!(record.group_named("Readers"), Some("g2"));
+    }
+
+    #[test]
+    fn values_that_would_break_argo_cds_policy_are_refused_and_change_nothing() {
+        let mut record = Record::default();
+        record
+            .apply(&Change::PutGroup {
+                id: "g1".into(),
+                display_name: "Platform".into(),
+            })
+            .unwrap();
+        let before = record.clone();
+        for bad in ["ada\n@example.com", " ada", "ada ", "", "a\rb"] {
+            assert!(matches!(
+                record.apply(&put_user("u1", bad)),
+                Err(Refusal::InvalidValue(..))
+            ));
+        }
+        assert!(matches!(
+            record.apply(&members("g-gone", &["u1"], &[])),
+            Err(Refusal::NotFound("group", _))
+        ));
+        assert!(matches!(
+            record.apply(&Change::DisableUser {
+                id: "nobody".into()
+            }),
+            Err(Refusal::NotFound("user", _))
+        ));
+        assert_eq!(record, before);
+        // A role with a line break (the CRD refuses it too) fails the render.
+        record.apply(&put_user("u1", "ada")).unwrap();
+        record.apply(&members("g1", &["u1"], &[])).unwrap();
+        let broken = [(
+            "Platform".to_owned(),
+            vec!["role:x\ng, mallory, role:admin".to_owned()],
+        )]
+        .into();
+        assert!(record.render("", &broken).is_err());
+    }
+
+    #[test]
+    fn lines_written_by_hand_are_not_part_of_the_record() {
+        let text =
+            "# header\n#roster,user,u1,\"ada\",active\ng, mallory, role:admin\n#roster,bogus\n";
+        let record = Record::parse(text);
+        assert_eq!(record.users.len(), 1);
+        let rendered = record.render("header", &roles()).unwrap();
+        assert!(!rendered.contains("mallory"));
+    }
+}

@@ -1,0 +1,353 @@
+//! The Argo CD RBAC connector through the controllers, against the real
+//! API server's ConfigMap: the key Roster owns, and only it, follows the
+//! directory; and the lines are judged the way Argo CD judges them, by
+//! Casbin with Argo CD's model and built-in policy, after reading them with
+//! Argo CD's rules (CSV with leading spaces trimmed, `#` lines skipped,
+//! exactly 3 fields on a `g` line and 6 on a `p` line, any bad line
+//! refusing the whole policy).
+
+use std::collections::BTreeMap;
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use roster::api::{
+    ApplicationKind, ApplicationSpec, ArgoCdGroupRoles, ArgoCdRbacConnector, DeprovisionAction,
+    Group, GroupMember, User,
+};
+use serde_json::json;
+
+use crate::controller::{eventually, start_controllers, synced};
+use crate::support::fixtures::{group, scim_policy, user};
+use crate::support::{TestEnv, env};
+
+/// Argo CD's `assets/model.conf` (the same from v2.13 to v3.5).
+const ARGO_MODEL: &str = r#"[request_definition]
+r = sub, res, act, obj
+
+[policy_definition]
+p = sub, res, act, obj, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = g(r.sub, p.sub) && globOrRegexMatch(r.res, p.res) && globOrRegexMatch(r.act, p.act) && globOrRegexMatch(r.obj, p.obj)
+"#;
+
+/// The part of Argo CD's `assets/builtin-policy.csv` these checks reach.
+const ARGO_BUILTIN: &str = "\
+p, role:readonly, applications, get, */*, allow
+p, role:readonly, projects, get, *, allow
+p, role:admin, applications, create, */*, allow
+p, role:admin, applications, delete, */*, allow
+p, role:admin, applications, sync, */*, allow
+g, role:admin, role:readonly
+";
+
+/// What the platform team keeps in `policy.csv` (another field manager).
+const TEAM_POLICY: &str = "p, role:deployer, applications, sync, */*, allow\n";
+
+/// Argo CD's policy from the ConfigMap's data as Argo CD assembles it
+/// (`policy.csv`, then every other `policy.*.csv` key in key order), read
+/// line by line as Argo CD's `loadPolicyLine` does; `Err` names the first
+/// line Argo CD would refuse (and with it the whole policy).
+fn argo_policy(data: &BTreeMap<String, String>) -> Result<Vec<Vec<String>>, String> {
+    let mut csv = data.get("policy.csv").cloned().unwrap_or_default();
+    for (key, value) in data {
+        if key.starts_with("policy.") && key.ends_with(".csv") && key != "policy.csv" {
+            csv.push('\n');
+            csv.push_str(value);
+        }
+    }
+    let mut rules = Vec::new();
+    for line in ARGO_BUILTIN.lines().chain(csv.lines()) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let record = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .trim(csv::Trim::All)
+            .from_reader(line.as_bytes())
+            .records()
+            .next()
+            .and_then(Result::ok)
+            .ok_or_else(|| format!("unreadable: {line}"))?;
+        let fields: Vec<String> = record.iter().map(str::to_owned).collect();
+        match (fields.first().map(String::as_str), fields.len()) {
+            (Some("g"), 3) | (Some("p"), 6) => rules.push(fields),
+            _ => return Err(format!("invalid RBAC policy: {line}")),
+        }
+    }
+    Ok(rules)
+}
+
+/// Casbin with Argo CD's model over `rules`; `globOrRegexMatch` is glob
+/// matching, Argo CD's default `policy.matchMode`.
+async fn argo_enforcer(rules: Vec<Vec<String>>) -> Enforcer {
+    let model = DefaultModel::from_str(ARGO_MODEL).await.unwrap();
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+        .await
+        .unwrap();
+    enforcer.add_function(
+        "globOrRegexMatch",
+        casbin::function_map::OperatorFunction::Arg2(|value, pattern| {
+            casbin::function_map::glob_match(&value.to_string(), &pattern.to_string()).into()
+        }),
+    );
+    for rule in rules {
+        let (kind, rest) = rule.split_first().unwrap();
+        if kind == "g" {
+            enforcer.add_grouping_policy(rest.to_vec()).await.unwrap();
+        } else {
+            enforcer.add_policy(rest.to_vec()).await.unwrap();
+        }
+    }
+    enforcer
+}
+
+/// Who may do `action` on applications in project `default`.
+async fn may(data: &BTreeMap<String, String>, subject: &str, action: &str) -> bool {
+    let enforcer = argo_enforcer(argo_policy(data).unwrap()).await;
+    enforcer
+        .enforce((subject, "applications", action, "default/guestbook"))
+        .unwrap()
+}
+
+async fn rbac_data(config_maps: &Api<ConfigMap>) -> BTreeMap<String, String> {
+    config_maps
+        .get("argocd-rbac-cm")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default()
+}
+
+/// The test's Argo CD namespace with its RBAC ConfigMap, as Argo CD's
+/// installation leaves it (applied by another field manager).
+async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) {
+    let namespace = format!("{}-argocd", env.namespace);
+    let mut object = Namespace::default();
+    object.metadata.name = Some(namespace.clone());
+    Api::<Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &namespace);
+    config_maps
+        .patch(
+            "argocd-rbac-cm",
+            &PatchParams::apply("argocd-install"),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "argocd-rbac-cm"},
+                "data": {"policy.csv": TEAM_POLICY, "policy.default": "", "scopes": "[groups, email]"},
+            })),
+        )
+        .await
+        .unwrap();
+    (namespace, config_maps)
+}
+
+async fn argocd_policy(env: &TestEnv, namespace: &str) {
+    let mut policy = scim_policy("argo");
+    policy.spec.application = ApplicationSpec {
+        kind: ApplicationKind::ArgoCdRbac,
+        scim: None,
+        webhook: None,
+        postgres: None,
+        argocd_rbac: Some(ArgoCdRbacConnector {
+            namespace: namespace.into(),
+            config_map: "argocd-rbac-cm".into(),
+            key: "policy.roster.csv".into(),
+            group_roles: vec![
+                ArgoCdGroupRoles {
+                    group: "Platform".into(),
+                    roles: vec!["role:admin".into()],
+                },
+                ArgoCdGroupRoles {
+                    group: "Deployers".into(),
+                    roles: vec!["role:deployer".into(), "role:readonly".into()],
+                },
+            ],
+        }),
+        deprovision: DeprovisionAction::Delete,
+        delete_after_seconds: 0,
+        dry_run: false,
+    };
+    env.api::<roster::api::ProvisioningPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
+fn declared(user_names: &[&str]) -> Vec<GroupMember> {
+    user_names
+        .iter()
+        .map(|name| GroupMember {
+            user_name: Some((*name).into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Roster's lines, without its record.
+fn lines(data: &BTreeMap<String, String>) -> Vec<String> {
+    data.get("policy.roster.csv")
+        .map(|value| {
+            value
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agrees() {
+    let env = env().await;
+    let (namespace, config_maps) = argocd_namespace(&env).await;
+    argocd_policy(&env, &namespace).await;
+    let _controllers = start_controllers(&env);
+
+    let users: Api<User> = env.api();
+    // A quote and a comma in a userName: one CSV field all the same.
+    let odd = "o\"brien, pat@example.com";
+    for (name, user_name) in [
+        ("u-ada", "ada@example.com"),
+        ("u-grace", "grace@example.com"),
+        ("u-pat", odd),
+    ] {
+        users
+            .create(&PostParams::default(), &user(name, "argo", user_name))
+            .await
+            .unwrap();
+    }
+    let groups: Api<Group> = env.api();
+    let mut platform = group("g-platform", "argo", "Platform");
+    platform.spec.members = declared(&["ada@example.com"]);
+    let mut deployers = group("g-deployers", "argo", "Deployers");
+    deployers.spec.members = declared(&["grace@example.com", odd]);
+    let mut unmapped = group("g-other", "argo", "Other");
+    unmapped.spec.members = declared(&["grace@example.com"]);
+    for g in [&platform, &deployers, &unmapped] {
+        groups.create(&PostParams::default(), g).await.unwrap();
+    }
+    let expected = [
+        r#"g,"ada@example.com",role:admin"#,
+        r#"g,"grace@example.com",role:deployer"#,
+        r#"g,"grace@example.com",role:readonly"#,
+        r#"g,"o""brien, pat@example.com",role:deployer"#,
+        r#"g,"o""brien, pat@example.com",role:readonly"#,
+    ];
+    eventually("Roster's lines", || async {
+        (lines(&rbac_data(&config_maps).await) == expected).then_some(())
+    })
+    .await;
+    assert_eq!(synced(&users, "u-ada").await, "u-ada");
+
+    let data = rbac_data(&config_maps).await;
+    assert_eq!(
+        data["policy.csv"], TEAM_POLICY,
+        "the team's key is untouched"
+    );
+    assert_eq!(data["scopes"], "[groups, email]");
+    assert!(may(&data, "ada@example.com", "delete").await);
+    assert!(may(&data, "grace@example.com", "sync").await);
+    assert!(!may(&data, "grace@example.com", "delete").await);
+    assert!(may(&data, odd, "get").await);
+    assert!(!may(&data, "mallory@example.com", "get").await);
+
+    // Server-side apply: Roster's manager owns its key and nothing else.
+    let managed = config_maps
+        .get("argocd-rbac-cm")
+        .await
+        .unwrap()
+        .metadata
+        .managed_fields
+        .unwrap();
+    let fields_of = |manager: &str| {
+        managed
+            .iter()
+            .filter(|entry| entry.manager.as_deref() == Some(manager))
+            .map(|entry| serde_json::to_string(&entry.fields_v1).unwrap())
+            .collect::<String>()
+    };
+    let ours = fields_of("roster-argocd");
+    assert!(ours.contains("f:policy.roster.csv"), "{ours}");
+    assert!(
+        !ours.contains("f:policy.csv") && !ours.contains("f:scopes"),
+        "{ours}"
+    );
+    assert!(fields_of("argocd-install").contains("f:policy.csv"));
+
+    // Deactivated: the lines go at once, not at the next login.
+    users
+        .patch(
+            "u-grace",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"active": false}})),
+        )
+        .await
+        .unwrap();
+    eventually("grace's lines gone", || async {
+        let data = rbac_data(&config_maps).await;
+        (!data["policy.roster.csv"].contains("g,\"grace@example.com\"")).then_some(())
+    })
+    .await;
+    let data = rbac_data(&config_maps).await;
+    assert!(!may(&data, "grace@example.com", "get").await);
+    assert!(may(&data, odd, "sync").await);
+
+    // A hand edit of Roster's key (someone granting themselves admin)...
+    let mut edited = data["policy.roster.csv"].clone();
+    edited.push_str("g, mallory@example.com, role:admin\n");
+    config_maps
+        .patch(
+            "argocd-rbac-cm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"policy.roster.csv": edited}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        may(
+            &rbac_data(&config_maps).await,
+            "mallory@example.com",
+            "delete"
+        )
+        .await
+    );
+    // ... is undone by Roster's next write: Pat leaves Deployers.
+    groups
+        .patch(
+            "g-deployers",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"members": declared(&["grace@example.com"])}})),
+        )
+        .await
+        .unwrap();
+    eventually("pat's lines gone and the hand edit undone", || async {
+        let data = rbac_data(&config_maps).await;
+        (lines(&data) == [r#"g,"ada@example.com",role:admin"#]).then_some(())
+    })
+    .await;
+    let data = rbac_data(&config_maps).await;
+    assert!(!may(&data, "mallory@example.com", "get").await);
+    assert!(!may(&data, odd, "get").await);
+    assert_eq!(data["policy.csv"], TEAM_POLICY);
+
+    // Deleted (deprovision: Delete): the record forgets Ada too.
+    users.delete("u-ada", &Default::default()).await.unwrap();
+    eventually("ada forgotten", || async {
+        let data = rbac_data(&config_maps).await;
+        (!data["policy.roster.csv"].contains("ada@example.com")).then_some(())
+    })
+    .await;
+    assert!(argo_policy(&rbac_data(&config_maps).await).is_ok());
+}
