@@ -40,6 +40,9 @@ macro_rules! role_query {
 }
 const ROLES_BY_NAME: &str = role_query!("rolname = $1");
 const ROLES_BY_OID: &str = role_query!("oid = $1::int8::oid");
+/// userNames compare case-insensitively; an exact match first.
+const ROLES_BY_FOLDED_NAME: &str =
+    role_query!("lower(rolname) = lower($1) ORDER BY rolname = $1 DESC, oid");
 
 /// PostgreSQL truncates longer identifiers; Roster refuses them instead of
 /// letting two names collide.
@@ -434,10 +437,14 @@ fn not_found(remote_id: &str) -> ConnectorError {
 impl Connector for PostgresConnector {
     async fn find_user(&self, user_name: &str) -> Result<Option<RemoteAccount>> {
         let client = self.connect(None).await?;
-        Ok(self
-            .role_by_name(&client, user_name)
-            .await?
-            .filter(|role| role.managed && !self.is_protected(&role.name))
+        let rows = client
+            .query(ROLES_BY_FOLDED_NAME, &[&user_name, &MARKER])
+            .await
+            .map_err(refused)?;
+        Ok(rows
+            .iter()
+            .map(Role::of)
+            .find(|role| role.managed && !self.is_protected(&role.name))
             .map(|role| RemoteAccount {
                 id: role.oid.to_string(),
                 active: Some(role.login),

@@ -55,7 +55,7 @@ const TEAM_POLICY: &str = "p, role:deployer, applications, sync, */*, allow\n";
 /// (`policy.csv`, then every other `policy.*.csv` key in key order), read
 /// line by line as Argo CD's `loadPolicyLine` does; `Err` names the first
 /// line Argo CD would refuse (and with it the whole policy).
-fn argo_policy(data: &BTreeMap<String, String>) -> Result<Vec<Vec<String>>, String> {
+pub(crate) fn argo_policy(data: &BTreeMap<String, String>) -> Result<Vec<Vec<String>>, String> {
     let mut csv = data.get("policy.csv").cloned().unwrap_or_default();
     for (key, value) in data {
         if key.starts_with("policy.") && key.ends_with(".csv") && key != "policy.csv" {
@@ -111,14 +111,14 @@ async fn argo_enforcer(rules: Vec<Vec<String>>) -> Enforcer {
 }
 
 /// Who may do `action` on applications in project `default`.
-async fn may(data: &BTreeMap<String, String>, subject: &str, action: &str) -> bool {
+pub(crate) async fn may(data: &BTreeMap<String, String>, subject: &str, action: &str) -> bool {
     let enforcer = argo_enforcer(argo_policy(data).unwrap()).await;
     enforcer
         .enforce((subject, "applications", action, "default/guestbook"))
         .unwrap()
 }
 
-async fn rbac_data(config_maps: &Api<ConfigMap>) -> BTreeMap<String, String> {
+pub(crate) async fn rbac_data(config_maps: &Api<ConfigMap>) -> BTreeMap<String, String> {
     config_maps
         .get("argocd-rbac-cm")
         .await
@@ -129,7 +129,7 @@ async fn rbac_data(config_maps: &Api<ConfigMap>) -> BTreeMap<String, String> {
 
 /// The test's Argo CD namespace with its RBAC ConfigMap, as Argo CD's
 /// installation leaves it (applied by another field manager).
-async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) {
+pub(crate) async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) {
     let namespace = format!("{}-argocd", env.namespace);
     let mut object = Namespace::default();
     object.metadata.name = Some(namespace.clone());
@@ -196,7 +196,7 @@ fn declared(user_names: &[&str]) -> Vec<GroupMember> {
 }
 
 /// Roster's lines, without its record.
-fn lines(data: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn lines(data: &BTreeMap<String, String>) -> Vec<String> {
     data.get("policy.roster.csv")
         .map(|value| {
             value

@@ -17,7 +17,7 @@ use crate::support::webhook::Receiver;
 // ---------------------------------------------------------------- scim2-server
 
 /// scim2-server on a free loopback port, killed when dropped.
-struct Scim2Server {
+pub(crate) struct Scim2Server {
     child: Child,
     port: u16,
     token: String,
@@ -52,7 +52,7 @@ fn scim2_server_binary() -> PathBuf {
 }
 
 impl Scim2Server {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let binary = scim2_server_binary();
         let token = format!("app-{:016x}", rand::random::<u64>());
         // A port picked by binding :0 can be taken before scim2-server binds
@@ -112,7 +112,7 @@ impl Scim2Server {
         format!("http://127.0.0.1:{}/v2", self.port)
     }
 
-    fn connector(&self) -> ScimConnector {
+    pub(crate) fn connector(&self) -> ScimConnector {
         ScimConnector::new(&self.base_url(), &self.token).expect("a valid connector")
     }
 
@@ -131,16 +131,26 @@ impl Scim2Server {
     }
 
     /// GET from the application's own API: (status, body).
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (status, body) = self.try_get(path).await;
         (status.expect("scim2-server answers"), body)
     }
 
     /// POST straight to the application, bypassing the connector.
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// A request straight to the application, bypassing the connector.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let reply = self
             .http
-            .post(format!("{}{path}", self.base_url()))
+            .request(method, format!("{}{path}", self.base_url()))
             .bearer_auth(&self.token)
             .header("Content-Type", "application/scim+json")
             .body(body.to_string())
@@ -158,7 +168,7 @@ impl Scim2Server {
     }
 
     /// The member ids of a group, as the application holds them.
-    async fn member_ids(&self, group_id: &str) -> Vec<String> {
+    pub(crate) async fn member_ids(&self, group_id: &str) -> Vec<String> {
         let (status, body) = self.get(&format!("/Groups/{group_id}")).await;
         assert_eq!(status, 200, "{body}");
         let mut ids: Vec<String> = body["members"]

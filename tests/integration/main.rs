@@ -6,6 +6,7 @@ mod argocd;
 mod argocd_rbac;
 mod chart;
 mod conformance;
+mod connector_contract;
 mod connectors;
 mod controller;
 mod crds;
