@@ -351,3 +351,177 @@ async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agree
     .await;
     assert!(argo_policy(&rbac_data(&config_maps).await).is_ok());
 }
+
+/// The safety rails sit above every connector: a mass deactivation takes
+/// Argo CD access away only up to the circuit breaker's limit, and the
+/// rest once an operator approves.
+#[tokio::test]
+async fn a_mass_deactivation_leaves_argo_cd_only_up_to_the_breakers_limit() {
+    let env = env().await;
+    let (namespace, config_maps) = argocd_namespace(&env).await;
+    argocd_policy(&env, &namespace).await;
+    let users: Api<User> = env.api();
+    let names: Vec<String> = (0..30).map(|i| format!("p{i:02}@example.com")).collect();
+    for (i, user_name) in names.iter().enumerate() {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&format!("u-{i:02}"), "argo", user_name),
+            )
+            .await
+            .unwrap();
+    }
+    let mut platform = group("g-platform", "argo", "Platform");
+    platform.spec.members = declared(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    env.api::<Group>()
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let _controllers = start_controllers(&env);
+    let policies: Api<roster::api::ProvisioningPolicy> = env.api();
+    eventually("30 lines and 30 active users counted", || async {
+        let counted = policies
+            .get("argo")
+            .await
+            .ok()?
+            .status?
+            .counts?
+            .active_users;
+        (lines(&rbac_data(&config_maps).await).len() == 30 && counted == 30).then_some(())
+    })
+    .await;
+
+    for i in 0..30 {
+        users
+            .patch(
+                &format!("u-{i:02}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"active": false}})),
+            )
+            .await
+            .unwrap();
+    }
+    // The limit is max(20, 10 % of 30) = 20: ten keep their line, held.
+    let token = eventually("the quarantine", || async {
+        let quarantine = policies.get("argo").await.ok()?.status?.quarantine?;
+        (quarantine.held_accounts == 10).then_some(quarantine.token)
+    })
+    .await;
+    assert_eq!(lines(&rbac_data(&config_maps).await).len(), 10);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        lines(&rbac_data(&config_maps).await).len(),
+        10,
+        "nothing else leaves while held"
+    );
+
+    policies
+        .patch(
+            "argo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "roster.dev/approve-deprovisioning": token,
+            }}})),
+        )
+        .await
+        .unwrap();
+    eventually("every line gone once approved", || async {
+        lines(&rbac_data(&config_maps).await)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let data = rbac_data(&config_maps).await;
+    assert!(!may(&data, "p00@example.com", "get").await);
+    assert_eq!(data["policy.csv"], TEAM_POLICY);
+}
+
+/// Connectors are built again whenever their policy changes, and another
+/// replica may write while leadership moves: concurrent writers of one
+/// key, and someone else changing the ConfigMap meanwhile, lose nothing.
+#[tokio::test]
+async fn concurrent_writers_of_the_key_lose_nothing() {
+    use roster::connectors::argocd::ArgoCdRbacConnector as Connector_;
+    use roster::connectors::{Connector, DesiredGroup, DesiredUser};
+    let env = env().await;
+    let (namespace, config_maps) = argocd_namespace(&env).await;
+    let settings = ArgoCdRbacConnector {
+        namespace,
+        config_map: "argocd-rbac-cm".into(),
+        key: "policy.roster.csv".into(),
+        group_roles: vec![ArgoCdGroupRoles {
+            group: "Platform".into(),
+            roles: vec!["role:admin".into()],
+        }],
+    };
+    let connectors: Vec<Connector_> = (0..2)
+        .map(|_| Connector_::new(env.client.clone(), &settings, "test/argo"))
+        .collect();
+    let platform = DesiredGroup {
+        id: "g-platform".into(),
+        uid: "uid-g".into(),
+        generation: 1,
+        display_name: "Platform".into(),
+        external_id: None,
+    };
+    connectors[0].create_group(&platform).await.unwrap();
+    // Someone else keeps changing the team's key meanwhile.
+    let other = {
+        let config_maps = config_maps.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let policy = format!("{TEAM_POLICY}# edit {i}\n");
+                config_maps
+                    .patch(
+                        "argocd-rbac-cm",
+                        &PatchParams::apply("argocd-install"),
+                        &Patch::Apply(json!({
+                            "apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "argocd-rbac-cm"},
+                            "data": {"policy.csv": policy, "policy.default": "", "scopes": "[groups, email]"},
+                        })),
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let calls = (0..60).map(|i| {
+        let connector = connectors[i % 2].clone();
+        let platform = platform.clone();
+        async move {
+            let user = DesiredUser {
+                id: format!("u-{i:02}"),
+                uid: format!("uid-{i}"),
+                generation: 1,
+                user_name: format!("p{i:02}@example.com"),
+                active: true,
+                resource: json!({}),
+            };
+            // Transient errors are retried, as the controllers do.
+            for _ in 0..5 {
+                let done = async {
+                    let id = connector.create_user(&user).await?;
+                    connector
+                        .change_members("g-platform", &platform, &[id], &[], "c")
+                        .await
+                };
+                match done.await {
+                    Ok(()) => return,
+                    Err(error) if error.is_transient() => continue,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            panic!("still failing after 5 tries");
+        }
+    });
+    futures::future::join_all(calls).await;
+    other.await.unwrap();
+    let data = rbac_data(&config_maps).await;
+    assert_eq!(lines(&data).len(), 60, "every change landed");
+    assert!(
+        data["policy.csv"].ends_with("# edit 39\n"),
+        "and every edit of theirs"
+    );
+}

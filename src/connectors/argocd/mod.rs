@@ -9,7 +9,11 @@
 //!
 //! Calls arriving while a write is under way are applied together in the
 //! next one (one read and at most one write per batch), so an initial sync
-//! of many users costs a few writes, not one per user.
+//! of many users costs a few writes, not one per user. The queue is shared
+//! by every connector built for the same key (one is built again whenever
+//! its policy changes), and each write carries the resourceVersion it read:
+//! a write that raced another (a second replica while leadership moves) is
+//! refused by the API server and done again on what is there now.
 
 pub mod model;
 
@@ -32,6 +36,30 @@ const MAX_VALUE: usize = 768 * 1024;
 /// Changes waiting for the next write, each with whoever waits for it.
 type Pending = Vec<(Change, oneshot::Sender<Result<()>>)>;
 
+/// How often a write that lost a race is done again, after a short
+/// random pause, before the callers get a transient error (and retry).
+const ATTEMPTS: usize = 8;
+
+/// The writes to one key: its pending changes, and the lock held by the
+/// call writing a batch.
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// One queue per (namespace, ConfigMap, key) in this process.
+fn queue_for(namespace: &str, config_map: &str, key: &str) -> Arc<Queue> {
+    static QUEUES: std::sync::LazyLock<Mutex<BTreeMap<(String, String, String), Arc<Queue>>>> =
+        std::sync::LazyLock::new(Mutex::default);
+    QUEUES
+        .lock()
+        .expect("queues lock")
+        .entry((namespace.to_owned(), config_map.to_owned(), key.to_owned()))
+        .or_default()
+        .clone()
+}
+
 #[derive(Clone)]
 pub struct ArgoCdRbacConnector {
     config_maps: Api<ConfigMap>,
@@ -42,9 +70,7 @@ pub struct ArgoCdRbacConnector {
     roles: Arc<BTreeMap<String, Vec<String>>>,
     /// The comment heading the key: which policy keeps it.
     header: Arc<str>,
-    pending: Arc<Mutex<Pending>>,
-    /// Held by the call writing a batch.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    queue: Arc<Queue>,
 }
 
 impl std::fmt::Debug for ArgoCdRbacConnector {
@@ -58,6 +84,12 @@ impl std::fmt::Debug for ArgoCdRbacConnector {
             .finish_non_exhaustive()
     }
 }
+
+/// Another write changed the ConfigMap between our read and our write.
+struct Raced;
+
+/// What one write attempt did: see [`ArgoCdRbacConnector::attempt`].
+type Attempt = std::result::Result<(Result<()>, Vec<Option<ConnectorError>>), Raced>;
 
 fn refused(refusal: Refusal) -> ConnectorError {
     let status = match refusal {
@@ -93,8 +125,7 @@ impl ArgoCdRbacConnector {
                  The #roster lines record what Roster provisioned; the g lines follow from them."
             )
             .into(),
-            pending: Arc::default(),
-            writer: Arc::default(),
+            queue: queue_for(&settings.namespace, &settings.config_map, &settings.key),
         }
     }
 
@@ -122,34 +153,38 @@ impl ArgoCdRbacConnector {
         }
     }
 
-    /// The key's current value ("" when absent).
-    async fn read(&self) -> Result<String> {
+    /// The key's current value ("" when absent) and the ConfigMap's
+    /// resourceVersion.
+    async fn read(&self) -> Result<(String, Option<String>)> {
         let config_map = self
             .config_maps
             .get(&self.config_map)
             .await
             .map_err(|e| self.kube_error(e, "read"))?;
-        Ok(config_map
+        let version = config_map.metadata.resource_version;
+        let value = config_map
             .data
             .and_then(|mut data| data.remove(&self.key))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((value, version))
     }
 
     /// What Roster recorded as provisioned.
     async fn record(&self) -> Result<Record> {
-        Ok(Record::parse(&self.read().await?))
+        Ok(Record::parse(&self.read().await?.0))
     }
 
     /// Applies `change` with whatever else is pending, in one write.
     async fn change(&self, change: Change) -> Result<()> {
         let (done, result) = oneshot::channel();
-        self.pending
+        self.queue
+            .pending
             .lock()
             .expect("pending lock")
             .push((change, done));
         {
-            let _writing = self.writer.lock().await;
-            let batch = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+            let _writing = self.queue.writer.lock().await;
+            let batch = std::mem::take(&mut *self.queue.pending.lock().expect("pending lock"));
             if !batch.is_empty() {
                 self.write(batch).await;
             }
@@ -163,29 +198,45 @@ impl ArgoCdRbacConnector {
 
     /// Reads the key, applies each change (a refused one is answered and
     /// left out), renders, and writes if the value differs: a hand edit of
-    /// the lines is repaired here too.
+    /// the lines is repaired here too. A write that lost a race to another
+    /// writer is done again on what that one left.
     async fn write(&self, batch: Pending) {
-        let current = match self.read().await {
-            Ok(current) => current,
-            Err(error) => {
-                let detail = error.to_string();
-                for (_, done) in batch {
-                    let _ = done.send(Err(ConnectorError::Unavailable(detail.clone())));
-                }
-                return;
+        let (changes, waiting): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
+        for _ in 0..ATTEMPTS {
+            let Ok((result, refusals)) = self.attempt(&changes).await else {
+                let pause = rand::random_range(5..50);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                continue;
+            };
+            for (done, refusal) in waiting.into_iter().zip(refusals) {
+                let _ = done.send(match refusal {
+                    Some(refusal) => Err(refusal),
+                    None => result.clone(),
+                });
             }
+            return;
+        }
+        for done in waiting {
+            let _ = done.send(Err(ConnectorError::Unavailable(format!(
+                "{}/{} changed under each of {ATTEMPTS} writes",
+                self.namespace, self.config_map
+            ))));
+        }
+    }
+
+    /// One read-apply-write: its result, and per change its refusal if
+    /// the record refused it.
+    async fn attempt(&self, changes: &[Change]) -> Attempt {
+        let (current, version) = match self.read().await {
+            Ok(read) => read,
+            Err(error) => return Ok((Err(error), vec![None; changes.len()])),
         };
         let mut record = Record::parse(&current);
-        let mut applied = Vec::new();
-        for (change, done) in batch {
-            match record.apply(&change) {
-                Ok(()) => applied.push(done),
-                Err(refusal) => {
-                    let _ = done.send(Err(refused(refusal)));
-                }
-            }
-        }
-        let outcome = match record.render(&self.header, &self.roles) {
+        let refusals = changes
+            .iter()
+            .map(|change| record.apply(change).err().map(refused))
+            .collect();
+        let result = match record.render(&self.header, &self.roles) {
             Err(refusal) => Err(refused(refusal)),
             Ok(value) if value == current => Ok(()),
             Ok(value) if value.len() > MAX_VALUE => Err(ConnectorError::Rejected {
@@ -195,34 +246,42 @@ impl ArgoCdRbacConnector {
                     value.len()
                 ),
             }),
-            Ok(value) => self.apply(value).await,
+            Ok(value) => self.apply(value, version).await?,
         };
-        for done in applied {
-            let _ = done.send(match &outcome {
-                Ok(()) => Ok(()),
-                Err(error) => Err(error.clone()),
-            });
-        }
+        Ok((result, refusals))
     }
 
-    /// Writes the key, and only it, by server-side apply. Forced: the key
-    /// is Roster's, and a hand edit (which takes ownership) is undone.
-    async fn apply(&self, value: String) -> Result<()> {
+    /// Writes the key, and only it, by server-side apply, if the ConfigMap
+    /// is still at `version`. Forced: the key is Roster's, and a hand edit
+    /// (which takes ownership) is undone.
+    async fn apply(
+        &self,
+        value: String,
+        version: Option<String>,
+    ) -> std::result::Result<Result<()>, Raced> {
         let patch = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": self.config_map, "namespace": self.namespace},
+            "metadata": {
+                "name": self.config_map,
+                "namespace": self.namespace,
+                "resourceVersion": version,
+            },
             "data": {self.key.as_str(): value},
         });
-        self.config_maps
+        match self
+            .config_maps
             .patch(
                 &self.config_map,
                 &PatchParams::apply(ARGOCD_MANAGER).force(),
                 &Patch::Apply(patch),
             )
             .await
-            .map(drop)
-            .map_err(|e| self.kube_error(e, "patch"))
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(Raced),
+            Err(error) => Ok(Err(self.kube_error(error, "patch"))),
+        }
     }
 }
 
