@@ -48,10 +48,12 @@ struct Queue {
     writer: tokio::sync::Mutex<()>,
 }
 
+/// (namespace, ConfigMap, key) -> its queue.
+type Queues = BTreeMap<(String, String, String), Arc<Queue>>;
+
 /// One queue per (namespace, ConfigMap, key) in this process.
 fn queue_for(namespace: &str, config_map: &str, key: &str) -> Arc<Queue> {
-    static QUEUES: std::sync::LazyLock<Mutex<BTreeMap<(String, String, String), Arc<Queue>>>> =
-        std::sync::LazyLock::new(Mutex::default);
+    static QUEUES: std::sync::LazyLock<Mutex<Queues>> = std::sync::LazyLock::new(Mutex::default);
     QUEUES
         .lock()
         .expect("queues lock")
