@@ -25,10 +25,10 @@ pub use group::{Group, GroupMember, GroupSpec, GroupStatus, MemberKind};
 pub use policy::{
     AccessSpec, AllowedGroup, ApplicationKind, ApplicationSpec, ArgoCdGroupRoles,
     ArgoCdRbacConnector, AttributeMapping, CircuitBreaker, DeprovisionAction, GroupsOverage,
-    IdentityHeaders, JitOptions, Mode, PolicyCounts, PostgresConnector, PostgresTlsMode,
-    ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec, ProvisioningPolicyStatus,
-    Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService, SignatureScheme,
-    WebhookConnector,
+    IdentityHeaders, JitOptions, Mode, PolicyCounts, PostgresConnector, PostgresGroupRoles,
+    PostgresTlsMode, ProvisioningPlan, ProvisioningPolicy, ProvisioningPolicySpec,
+    ProvisioningPolicyStatus, Quarantine, RateLimit, SamlTrust, ScimConnector, ScimService,
+    SignatureScheme, WebhookConnector,
 };
 pub use slice::{
     GROUP_LABEL, GroupMemberSlice, GroupMemberSliceSpec, GroupMemberSliceStatus, SLICE_CAPACITY,

@@ -381,6 +381,12 @@ pub struct PostgresConnector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub protected_roles: Vec<String>,
+    /// Existing roles (made by your DBAs, not by Roster) each Group's role
+    /// is granted, by the Group's displayName: its members inherit them,
+    /// and lose them with the membership. Superuser roles are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub group_roles: Vec<PostgresGroupRoles>,
     /// TLS to the server: `VerifyFull` (default) or `Disable`.
     #[serde(default)]
     pub tls_mode: PostgresTlsMode,
@@ -445,6 +451,19 @@ fn default_argocd_config_map() -> String {
 
 fn default_argocd_key() -> String {
     "policy.roster.csv".to_owned()
+}
+
+/// The existing PostgreSQL roles one Group's role is granted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresGroupRoles {
+    /// The Group's displayName.
+    #[schemars(length(min = 1, max = 63))]
+    pub group: String,
+    /// Existing roles, e.g. `read_only` or `pg_read_all_data`.
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(inner(length(min = 1, max = 63)))]
+    pub roles: Vec<String>,
 }
 
 /// How Roster talks to a PostgreSQL server.

@@ -13,7 +13,7 @@
 //! deleting reassigns and drops what the role owns in every configured
 //! database before `DROP ROLE`, and keeps the marker until the drop works.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::config::SslMode;
@@ -40,6 +40,13 @@ macro_rules! role_query {
 }
 const ROLES_BY_NAME: &str = role_query!("rolname = $1");
 const ROLES_BY_OID: &str = role_query!("oid = $1::int8::oid");
+/// The roles Roster (`$2`) granted to the role with OID `$1` that it does
+/// not manage (`$3` is the marker): the existing roles of `groupRoles`.
+const EXISTING_GRANTED: &str = "SELECT r.rolname::text FROM pg_auth_members a \
+     JOIN pg_roles r ON r.oid = a.roleid \
+     WHERE a.member = $1::int8::oid \
+     AND a.grantor = (SELECT oid FROM pg_roles WHERE rolname = $2) \
+     AND coalesce(shobj_description(r.oid, 'pg_authid'), '') <> $3";
 /// userNames compare case-insensitively; an exact match first.
 const ROLES_BY_FOLDED_NAME: &str =
     role_query!("lower(rolname) = lower($1) ORDER BY rolname = $1 DESC, oid");
@@ -62,6 +69,8 @@ pub struct PostgresConnector {
     fallback_owner: String,
     databases: Vec<String>,
     protected: Vec<String>,
+    /// Group displayName -> the existing roles its role is granted.
+    group_roles: Arc<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for PostgresConnector {
@@ -147,6 +156,13 @@ impl PostgresConnector {
             fallback_owner: settings.fallback_owner.clone(),
             databases,
             protected: settings.protected_roles.clone(),
+            group_roles: Arc::new(
+                settings
+                    .group_roles
+                    .iter()
+                    .map(|entry| (entry.group.clone(), entry.roles.clone()))
+                    .collect(),
+            ),
         })
     }
 
@@ -300,6 +316,64 @@ impl PostgresConnector {
             .await?
             .ok_or_else(|| unavailable_text("the role vanished after its creation"))?;
         Ok(role.oid.to_string())
+    }
+
+    /// Grants group role `remote_id` the existing roles `groupRoles` maps
+    /// `display_name` to, and revokes those Roster granted it that are no
+    /// longer mapped. Members inherit them through the group role, so
+    /// PostgreSQL itself keeps track of who has them through which group.
+    async fn grant_existing_roles(&self, remote_id: &str, display_name: &str) -> Result<()> {
+        let wanted: BTreeSet<&str> = self
+            .group_roles
+            .get(display_name)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let client = self.connect(None).await?;
+        let group = self.existing(&client, remote_id).await?;
+        let granted: BTreeSet<String> = client
+            .query(EXISTING_GRANTED, &[&group.oid, &self.user, &MARKER])
+            .await
+            .map_err(refused)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for role in wanted.iter().filter(|r| !granted.contains(**r)) {
+            let superuser: Option<bool> = client
+                .query_opt("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[role])
+                .await
+                .map_err(refused)?
+                .map(|row| row.get(0));
+            let managed = self
+                .role_by_name(&client, role)
+                .await?
+                .is_some_and(|r| r.managed);
+            let refusal = match (superuser, managed) {
+                (None, _) => Some("does not exist"),
+                (_, true) => Some("is a role Roster manages: name existing roles only"),
+                (Some(true), _) => Some("is a superuser role"),
+                _ => None,
+            };
+            if let Some(why) = refusal {
+                return Err(rejected(format!("groupRoles names {role:?}, which {why}")));
+            }
+            self.run(
+                &client,
+                "GRANT %I TO %I GRANTED BY %I",
+                &[role, &group.name, &self.user],
+            )
+            .await?;
+        }
+        for role in granted.iter().filter(|r| !wanted.contains(r.as_str())) {
+            self.run(
+                &client,
+                "REVOKE %I FROM %I GRANTED BY %I",
+                &[role, &group.name, &self.user],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn set_login(&self, remote_id: &str, login: bool) -> Result<()> {
@@ -478,11 +552,15 @@ impl Connector for PostgresConnector {
     }
 
     async fn create_group(&self, group: &DesiredGroup) -> Result<String> {
-        self.create_role(&group.display_name, false).await
+        let id = self.create_role(&group.display_name, false).await?;
+        self.grant_existing_roles(&id, &group.display_name).await?;
+        Ok(id)
     }
 
     async fn update_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
-        self.rename(remote_id, &group.display_name).await
+        self.rename(remote_id, &group.display_name).await?;
+        self.grant_existing_roles(remote_id, &group.display_name)
+            .await
     }
 
     async fn delete_group(&self, remote_id: &str, _: &DesiredGroup) -> Result<()> {
@@ -492,11 +570,14 @@ impl Connector for PostgresConnector {
     async fn change_members(
         &self,
         remote_id: &str,
-        _: &DesiredGroup,
+        desired: &DesiredGroup,
         add: &[String],
         remove: &[String],
         _: &str,
     ) -> Result<()> {
+        // A changed groupRoles reaches a group at its next change.
+        self.grant_existing_roles(remote_id, &desired.display_name)
+            .await?;
         let client = self.connect(None).await?;
         let group = self.existing(&client, remote_id).await?;
         for (members, template) in [

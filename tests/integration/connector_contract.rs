@@ -225,6 +225,7 @@ impl PostgresPeer {
             fallback_owner: "postgres".into(),
             databases: vec![],
             protected_roles: vec![],
+            group_roles: vec![],
             tls_mode: roster::api::PostgresTlsMode::VerifyFull,
             ca_secret_ref: None,
         };

@@ -34,6 +34,7 @@ fn settings(port: u16) -> roster::api::PostgresConnector {
         fallback_owner: "postgres".into(),
         databases: vec!["postgres".into(), "app".into()],
         protected_roles: vec!["dba".into()],
+        group_roles: vec![],
         tls_mode: roster::api::PostgresTlsMode::VerifyFull,
         ca_secret_ref: Some(SecretKeyRef {
             name: "crm-postgres".into(),
@@ -481,4 +482,92 @@ async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
     );
     synced(&users, "u-new").await;
     assert_eq!(roles("new@example.com").await, 1);
+}
+
+/// `groupRoles`: existing roles reach a group's members through the group
+/// role, leave with the membership, and go when unmapped; the existing
+/// role itself is never altered, and a superuser role is refused.
+#[tokio::test]
+async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them() {
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE reports (x int); INSERT INTO reports VALUES (1); \
+             CREATE ROLE read_only NOLOGIN; GRANT SELECT ON reports TO read_only; \
+             CREATE ROLE boss NOLOGIN SUPERUSER;",
+        )
+        .await
+        .unwrap();
+    let mut mapped = settings(server.port);
+    mapped.databases.clear();
+    mapped.group_roles = vec![
+        roster::api::PostgresGroupRoles {
+            group: "analysts".into(),
+            roles: vec!["read_only".into()],
+        },
+        roster::api::PostgresGroupRoles {
+            group: "bosses".into(),
+            roles: vec!["boss".into()],
+        },
+    ];
+    let connector = PostgresConnector::new(&mapped, ADMIN_PASSWORD, Some(&server.ca_pem)).unwrap();
+    let ada = connector
+        .create_user(&desired_user("ada@example.com", true))
+        .await
+        .unwrap();
+    allow_password(&admin, "ada@example.com").await;
+    let analysts = desired_group("analysts");
+    let group = connector.create_group(&analysts).await.unwrap();
+    let as_ada = server
+        .connect("ada@example.com", "pw", "postgres")
+        .await
+        .unwrap();
+    let read = || as_ada.query_one("SELECT count(*) FROM reports", &[]);
+    assert!(read().await.is_err(), "not a member yet");
+
+    connector
+        .change_members(&group, &analysts, &[ada.clone()], &[], "c1")
+        .await
+        .unwrap();
+    assert_eq!(read().await.unwrap().get::<_, i64>(0), 1, "inherited");
+    connector
+        .change_members(&group, &analysts, &[], &[ada.clone()], "c2")
+        .await
+        .unwrap();
+    assert!(read().await.is_err(), "left with the membership");
+
+    let refused = connector.create_group(&desired_group("bosses")).await;
+    assert!(
+        matches!(&refused, Err(ConnectorError::Rejected { detail, .. }) if detail.contains("superuser")),
+        "{refused:?}"
+    );
+
+    // Unmapped (the policy changed): revoked at the group's next change.
+    connector
+        .change_members(&group, &analysts, &[ada.clone()], &[], "c3")
+        .await
+        .unwrap();
+    assert_eq!(member_of(&admin, "analysts").await, ["read_only"]);
+    mapped.group_roles.clear();
+    let unmapped = PostgresConnector::new(&mapped, ADMIN_PASSWORD, Some(&server.ca_pem)).unwrap();
+    unmapped.update_group(&group, &analysts).await.unwrap();
+    assert!(member_of(&admin, "analysts").await.is_empty());
+    assert!(read().await.is_err());
+    // The existing role itself is untouched.
+    let kept = admin
+        .query_one(
+            "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') IS NULL \
+             FROM pg_roles WHERE rolname = 'read_only'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.get::<_, bool>(0), kept.get::<_, bool>(1)),
+        (false, true)
+    );
 }
