@@ -530,12 +530,12 @@ async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them(
     assert!(read().await.is_err(), "not a member yet");
 
     connector
-        .change_members(&group, &analysts, &[ada.clone()], &[], "c1")
+        .change_members(&group, &analysts, std::slice::from_ref(&ada), &[], "c1")
         .await
         .unwrap();
     assert_eq!(read().await.unwrap().get::<_, i64>(0), 1, "inherited");
     connector
-        .change_members(&group, &analysts, &[], &[ada.clone()], "c2")
+        .change_members(&group, &analysts, &[], std::slice::from_ref(&ada), "c2")
         .await
         .unwrap();
     assert!(read().await.is_err(), "left with the membership");
@@ -548,7 +548,7 @@ async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them(
 
     // Unmapped (the policy changed): revoked at the group's next change.
     connector
-        .change_members(&group, &analysts, &[ada.clone()], &[], "c3")
+        .change_members(&group, &analysts, std::slice::from_ref(&ada), &[], "c3")
         .await
         .unwrap();
     assert_eq!(member_of(&admin, "analysts").await, ["read_only"]);
