@@ -410,6 +410,21 @@ impl PostgresConnector {
         let Some(role) = self.managed(&client, remote_id).await? else {
             return Ok(());
         };
+        // REASSIGN and DROP OWNED need the privileges of the role: a
+        // CREATEROLE-only Roster takes them for the moment the role has
+        // left (its membership goes with the role).
+        let superuser: bool = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(refused)?
+            .get(0);
+        if !superuser {
+            self.run(&client, "GRANT %I TO %I", &[&role.name, &self.user])
+                .await?;
+        }
         for database in &self.databases {
             let there = self.connect(Some(database)).await?;
             self.run(

@@ -571,3 +571,94 @@ async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them(
         (false, true)
     );
 }
+
+/// Roster as a CREATEROLE role, not a superuser: what a DBA grants it
+/// (CREATEROLE, `pg_signal_backend` to end sessions, the fallback owner
+/// to hand objects to) is enough for the whole cycle, and it can't touch
+/// a superuser.
+#[tokio::test]
+async fn a_createrole_only_roster_runs_the_whole_cycle() {
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE app_owner NOLOGIN; \
+             CREATE ROLE roster LOGIN CREATEROLE PASSWORD 'roster-pw'; \
+             GRANT pg_signal_backend TO roster; \
+             GRANT app_owner TO roster;",
+        )
+        .await
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE app").await.unwrap();
+    // Reassigning a personal schema needs its new owner to be allowed to
+    // create schemas there (a superuser Roster skips that check).
+    admin
+        .batch_execute("GRANT CREATE ON DATABASE app TO app_owner")
+        .await
+        .unwrap();
+    let mut limited = settings(server.port);
+    limited.user = "roster".into();
+    limited.fallback_owner = "app_owner".into();
+    let connector = PostgresConnector::new(&limited, "roster-pw", Some(&server.ca_pem)).unwrap();
+    let ada = "ada@example.com";
+    let id = connector
+        .create_user(&desired_user(ada, true))
+        .await
+        .unwrap();
+    let ops = desired_group("ops");
+    let group = connector.create_group(&ops).await.unwrap();
+    connector
+        .change_members(&group, &ops, std::slice::from_ref(&id), &[], "c1")
+        .await
+        .unwrap();
+    assert_eq!(member_of(&admin, ada).await, ["ops"]);
+    allow_password(&admin, ada).await;
+    let app = server
+        .connect("postgres", ADMIN_PASSWORD, "app")
+        .await
+        .unwrap();
+    app.batch_execute("CREATE SCHEMA ada AUTHORIZATION \"ada@example.com\"")
+        .await
+        .unwrap();
+    let session = server.connect(ada, "pw", "app").await.unwrap();
+    session
+        .batch_execute("CREATE TABLE ada.mine (x int)")
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    connector
+        .disable_user(&id, &desired_user(ada, false))
+        .await
+        .unwrap();
+    eventually("the session ended", || async {
+        session.is_closed().then_some(())
+    })
+    .await;
+    assert!(server.connect(ada, "pw", "app").await.is_err());
+
+    for _ in 0..2 {
+        connector
+            .delete_user(&id, &desired_user(ada, false))
+            .await
+            .unwrap();
+    }
+    let owner: String = app
+        .query_one(
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'mine'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "app_owner");
+    assert!(member_of(&admin, "roster").await.iter().all(|r| r != ada));
+    let gone = admin
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&ada])
+        .await
+        .unwrap();
+    assert!(gone.is_empty());
+    connector.delete_group(&group, &ops).await.unwrap();
+}
