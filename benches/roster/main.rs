@@ -14,10 +14,11 @@
 //! ROSTER_BENCH_GATE_TRIALS revocations (200), ROSTER_BENCH_ACCESS_GROUPS
 //! (500) granted in ROSTER_BENCH_ACCESS_NAMESPACES (20) with
 //! ROSTER_BENCH_ACCESS_USERS (1000), ROSTER_BENCH_ACCESS_CHANGES per kind
-//! (30) and ROSTER_BENCH_ACCESS_CHURN_S (30).
+//! (30) and ROSTER_BENCH_ACCESS_CHURN_S (30), ROSTER_BENCH_PG_USERS into
+//! PostgreSQL (10000, in groups of 10) and ROSTER_BENCH_PG_CHANGES (30).
 //! ROSTER_BENCH_MEM_HOLD=1 keeps the memory section's filled control plane
 //! running until interrupted, for ROSTER_BENCH_MEM_KUBECONFIG runs.
-//! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation,access runs
+//! ROSTER_BENCH_ONLY=memory,ingest,large,saml,gate,propagation,access,postgres runs
 //! just those sections (propagation includes the resync);
 //! ROSTER_BENCH_PREVIOUS=bench-results.json keeps the other sections'
 //! figures from that earlier run.
@@ -27,6 +28,7 @@ mod common;
 mod gate;
 mod ingest;
 mod memory;
+mod postgres;
 mod propagation;
 mod report;
 mod saml;
@@ -146,6 +148,16 @@ async fn main() {
         };
         let result = access::access(&client, &http, &roster, sizes).await;
         report.insert("access".into(), result);
+    }
+
+    // PostgreSQL roles from the directory.
+    if wanted("postgres") {
+        let sizes = postgres::Sizes {
+            users: size("ROSTER_BENCH_PG_USERS", 10_000),
+            changes: size("ROSTER_BENCH_PG_CHANGES", 30),
+        };
+        let result = postgres::postgres(&client, kubeconfig, &http, sizes).await;
+        report.insert("postgres".into(), result);
     }
 
     // Last, on a fresh control plane: what Roster holds for 100k users and

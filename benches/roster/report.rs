@@ -47,6 +47,9 @@ pub fn markdown(r: &Value) -> String {
     if r["access"].is_object() {
         access(&mut out, &r["access"]);
     }
+    if r["postgres"].is_object() {
+        postgres(&mut out, &r["postgres"]);
+    }
     if r["memory"].is_object() {
         memory(&mut out, &r["memory"]);
     }
@@ -186,6 +189,36 @@ fn access(out: &mut String, a: &Value) {
         verdict(num(&a["stale_subjects"]) == 0.0),
         a["missing_subjects"],
         verdict(num(&a["missing_subjects"]) == 0.0),
+    );
+}
+
+fn postgres(out: &mut String, p: &Value) {
+    *out += &format!(
+        "## PostgreSQL: {} Users and {} Groups of 10 pushed over SCIM, provisioned as roles
+
+A real PostgreSQL 15 (TLS), through the controllers.
+
+| figure | value |
+|---|---|
+| SCIM pushes done (Users, then Groups with members) | {} s |
+| every role and grant in PostgreSQL ({} roles, {} grants) | {} s |
+| server transactions Roster caused (each statement is one) | {} |
+| per User (its role, its share of groups and grants) | {} |
+| member added: SCIM answer to grant, p50 / p99 ({} changes, polled every {} ms) | {} / {} ms |
+
+",
+        p["users"],
+        p["groups"],
+        p["pushed_s"],
+        num(&p["users"]) + num(&p["groups"]),
+        p["grants"],
+        p["provisioned_s"],
+        p["transactions"],
+        p["transactions_per_user"],
+        p["changes"],
+        p["poll_interval_ms"],
+        p["p50_ms"],
+        p["p99_ms"],
     );
 }
 
