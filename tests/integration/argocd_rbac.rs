@@ -153,7 +153,7 @@ pub(crate) async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) 
     (namespace, config_maps)
 }
 
-async fn argocd_policy(env: &TestEnv, namespace: &str) {
+async fn argocd_policy(env: &TestEnv, namespace: &str, dry_run: bool) {
     let mut policy = scim_policy("argo");
     policy.spec.application = ApplicationSpec {
         kind: ApplicationKind::ArgoCdRbac,
@@ -177,7 +177,7 @@ async fn argocd_policy(env: &TestEnv, namespace: &str) {
         }),
         deprovision: DeprovisionAction::Delete,
         delete_after_seconds: 0,
-        dry_run: false,
+        dry_run,
     };
     env.api::<roster::api::ProvisioningPolicy>()
         .create(&PostParams::default(), &policy)
@@ -212,7 +212,7 @@ pub(crate) fn lines(data: &BTreeMap<String, String>) -> Vec<String> {
 async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agrees() {
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
-    argocd_policy(&env, &namespace).await;
+    argocd_policy(&env, &namespace, false).await;
     let _controllers = start_controllers(&env);
 
     let users: Api<User> = env.api();
@@ -359,7 +359,7 @@ async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agree
 async fn a_mass_deactivation_leaves_argo_cd_only_up_to_the_breakers_limit() {
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
-    argocd_policy(&env, &namespace).await;
+    argocd_policy(&env, &namespace, false).await;
     let users: Api<User> = env.api();
     let names: Vec<String> = (0..30).map(|i| format!("p{i:02}@example.com")).collect();
     for (i, user_name) in names.iter().enumerate() {
@@ -524,4 +524,76 @@ async fn concurrent_writers_of_the_key_lose_nothing() {
         data["policy.csv"].ends_with("# edit 39\n"),
         "and every edit of theirs"
     );
+}
+
+/// The plan is a safety rail above every connector: a dry run against
+/// Argo CD plans an adoption (a subject an earlier install recorded) and a
+/// creation and writes nothing; going live performs exactly them.
+#[tokio::test]
+async fn a_dry_run_plans_argo_cd_subjects_and_going_live_performs_exactly_them() {
+    use roster::connectors::{Connector, DesiredUser};
+    let env = env().await;
+    let (namespace, config_maps) = argocd_namespace(&env).await;
+    let earlier = roster::connectors::argocd::ArgoCdRbacConnector::new(
+        env.client.clone(),
+        &ArgoCdRbacConnector {
+            namespace: namespace.clone(),
+            config_map: "argocd-rbac-cm".into(),
+            key: "policy.roster.csv".into(),
+            group_roles: vec![],
+        },
+        "earlier/install",
+    );
+    earlier
+        .create_user(&DesiredUser {
+            id: "u-kept".into(),
+            uid: "uid-kept".into(),
+            generation: 1,
+            user_name: "kept@example.com".into(),
+            active: true,
+            resource: json!({}),
+        })
+        .await
+        .unwrap();
+    let before = rbac_data(&config_maps).await["policy.roster.csv"].clone();
+    argocd_policy(&env, &namespace, true).await;
+    let _controllers = start_controllers(&env);
+    let users: Api<User> = env.api();
+    for (name, user_name) in [("u-kept", "kept@example.com"), ("u-new", "new@example.com")] {
+        users
+            .create(&PostParams::default(), &user(name, "argo", user_name))
+            .await
+            .unwrap();
+    }
+    let policies: Api<roster::api::ProvisioningPolicy> = env.api();
+    eventually("the plan", || async {
+        let plan = policies.get("argo").await.ok()?.status?.plan?;
+        (plan.counts.get("adoptAccount") == Some(&1)
+            && plan.counts.get("createAccount") == Some(&1))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        rbac_data(&config_maps).await["policy.roster.csv"],
+        before,
+        "a dry run writes nothing"
+    );
+
+    policies
+        .patch(
+            "argo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"application": {"dryRun": false}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(synced(&users, "u-kept").await, "u-kept", "adopted");
+    assert_eq!(synced(&users, "u-new").await, "u-new");
+    let record = rbac_data(&config_maps).await["policy.roster.csv"].clone();
+    assert!(
+        record.contains("#roster,user,u-new,\"new@example.com\",active"),
+        "{record}"
+    );
+    assert_eq!(record.matches("kept@example.com").count(), 1, "{record}");
 }
