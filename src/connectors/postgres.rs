@@ -277,20 +277,34 @@ impl PostgresConnector {
     /// Runs `template` with `%I`/`%L` placeholders filled, quoted by the
     /// server's `format()`.
     async fn run(&self, client: &Client, template: &str, args: &[&str]) -> Result<()> {
-        let placeholders: Vec<String> = (0..args.len())
-            .map(|i| format!("${}::text", i + 2))
-            .collect();
-        let query = format!("SELECT format($1::text, {})", placeholders.join(", "));
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&template];
-        for arg in args {
-            params.push(arg);
+        self.run_all(client, &[(template, args)]).await
+    }
+
+    /// Runs the statements as one transaction (all or none), each quoted
+    /// by the server's `format()`: two round trips however many there are.
+    async fn run_all(&self, client: &Client, statements: &[(&str, &[&str])]) -> Result<()> {
+        if statements.is_empty() {
+            return Ok(());
         }
-        let statement: String = client
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        let mut formats = Vec::new();
+        for (template, args) in statements {
+            params.push(template);
+            let mut placeholders = vec![format!("${}::text", params.len())];
+            for arg in *args {
+                params.push(arg);
+                placeholders.push(format!("${}::text", params.len()));
+            }
+            formats.push(format!("format({})", placeholders.join(", ")));
+        }
+        let query = format!("SELECT concat_ws(E';\\n', {})", formats.join(", "));
+        let script: String = client
             .query_one(query.as_str(), &params)
             .await
             .map_err(refused)?
             .get(0);
-        client.batch_execute(&statement).await.map_err(refused)
+        // Several statements in one simple query run as one transaction.
+        client.batch_execute(&script).await.map_err(refused)
     }
 
     /// Creates a role marked as Roster's, or adopts a managed one by that
@@ -307,10 +321,17 @@ impl PostgresConnector {
             return Ok(role.oid.to_string());
         }
         let login = if login { "LOGIN" } else { "NOLOGIN" };
-        self.run(&client, &format!("CREATE ROLE %I {login}"), &[name])
-            .await?;
-        self.run(&client, "COMMENT ON ROLE %I IS %L", &[name, MARKER])
-            .await?;
+        // Together: a role never exists without its marker (a crash
+        // between the two would leave one Roster then refuses as not its own).
+        let create = format!("CREATE ROLE %I {login}");
+        self.run_all(
+            &client,
+            &[
+                (create.as_str(), &[name]),
+                ("COMMENT ON ROLE %I IS %L", &[name, MARKER]),
+            ],
+        )
+        .await?;
         let role = self
             .role_by_name(&client, name)
             .await?
@@ -595,6 +616,7 @@ impl Connector for PostgresConnector {
             .await?;
         let client = self.connect(None).await?;
         let group = self.existing(&client, remote_id).await?;
+        let mut changes: Vec<(&str, [String; 3])> = Vec::new();
         for (members, template) in [
             (add, "GRANT %I TO %I GRANTED BY %I"),
             (remove, "REVOKE %I FROM %I GRANTED BY %I"),
@@ -604,10 +626,19 @@ impl Connector for PostgresConnector {
                 let Some(role) = self.managed(&client, member).await? else {
                     continue;
                 };
-                self.run(&client, template, &[&group.name, &role.name, &self.user])
-                    .await?;
+                changes.push((template, [group.name.clone(), role.name, self.user.clone()]));
             }
         }
-        Ok(())
+        // One transaction for the change's grants.
+        let args: Vec<[&str; 3]> = changes
+            .iter()
+            .map(|(_, [a, b, c])| [a.as_str(), b.as_str(), c.as_str()])
+            .collect();
+        let statements: Vec<(&str, &[&str])> = changes
+            .iter()
+            .zip(&args)
+            .map(|((template, _), args)| (*template, &args[..]))
+            .collect();
+        self.run_all(&client, &statements).await
     }
 }
