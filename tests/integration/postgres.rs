@@ -662,3 +662,81 @@ async fn a_createrole_only_roster_runs_the_whole_cycle() {
     assert!(gone.is_empty());
     connector.delete_group(&group, &ops).await.unwrap();
 }
+
+/// The circuit breaker sits above every connector: a mass deactivation
+/// turns PostgreSQL logins off only up to its limit, the rest once an
+/// operator approves.
+#[tokio::test]
+async fn a_mass_deactivation_turns_logins_off_only_up_to_the_breakers_limit() {
+    let env = env().await;
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mut postgres = settings(server.port);
+    postgres.databases.clear();
+    postgres_policy(&env, &server, postgres, false).await;
+    let users: Api<User> = env.api();
+    for i in 0..30 {
+        users
+            .create(
+                &PostParams::default(),
+                &user(&format!("u-{i:02}"), "crm", &format!("p{i:02}@example.com")),
+            )
+            .await
+            .unwrap();
+    }
+    let _controllers = start_controllers(&env);
+    let policies: Api<roster::api::ProvisioningPolicy> = env.api();
+    let logins = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'p__@example.com' AND rolcanlogin",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    eventually("30 LOGIN roles and 30 active users counted", || async {
+        let counted = policies.get("crm").await.ok()?.status?.counts?.active_users;
+        (logins().await == 30 && counted == 30).then_some(())
+    })
+    .await;
+
+    for i in 0..30 {
+        users
+            .patch(
+                &format!("u-{i:02}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"active": false}})),
+            )
+            .await
+            .unwrap();
+    }
+    // The limit is max(20, 10 % of 30) = 20: ten keep their login, held.
+    let token = eventually("the quarantine", || async {
+        let quarantine = policies.get("crm").await.ok()?.status?.quarantine?;
+        (quarantine.held_accounts == 10).then_some(quarantine.token)
+    })
+    .await;
+    assert_eq!(logins().await, 10);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(logins().await, 10, "nothing else leaves while held");
+
+    policies
+        .patch(
+            "crm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "roster.dev/approve-deprovisioning": token,
+            }}})),
+        )
+        .await
+        .unwrap();
+    eventually("every login off once approved", || async {
+        (logins().await == 0).then_some(())
+    })
+    .await;
+}
