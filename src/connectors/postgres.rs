@@ -47,6 +47,9 @@ const EXISTING_GRANTED: &str = "SELECT r.rolname::text FROM pg_auth_members a \
      WHERE a.member = $1::int8::oid \
      AND a.grantor = (SELECT oid FROM pg_roles WHERE rolname = $2) \
      AND coalesce(shobj_description(r.oid, 'pg_authid'), '') <> $3";
+/// Whether role `$1` is a superuser, and whether it carries the marker `$2`.
+const GRANTABLE: &str = "SELECT rolsuper, \
+     coalesce(shobj_description(oid, 'pg_authid'), '') = $2 FROM pg_roles WHERE rolname = $1";
 /// userNames compare case-insensitively; an exact match first.
 const ROLES_BY_FOLDED_NAME: &str =
     role_query!("lower(rolname) = lower($1) ORDER BY rolname = $1 DESC, oid");
@@ -277,12 +280,12 @@ impl PostgresConnector {
     /// Runs `template` with `%I`/`%L` placeholders filled, quoted by the
     /// server's `format()`.
     async fn run(&self, client: &Client, template: &str, args: &[&str]) -> Result<()> {
-        self.run_all(client, &[(template, args)]).await
+        self.run_all(client, &[(template, args.to_vec())]).await
     }
 
     /// Runs the statements as one transaction (all or none), each quoted
     /// by the server's `format()`: two round trips however many there are.
-    async fn run_all(&self, client: &Client, statements: &[(&str, &[&str])]) -> Result<()> {
+    async fn run_all(&self, client: &Client, statements: &[(&str, Vec<&str>)]) -> Result<()> {
         if statements.is_empty() {
             return Ok(());
         }
@@ -291,7 +294,7 @@ impl PostgresConnector {
         for (template, args) in statements {
             params.push(template);
             let mut placeholders = vec![format!("${}::text", params.len())];
-            for arg in *args {
+            for arg in args {
                 params.push(arg);
                 placeholders.push(format!("${}::text", params.len()));
             }
@@ -327,8 +330,8 @@ impl PostgresConnector {
         self.run_all(
             &client,
             &[
-                (create.as_str(), &[name]),
-                ("COMMENT ON ROLE %I IS %L", &[name, MARKER]),
+                (create.as_str(), vec![name]),
+                ("COMMENT ON ROLE %I IS %L", vec![name, MARKER]),
             ],
         )
         .await?;
@@ -343,7 +346,12 @@ impl PostgresConnector {
     /// `display_name` to, and revokes those Roster granted it that are no
     /// longer mapped. Members inherit them through the group role, so
     /// PostgreSQL itself keeps track of who has them through which group.
-    async fn grant_existing_roles(&self, remote_id: &str, display_name: &str) -> Result<()> {
+    async fn grant_existing_roles(
+        &self,
+        client: &Client,
+        group: &Role,
+        display_name: &str,
+    ) -> Result<()> {
         let wanted: BTreeSet<&str> = self
             .group_roles
             .get(display_name)
@@ -351,8 +359,6 @@ impl PostgresConnector {
             .flatten()
             .map(String::as_str)
             .collect();
-        let client = self.connect(None).await?;
-        let group = self.existing(&client, remote_id).await?;
         let granted: BTreeSet<String> = client
             .query(EXISTING_GRANTED, &[&group.oid, &self.user, &MARKER])
             .await
@@ -360,41 +366,34 @@ impl PostgresConnector {
             .iter()
             .map(|row| row.get(0))
             .collect();
+        let mut changes: Vec<(&str, Vec<&str>)> = Vec::new();
         for role in wanted.iter().filter(|r| !granted.contains(**r)) {
-            let superuser: Option<bool> = client
-                .query_opt("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[role])
+            let found: Option<(bool, bool)> = client
+                .query_opt(GRANTABLE, &[role, &MARKER])
                 .await
                 .map_err(refused)?
-                .map(|row| row.get(0));
-            let managed = self
-                .role_by_name(&client, role)
-                .await?
-                .is_some_and(|r| r.managed);
-            let refusal = match (superuser, managed) {
-                (None, _) => Some("does not exist"),
-                (_, true) => Some("is a role Roster manages: name existing roles only"),
-                (Some(true), _) => Some("is a superuser role"),
-                _ => None,
+                .map(|row| (row.get(0), row.get(1)));
+            let why = match found {
+                None => "does not exist",
+                Some((_, true)) => "is a role Roster manages: name existing roles only",
+                Some((true, _)) => "is a superuser role",
+                Some((false, false)) => {
+                    changes.push((
+                        "GRANT %I TO %I GRANTED BY %I",
+                        vec![role, &group.name, &self.user],
+                    ));
+                    continue;
+                }
             };
-            if let Some(why) = refusal {
-                return Err(rejected(format!("groupRoles names {role:?}, which {why}")));
-            }
-            self.run(
-                &client,
-                "GRANT %I TO %I GRANTED BY %I",
-                &[role, &group.name, &self.user],
-            )
-            .await?;
+            return Err(rejected(format!("groupRoles names {role:?}, which {why}")));
         }
         for role in granted.iter().filter(|r| !wanted.contains(r.as_str())) {
-            self.run(
-                &client,
+            changes.push((
                 "REVOKE %I FROM %I GRANTED BY %I",
-                &[role, &group.name, &self.user],
-            )
-            .await?;
+                vec![role, &group.name, &self.user],
+            ));
         }
-        Ok(())
+        self.run_all(client, &changes).await
     }
 
     async fn set_login(&self, remote_id: &str, login: bool) -> Result<()> {
@@ -589,13 +588,18 @@ impl Connector for PostgresConnector {
 
     async fn create_group(&self, group: &DesiredGroup) -> Result<String> {
         let id = self.create_role(&group.display_name, false).await?;
-        self.grant_existing_roles(&id, &group.display_name).await?;
+        let client = self.connect(None).await?;
+        let role = self.existing(&client, &id).await?;
+        self.grant_existing_roles(&client, &role, &group.display_name)
+            .await?;
         Ok(id)
     }
 
     async fn update_group(&self, remote_id: &str, group: &DesiredGroup) -> Result<()> {
         self.rename(remote_id, &group.display_name).await?;
-        self.grant_existing_roles(remote_id, &group.display_name)
+        let client = self.connect(None).await?;
+        let role = self.existing(&client, remote_id).await?;
+        self.grant_existing_roles(&client, &role, &group.display_name)
             .await
     }
 
@@ -611,33 +615,27 @@ impl Connector for PostgresConnector {
         remove: &[String],
         _: &str,
     ) -> Result<()> {
-        // A changed groupRoles reaches a group at its next change.
-        self.grant_existing_roles(remote_id, &desired.display_name)
-            .await?;
         let client = self.connect(None).await?;
         let group = self.existing(&client, remote_id).await?;
-        let mut changes: Vec<(&str, [String; 3])> = Vec::new();
-        for (members, template) in [
+        // A changed groupRoles reaches a group at its next change.
+        self.grant_existing_roles(&client, &group, &desired.display_name)
+            .await?;
+        let mut members: Vec<(&str, Role)> = Vec::new();
+        for (ids, template) in [
             (add, "GRANT %I TO %I GRANTED BY %I"),
             (remove, "REVOKE %I FROM %I GRANTED BY %I"),
         ] {
-            for member in members {
+            for id in ids {
                 // A member that is gone has no grant left to change.
-                let Some(role) = self.managed(&client, member).await? else {
-                    continue;
-                };
-                changes.push((template, [group.name.clone(), role.name, self.user.clone()]));
+                if let Some(role) = self.managed(&client, id).await? {
+                    members.push((template, role));
+                }
             }
         }
         // One transaction for the change's grants.
-        let args: Vec<[&str; 3]> = changes
+        let statements: Vec<(&str, Vec<&str>)> = members
             .iter()
-            .map(|(_, [a, b, c])| [a.as_str(), b.as_str(), c.as_str()])
-            .collect();
-        let statements: Vec<(&str, &[&str])> = changes
-            .iter()
-            .zip(&args)
-            .map(|((template, _), args)| (*template, &args[..]))
+            .map(|(template, role)| (*template, vec![&*group.name, &role.name, &self.user]))
             .collect();
         self.run_all(&client, &statements).await
     }
