@@ -17,7 +17,9 @@ use roster::api::{
 };
 use serde_json::json;
 
-use crate::controller::{eventually, start_controllers, synced};
+use crate::controller::{
+    approve, deactivate_all, eventually, held_accounts, start_controllers, synced,
+};
 use crate::support::fixtures::{group, scim_policy, user};
 use crate::support::{TestEnv, env};
 
@@ -138,6 +140,13 @@ pub(crate) async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) 
         .await
         .unwrap();
     let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &namespace);
+    apply_team_keys(&config_maps, TEAM_POLICY).await;
+    (namespace, config_maps)
+}
+
+/// The keys the platform team keeps, applied by Argo CD's installation
+/// (its own field manager) with `policy_csv` as `policy.csv`.
+async fn apply_team_keys(config_maps: &Api<ConfigMap>, policy_csv: &str) {
     config_maps
         .patch(
             "argocd-rbac-cm",
@@ -145,12 +154,42 @@ pub(crate) async fn argocd_namespace(env: &TestEnv) -> (String, Api<ConfigMap>) 
             &Patch::Apply(json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "argocd-rbac-cm"},
-                "data": {"policy.csv": TEAM_POLICY, "policy.default": "", "scopes": "[groups, email]"},
+                "data": {"policy.csv": policy_csv, "policy.default": "", "scopes": "[groups, email]"},
             })),
         )
         .await
         .unwrap();
-    (namespace, config_maps)
+}
+
+/// Someone edits Roster's key by hand (`kubectl edit`).
+pub(crate) async fn edit_by_hand(config_maps: &Api<ConfigMap>, value: &str) {
+    config_maps
+        .patch(
+            "argocd-rbac-cm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"policy.roster.csv": value}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// The connector's settings for the test's ConfigMap, with `group_roles`.
+pub(crate) fn connector_settings(
+    namespace: &str,
+    group_roles: &[(&str, &[&str])],
+) -> ArgoCdRbacConnector {
+    ArgoCdRbacConnector {
+        namespace: namespace.into(),
+        config_map: "argocd-rbac-cm".into(),
+        key: "policy.roster.csv".into(),
+        group_roles: group_roles
+            .iter()
+            .map(|(group, roles)| ArgoCdGroupRoles {
+                group: (*group).into(),
+                roles: roles.iter().map(|r| (*r).into()).collect(),
+            })
+            .collect(),
+    }
 }
 
 async fn argocd_policy(env: &TestEnv, namespace: &str, dry_run: bool) {
@@ -160,21 +199,13 @@ async fn argocd_policy(env: &TestEnv, namespace: &str, dry_run: bool) {
         scim: None,
         webhook: None,
         postgres: None,
-        argocd_rbac: Some(ArgoCdRbacConnector {
-            namespace: namespace.into(),
-            config_map: "argocd-rbac-cm".into(),
-            key: "policy.roster.csv".into(),
-            group_roles: vec![
-                ArgoCdGroupRoles {
-                    group: "Platform".into(),
-                    roles: vec!["role:admin".into()],
-                },
-                ArgoCdGroupRoles {
-                    group: "Deployers".into(),
-                    roles: vec!["role:deployer".into(), "role:readonly".into()],
-                },
+        argocd_rbac: Some(connector_settings(
+            namespace,
+            &[
+                ("Platform", &["role:admin"]),
+                ("Deployers", &["role:deployer", "role:readonly"]),
             ],
-        }),
+        )),
         deprovision: DeprovisionAction::Delete,
         delete_after_seconds: 0,
         dry_run,
@@ -307,14 +338,7 @@ async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agree
     // A hand edit of Roster's key (someone granting themselves admin)...
     let mut edited = data["policy.roster.csv"].clone();
     edited.push_str("g, mallory@example.com, role:admin\n");
-    config_maps
-        .patch(
-            "argocd-rbac-cm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"policy.roster.csv": edited}})),
-        )
-        .await
-        .unwrap();
+    edit_by_hand(&config_maps, &edited).await;
     assert!(
         may(
             &rbac_data(&config_maps).await,
@@ -391,22 +415,9 @@ async fn a_mass_deactivation_leaves_argo_cd_only_up_to_the_breakers_limit() {
     })
     .await;
 
-    for i in 0..30 {
-        users
-            .patch(
-                &format!("u-{i:02}"),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"active": false}})),
-            )
-            .await
-            .unwrap();
-    }
+    deactivate_all(&users, (0..30).map(|i| format!("u-{i:02}"))).await;
     // The limit is max(20, 10 % of 30) = 20: ten keep their line, held.
-    let token = eventually("the quarantine", || async {
-        let quarantine = policies.get("argo").await.ok()?.status?.quarantine?;
-        (quarantine.held_accounts == 10).then_some(quarantine.token)
-    })
-    .await;
+    let token = held_accounts(&policies, "argo", 10).await;
     assert_eq!(lines(&rbac_data(&config_maps).await).len(), 10);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
@@ -415,16 +426,7 @@ async fn a_mass_deactivation_leaves_argo_cd_only_up_to_the_breakers_limit() {
         "nothing else leaves while held"
     );
 
-    policies
-        .patch(
-            "argo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "roster.dev/approve-deprovisioning": token,
-            }}})),
-        )
-        .await
-        .unwrap();
+    approve(&policies, "argo", &token).await;
     eventually("every line gone once approved", || async {
         lines(&rbac_data(&config_maps).await)
             .is_empty()
@@ -445,15 +447,7 @@ async fn concurrent_writers_of_the_key_lose_nothing() {
     use roster::connectors::{Connector, DesiredGroup, DesiredUser};
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
-    let settings = ArgoCdRbacConnector {
-        namespace,
-        config_map: "argocd-rbac-cm".into(),
-        key: "policy.roster.csv".into(),
-        group_roles: vec![ArgoCdGroupRoles {
-            group: "Platform".into(),
-            roles: vec!["role:admin".into()],
-        }],
-    };
+    let settings = connector_settings(&namespace, &[("Platform", &["role:admin"])]);
     let connectors: Vec<Connector_> = (0..2)
         .map(|_| Connector_::new(env.client.clone(), &settings, "test/argo"))
         .collect();
@@ -471,18 +465,7 @@ async fn concurrent_writers_of_the_key_lose_nothing() {
         tokio::spawn(async move {
             for i in 0..40 {
                 let policy = format!("{TEAM_POLICY}# edit {i}\n");
-                config_maps
-                    .patch(
-                        "argocd-rbac-cm",
-                        &PatchParams::apply("argocd-install"),
-                        &Patch::Apply(json!({
-                            "apiVersion": "v1", "kind": "ConfigMap",
-                            "metadata": {"name": "argocd-rbac-cm"},
-                            "data": {"policy.csv": policy, "policy.default": "", "scopes": "[groups, email]"},
-                        })),
-                    )
-                    .await
-                    .unwrap();
+                apply_team_keys(&config_maps, &policy).await;
                 tokio::time::sleep(std::time::Duration::from_millis(15)).await;
             }
         })
@@ -536,12 +519,7 @@ async fn a_dry_run_plans_argo_cd_subjects_and_going_live_performs_exactly_them()
     let (namespace, config_maps) = argocd_namespace(&env).await;
     let earlier = roster::connectors::argocd::ArgoCdRbacConnector::new(
         env.client.clone(),
-        &ArgoCdRbacConnector {
-            namespace: namespace.clone(),
-            config_map: "argocd-rbac-cm".into(),
-            key: "policy.roster.csv".into(),
-            group_roles: vec![],
-        },
+        &connector_settings(&namespace, &[]),
         "earlier/install",
     );
     earlier

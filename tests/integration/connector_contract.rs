@@ -14,13 +14,13 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use roster::connectors::argocd::ArgoCdRbacConnector;
 use roster::connectors::postgres::PostgresConnector;
 use roster::connectors::{AnyConnector, Connector, DesiredGroup, DesiredUser};
 use serde_json::json;
 
-use crate::argocd_rbac::{argocd_namespace, may, rbac_data};
+use crate::argocd_rbac::{argocd_namespace, connector_settings, edit_by_hand, may, rbac_data};
 use crate::connectors::Scim2Server;
 use crate::support::env;
 use crate::support::postgres::Postgres;
@@ -341,14 +341,7 @@ impl Peer for ArgoPeer {
             .filter(|line| !line.starts_with(&format!("g,\"{user_name}\"")))
             .map(|line| format!("{line}\n"))
             .collect();
-        self.config_maps
-            .patch(
-                "argocd-rbac-cm",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"policy.roster.csv": edited}})),
-            )
-            .await
-            .unwrap();
+        edit_by_hand(&self.config_maps, &edited).await;
     }
 }
 
@@ -356,15 +349,7 @@ impl Peer for ArgoPeer {
 async fn the_argocd_rbac_connector_keeps_the_contract() {
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
-    let settings = roster::api::ArgoCdRbacConnector {
-        namespace,
-        config_map: "argocd-rbac-cm".into(),
-        key: "policy.roster.csv".into(),
-        group_roles: vec![roster::api::ArgoCdGroupRoles {
-            group: GROUP.into(),
-            roles: vec!["role:admin".into()],
-        }],
-    };
+    let settings = connector_settings(&namespace, &[(GROUP, &["role:admin"])]);
     let peer = ArgoPeer {
         connector: ArgoCdRbacConnector::new(env.client.clone(), &settings, "test/argo"),
         config_maps,

@@ -139,6 +139,45 @@ pub async fn synced(users: &Api<User>, name: &str) -> String {
     .await
 }
 
+/// Deactivates each of the Users `names`, as an IdP's mass deactivation.
+pub async fn deactivate_all(users: &Api<User>, names: impl IntoIterator<Item = String>) {
+    for name in names {
+        users
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"active": false}})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until policy `policy`'s circuit breaker holds `accounts` account
+/// actions; returns the quarantine's approval token.
+pub async fn held_accounts(
+    policies: &Api<ProvisioningPolicy>,
+    policy: &str,
+    accounts: i64,
+) -> String {
+    eventually("the quarantine", || async {
+        let quarantine = policies.get(policy).await.ok()?.status?.quarantine?;
+        (quarantine.held_accounts == accounts).then_some(quarantine.token)
+    })
+    .await
+}
+
+/// Approves policy `policy`'s held actions with `token`, as an operator does.
+pub async fn approve(policies: &Api<ProvisioningPolicy>, policy: &str, token: &str) {
+    let approval = json!({"metadata": {"annotations": {
+        "roster.dev/approve-deprovisioning": token,
+    }}});
+    policies
+        .patch(policy, &PatchParams::default(), &Patch::Merge(&approval))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn users_are_created_renamed_deactivated_and_disabled_on_deletion() {
     let env = env().await;

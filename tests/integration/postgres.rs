@@ -14,7 +14,9 @@ use roster::connectors::postgres::PostgresConnector;
 use roster::connectors::{Connector, ConnectorError, DesiredGroup, DesiredUser};
 use serde_json::json;
 
-use crate::controller::{eventually, start_controllers, synced};
+use crate::controller::{
+    approve, deactivate_all, eventually, held_accounts, start_controllers, synced,
+};
 use crate::support::env;
 use crate::support::fixtures::{group, scim_policy, user};
 use crate::support::postgres::Postgres;
@@ -76,6 +78,41 @@ async fn allow_password(admin: &tokio_postgres::Client, role: &str) {
         .unwrap()
         .get(0);
     admin.batch_execute(&statement).await.unwrap();
+}
+
+/// Ada (password `pw`) owns schema `ada` in database `app` and creates
+/// `table` in it; returns an admin connection to `app` and Ada's session.
+async fn personal_table(
+    server: &Postgres,
+    table: &str,
+) -> (tokio_postgres::Client, tokio_postgres::Client) {
+    let app = server
+        .connect("postgres", ADMIN_PASSWORD, "app")
+        .await
+        .unwrap();
+    app.batch_execute("CREATE SCHEMA ada AUTHORIZATION \"ada@example.com\"")
+        .await
+        .unwrap();
+    let session = server
+        .connect("ada@example.com", "pw", "app")
+        .await
+        .unwrap();
+    session
+        .batch_execute(&format!("CREATE TABLE ada.{table} (line text)"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    (app, session)
+}
+
+/// Who owns `table` (in the database `app` is connected to).
+async fn owner_of(app: &tokio_postgres::Client, table: &str) -> String {
+    app.query_one(
+        "SELECT tableowner::text FROM pg_tables WHERE tablename = $1",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 async fn member_of(admin: &tokio_postgres::Client, member: &str) -> Vec<String> {
@@ -255,18 +292,7 @@ async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touc
         .await
         .unwrap();
     // Ada owns a personal schema and a table in it, in the second database.
-    let app = server
-        .connect("postgres", ADMIN_PASSWORD, "app")
-        .await
-        .unwrap();
-    app.batch_execute("CREATE SCHEMA ada AUTHORIZATION \"ada@example.com\"")
-        .await
-        .unwrap();
-    let session = server.connect(ada, "pw", "app").await.unwrap();
-    session
-        .batch_execute("CREATE TABLE ada.ada_notes (line text)")
-        .await
-        .unwrap();
+    let (app, session) = personal_table(&server, "ada_notes").await;
     drop(session);
 
     // Deleted: what the role owns goes to the fallback owner in every
@@ -280,15 +306,7 @@ async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touc
         .await
         .unwrap();
     assert!(connector.find_user(ada).await.unwrap().is_none());
-    let owner: String = app
-        .query_one(
-            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'ada_notes'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(owner, "postgres");
+    assert_eq!(owner_of(&app, "ada_notes").await, "postgres");
     connector.delete_group(&ops, &group).await.unwrap();
 
     // Never touched: a role made by hand, a protected one, the superuser.
@@ -616,18 +634,7 @@ async fn a_createrole_only_roster_runs_the_whole_cycle() {
         .unwrap();
     assert_eq!(member_of(&admin, ada).await, ["ops"]);
     allow_password(&admin, ada).await;
-    let app = server
-        .connect("postgres", ADMIN_PASSWORD, "app")
-        .await
-        .unwrap();
-    app.batch_execute("CREATE SCHEMA ada AUTHORIZATION \"ada@example.com\"")
-        .await
-        .unwrap();
-    let session = server.connect(ada, "pw", "app").await.unwrap();
-    session
-        .batch_execute("CREATE TABLE ada.mine (x int)")
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (app, session) = personal_table(&server, "mine").await;
 
     connector
         .disable_user(&id, &desired_user(ada, false))
@@ -645,15 +652,7 @@ async fn a_createrole_only_roster_runs_the_whole_cycle() {
             .await
             .unwrap();
     }
-    let owner: String = app
-        .query_one(
-            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'mine'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(owner, "app_owner");
+    assert_eq!(owner_of(&app, "mine").await, "app_owner");
     assert!(member_of(&admin, "roster").await.iter().all(|r| r != ada));
     let gone = admin
         .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&ada])
@@ -705,36 +704,14 @@ async fn a_mass_deactivation_turns_logins_off_only_up_to_the_breakers_limit() {
     })
     .await;
 
-    for i in 0..30 {
-        users
-            .patch(
-                &format!("u-{i:02}"),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"active": false}})),
-            )
-            .await
-            .unwrap();
-    }
+    deactivate_all(&users, (0..30).map(|i| format!("u-{i:02}"))).await;
     // The limit is max(20, 10 % of 30) = 20: ten keep their login, held.
-    let token = eventually("the quarantine", || async {
-        let quarantine = policies.get("crm").await.ok()?.status?.quarantine?;
-        (quarantine.held_accounts == 10).then_some(quarantine.token)
-    })
-    .await;
+    let token = held_accounts(&policies, "crm", 10).await;
     assert_eq!(logins().await, 10);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(logins().await, 10, "nothing else leaves while held");
 
-    policies
-        .patch(
-            "crm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "roster.dev/approve-deprovisioning": token,
-            }}})),
-        )
-        .await
-        .unwrap();
+    approve(&policies, "crm", &token).await;
     eventually("every login off once approved", || async {
         (logins().await == 0).then_some(())
     })
