@@ -18,7 +18,8 @@ use roster::api::{
 use serde_json::json;
 
 use crate::controller::{
-    approve, deactivate_all, eventually, held_accounts, start_controllers, synced,
+    approve, deactivate_all, eventually, go_live, held_accounts,
+    planned_one_adoption_and_one_creation, start_controllers, synced,
 };
 use crate::support::fixtures::{group, scim_policy, user};
 use crate::support::{TestEnv, env};
@@ -544,13 +545,7 @@ async fn a_dry_run_plans_argo_cd_subjects_and_going_live_performs_exactly_them()
             .unwrap();
     }
     let policies: Api<roster::api::ProvisioningPolicy> = env.api();
-    eventually("the plan", || async {
-        let plan = policies.get("argo").await.ok()?.status?.plan?;
-        (plan.counts.get("adoptAccount") == Some(&1)
-            && plan.counts.get("createAccount") == Some(&1))
-        .then_some(())
-    })
-    .await;
+    planned_one_adoption_and_one_creation(&policies, "argo").await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(
         rbac_data(&config_maps).await["policy.roster.csv"],
@@ -558,14 +553,7 @@ async fn a_dry_run_plans_argo_cd_subjects_and_going_live_performs_exactly_them()
         "a dry run writes nothing"
     );
 
-    policies
-        .patch(
-            "argo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"application": {"dryRun": false}}})),
-        )
-        .await
-        .unwrap();
+    go_live(&policies, "argo").await;
     assert_eq!(synced(&users, "u-kept").await, "u-kept", "adopted");
     assert_eq!(synced(&users, "u-new").await, "u-new");
     let record = rbac_data(&config_maps).await["policy.roster.csv"].clone();

@@ -167,6 +167,33 @@ pub async fn held_accounts(
     .await
 }
 
+/// Waits until policy `policy`'s dry-run plan adopts one account and
+/// creates one.
+pub async fn planned_one_adoption_and_one_creation(
+    policies: &Api<ProvisioningPolicy>,
+    policy: &str,
+) {
+    eventually("the plan", || async {
+        let plan = policies.get(policy).await.ok()?.status?.plan?;
+        (plan.counts.get("adoptAccount") == Some(&1)
+            && plan.counts.get("createAccount") == Some(&1))
+        .then_some(())
+    })
+    .await;
+}
+
+/// Takes policy `policy` out of dry run: its plan is performed.
+pub async fn go_live(policies: &Api<ProvisioningPolicy>, policy: &str) {
+    policies
+        .patch(
+            policy,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"application": {"dryRun": false}}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// Approves policy `policy`'s held actions with `token`, as an operator does.
 pub async fn approve(policies: &Api<ProvisioningPolicy>, policy: &str, token: &str) {
     let approval = json!({"metadata": {"annotations": {

@@ -15,7 +15,8 @@ use roster::connectors::{Connector, ConnectorError, DesiredGroup, DesiredUser};
 use serde_json::json;
 
 use crate::controller::{
-    approve, deactivate_all, eventually, held_accounts, start_controllers, synced,
+    approve, deactivate_all, eventually, go_live, held_accounts,
+    planned_one_adoption_and_one_creation, start_controllers, synced,
 };
 use crate::support::env;
 use crate::support::fixtures::{group, scim_policy, user};
@@ -113,6 +114,21 @@ async fn owner_of(app: &tokio_postgres::Client, table: &str) -> String {
     .await
     .unwrap()
     .get(0)
+}
+
+/// A PostgreSQL server that policy `crm` provisions into (live, the
+/// default database only), and an admin connection to it. The server
+/// stops when dropped: keep it.
+async fn served_by_policy(env: &crate::support::TestEnv) -> (Postgres, tokio_postgres::Client) {
+    let server = Postgres::start(ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mut postgres = settings(server.port);
+    postgres.databases.clear();
+    postgres_policy(env, &server, postgres, false).await;
+    (server, admin)
 }
 
 async fn member_of(admin: &tokio_postgres::Client, member: &str) -> Vec<String> {
@@ -369,14 +385,7 @@ async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touc
 #[tokio::test]
 async fn users_and_groups_reach_postgres_through_the_controllers() {
     let env = env().await;
-    let server = Postgres::start(ADMIN_PASSWORD).await;
-    let admin = server
-        .connect("postgres", ADMIN_PASSWORD, "postgres")
-        .await
-        .unwrap();
-    let mut postgres = settings(server.port);
-    postgres.databases.clear();
-    postgres_policy(&env, &server, postgres, false).await;
+    let (_server, admin) = served_by_policy(&env).await;
     let _controllers = start_controllers(&env);
 
     let users: Api<User> = env.api();
@@ -462,13 +471,7 @@ async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
             .await
             .unwrap();
     }
-    eventually("the plan", || async {
-        let plan = policies.get("crm").await.ok()?.status?.plan?;
-        (plan.counts.get("adoptAccount") == Some(&1)
-            && plan.counts.get("createAccount") == Some(&1))
-        .then_some(())
-    })
-    .await;
+    planned_one_adoption_and_one_creation(&policies, "crm").await;
     let roles = |name: &'static str| {
         let admin = &admin;
         async move {
@@ -485,14 +488,7 @@ async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
         "a dry run creates nothing"
     );
 
-    policies
-        .patch(
-            "crm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"application": {"dryRun": false}}})),
-        )
-        .await
-        .unwrap();
+    go_live(&policies, "crm").await;
     assert_eq!(
         synced(&users, "u-kept").await,
         earlier,
@@ -668,14 +664,7 @@ async fn a_createrole_only_roster_runs_the_whole_cycle() {
 #[tokio::test]
 async fn a_mass_deactivation_turns_logins_off_only_up_to_the_breakers_limit() {
     let env = env().await;
-    let server = Postgres::start(ADMIN_PASSWORD).await;
-    let admin = server
-        .connect("postgres", ADMIN_PASSWORD, "postgres")
-        .await
-        .unwrap();
-    let mut postgres = settings(server.port);
-    postgres.databases.clear();
-    postgres_policy(&env, &server, postgres, false).await;
+    let (_server, admin) = served_by_policy(&env).await;
     let users: Api<User> = env.api();
     for i in 0..30 {
         users
