@@ -209,16 +209,17 @@ impl NamespacePeople {
     /// Rebuilds the userName lookup: the Users whose (folded) userName
     /// `declared` says some Group names.
     fn index_names(&mut self, declared: impl Fn(&str) -> bool) {
-        self.by_name.clear();
-        let named: Vec<String> = self
+        self.by_name = self
             .by_id
             .iter()
             .filter(|(_, person)| declared(&fold_user_name(&person.user_name)))
-            .map(|(id, _)| id.clone())
+            .map(|(id, person)| {
+                (
+                    name_key(&person.policy, &person.user_name),
+                    id.as_str().into(),
+                )
+            })
             .collect();
-        for id in named {
-            self.index_name(&id);
-        }
     }
 
     /// The User of `policy` named `user_name`.
