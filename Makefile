@@ -84,7 +84,9 @@ test: deps ## Everything CI runs: lint, unit tests, integration tests against a 
 	@# stall the test etcd's writes long enough for "etcdserver: request timed out".
 	sync
 	assets=$$(tools/controlplane/build.sh) && helm=$$(tools/helm/build.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PATH=$(VENV)/bin:$$PATH $(CARGO) test --locked --all-targets $(FEATURES)
+	  postgres=$$(tools/postgres/fetch.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm ROSTER_POSTGRES_RECENT=$$postgres PATH=$(VENV)/bin:$$PATH \
+	  $(CARGO) test --locked --all-targets $(FEATURES)
 
 .PHONY: bench
 bench: deps ## Benchmarks against the local control plane; writes BENCHMARKS.md and bench-results.json.

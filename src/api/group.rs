@@ -147,6 +147,11 @@ pub struct GroupStatus {
     /// application's id for it. (Members in slices are tracked per slice.)
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub synced_members: std::collections::BTreeMap<String, String>,
+    /// The roles the policy's `groupRoles` map gave the group when it
+    /// was last synced (PostgreSQL roles granted to the group's role, Argo
+    /// CD roles of its members). A change of the map syncs the group again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped_roles: Vec<String>,
     /// When the group was last synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<Time>,

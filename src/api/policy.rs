@@ -306,6 +306,39 @@ fn default_delete_after() -> i32 {
     86_400
 }
 
+impl ApplicationSpec {
+    /// The roles the `groupRoles` map of the settings of this kind gives
+    /// the group named `display_name`, sorted: where two entries name the
+    /// group, the last wins, as in the connectors. Empty for kinds without
+    /// such a map.
+    pub fn mapped_roles(&self, display_name: &str) -> Vec<String> {
+        let entries: Vec<(&str, &[String])> = match self.kind {
+            ApplicationKind::Postgres => self
+                .postgres
+                .iter()
+                .flat_map(|s| &s.group_roles)
+                .map(|e| (e.group.as_str(), e.roles.as_slice()))
+                .collect(),
+            ApplicationKind::ArgoCdRbac => self
+                .argocd_rbac
+                .iter()
+                .flat_map(|s| &s.group_roles)
+                .map(|e| (e.group.as_str(), e.roles.as_slice()))
+                .collect(),
+            ApplicationKind::Scim | ApplicationKind::Webhook => Vec::new(),
+        };
+        let mut roles: Vec<String> = entries
+            .into_iter()
+            .rev()
+            .find(|(group, _)| *group == display_name)
+            .map(|(_, roles)| roles.to_vec())
+            .unwrap_or_default();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+}
+
 /// Connector kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApplicationKind {
@@ -794,4 +827,41 @@ pub struct PolicyCounts {
     pub active_users: i64,
     /// Groups belonging to the policy.
     pub groups: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn application(value: serde_json::Value) -> ApplicationSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn mapped_roles_are_the_last_entry_naming_the_group_sorted() {
+        let postgres = application(serde_json::json!({
+            "kind": "Postgres",
+            "postgres": {"host": "db", "user": "roster", "passwordSecretRef": {"name": "s", "key": "k"},
+                "fallbackOwner": "app", "groupRoles": [
+                {"group": "ops", "roles": ["b", "a"]},
+                {"group": "dev", "roles": ["x"]},
+                {"group": "ops", "roles": ["z", "c", "z"]},
+            ]},
+        }));
+        assert_eq!(postgres.mapped_roles("ops"), ["c", "z"]);
+        assert_eq!(postgres.mapped_roles("dev"), ["x"]);
+        assert!(
+            postgres.mapped_roles("Ops").is_empty(),
+            "names compare exactly"
+        );
+        let argo = application(serde_json::json!({
+            "kind": "ArgoCDRBAC",
+            "argocdRbac": {"groupRoles": [{"group": "ops", "roles": ["role:admin"]}]},
+        }));
+        assert_eq!(argo.mapped_roles("ops"), ["role:admin"]);
+        // Settings of another kind give nothing.
+        let mut webhook = postgres.clone();
+        webhook.kind = ApplicationKind::Webhook;
+        assert!(webhook.mapped_roles("ops").is_empty());
+    }
 }

@@ -73,7 +73,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         }
         Err(error) => {
             if let Err(status_error) =
-                write_status(&group, &ctx, None, None, None, Err(failed(&error))).await
+                write_status(&group, &ctx, None, None, Err(failed(&error))).await
             {
                 tracing::warn!(%status_error, "could not record a failed group sync");
             }
@@ -98,28 +98,30 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
             foreign_policy: None,
         }));
     warn_skipped(group, ctx, &diff.skipped).await;
-    let dry_run = ctx.policy(&namespace, &group.spec.policy).await;
-    if let Some(policy) = dry_run.filter(|p| p.spec.application.dry_run) {
-        if let Some(planned) = plan_only(group, ctx, &policy, &diff).await? {
+    let cached_policy = ctx.policy(&namespace, &group.spec.policy).await;
+    // A change of the policy's groupRoles map is the group's to apply.
+    let mapped_roles = cached_policy
+        .as_ref()
+        .map(|p| p.spec.application.mapped_roles(&group.spec.display_name))
+        .unwrap_or_default();
+    let settled =
+        status.synced_generation == Some(generation) && status.mapped_roles == mapped_roles;
+    if let Some(policy) = cached_policy.filter(|p| p.spec.application.dry_run) {
+        if let Some(planned) = plan_only(group, ctx, &policy, &diff, settled).await? {
             return Ok(planned);
         }
     }
     let held = hold_removals(group, ctx, ("Group", group.name_any()), &mut diff).await;
-    let in_sync = status.remote_id.is_some()
-        && status.synced_generation == Some(generation)
-        && diff.is_empty();
+    let in_sync = status.remote_id.is_some() && settled && diff.is_empty();
     if in_sync {
         // Held removals: the failure path writes the status, once.
         held?;
-        write_status(
-            group,
-            ctx,
-            status.remote_id.clone(),
-            Some(status.synced_members.clone()),
-            Some(&diff.skipped),
-            Ok(()),
-        )
-        .await?;
+        let synced = Synced {
+            remote_id: status.remote_id.clone(),
+            members: Some(status.synced_members.clone()),
+            mapped_roles,
+        };
+        write_status(group, ctx, Some(synced), Some(&diff.skipped), Ok(())).await?;
         return Ok(requeue_if_waiting(&diff));
     }
     let policy = ctx
@@ -133,16 +135,21 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
     let want = desired(group);
     let remote_id = match &status.remote_id {
         Some(id) => {
-            if status.synced_generation != Some(generation) {
+            if !settled {
                 connector
                     .update_group(id, &want)
                     .await
                     .map_err(Error::Connector)?;
+                let roles = if status.mapped_roles == mapped_roles {
+                    String::new()
+                } else {
+                    format!(", with roles [{}]", mapped_roles.join(", "))
+                };
                 ctx.event(
                     group,
                     false,
                     "Updated",
-                    format!("group {id} is {}", want.display_name),
+                    format!("group {id} is {}{roles}", want.display_name),
                 )
                 .await;
             }
@@ -179,7 +186,7 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
             id
         }
     };
-    let synced = change_members(
+    let members = change_members(
         &connector,
         &remote_id,
         &want,
@@ -188,15 +195,12 @@ async fn sync(group: &Group, ctx: &Context) -> Result<Action, Error> {
         &format!("{}-{generation}", want.uid),
     )
     .await?;
-    write_status(
-        group,
-        ctx,
-        Some(remote_id),
-        Some(synced),
-        Some(&diff.skipped),
-        Ok(()),
-    )
-    .await?;
+    let synced = Synced {
+        remote_id: Some(remote_id),
+        members: Some(members),
+        mapped_roles,
+    };
+    write_status(group, ctx, Some(synced), Some(&diff.skipped), Ok(())).await?;
     held.map(|()| requeue_if_waiting(&diff))
 }
 
@@ -209,6 +213,7 @@ async fn plan_only(
     ctx: &Context,
     policy: &ProvisioningPolicy,
     diff: &MemberDiff,
+    settled: bool,
 ) -> Result<Option<Action>, Error> {
     let namespace = group.namespace().unwrap_or_default();
     let status = group.status.clone().unwrap_or_default();
@@ -225,7 +230,7 @@ async fn plan_only(
                 None => Planned::one("createGroup", "create the group"),
             });
         }
-        Some(id) if status.synced_generation != group.metadata.generation => {
+        Some(id) if !settled => {
             planned.push(Planned::one("updateGroup", format!("update group {id}")));
         }
         Some(_) => {}
@@ -270,7 +275,7 @@ async fn plan_only(
         "Planned",
         format!("dry run: would {}", texts.join("; ")),
     );
-    write_status(group, ctx, None, None, Some(&diff.skipped), Err(synced)).await?;
+    write_status(group, ctx, None, Some(&diff.skipped), Err(synced)).await?;
     Ok(Some(Action::await_change()))
 }
 
@@ -600,27 +605,34 @@ fn failed(error: &Error) -> Decided {
 
 /// Writes the status if it differs; with `Err(synced)` only the
 /// conditions (and counts) change, not what is recorded as synced.
+/// What a successful sync left in the application.
+struct Synced {
+    remote_id: Option<String>,
+    /// `None`: unchanged.
+    members: Option<BTreeMap<String, String>>,
+    mapped_roles: Vec<String>,
+}
+
 async fn write_status(
     group: &Group,
     ctx: &Context,
-    remote_id: Option<String>,
-    synced_members: Option<BTreeMap<String, String>>,
+    synced: Option<Synced>,
     skipped: Option<&[Skipped]>,
     outcome: Result<(), Decided>,
 ) -> Result<(), Error> {
     let current = group.status.clone().unwrap_or_default();
     let ok = outcome.is_ok();
-    let synced = match outcome {
+    let verdict = match outcome {
         Ok(()) => Decided::new(
             SYNCED,
             true,
             "Synced",
             "the application's group matches the spec",
         ),
-        Err(synced) => synced,
+        Err(verdict) => verdict,
     };
     // Without a verdict on the members (a failed sync), the last one stays.
-    let mut aspects = vec![synced];
+    let mut aspects = vec![verdict];
     aspects.extend(skipped.map(|skipped| members_condition(group, skipped)));
     let mut decided = vec![conditions::summary(&aspects)];
     decided.extend(aspects);
@@ -638,14 +650,17 @@ async fn write_status(
         group.metadata.generation,
         &now(),
     );
-    if ok {
-        if remote_id != current.remote_id || current.synced_generation != group.metadata.generation
+    if let (true, Some(synced)) = (ok, synced) {
+        if synced.remote_id != current.remote_id
+            || current.synced_generation != group.metadata.generation
+            || synced.mapped_roles != current.mapped_roles
         {
             status.last_sync = Some(now());
         }
-        status.remote_id = remote_id;
+        status.remote_id = synced.remote_id;
         status.synced_generation = group.metadata.generation;
-        if let Some(members) = synced_members {
+        status.mapped_roles = synced.mapped_roles;
+        if let Some(members) = synced.members {
             status.synced_members = members;
         }
     }

@@ -367,7 +367,7 @@ pub async fn run_with(
         )
     };
     // A policy's spec change (a dry run going live, say) reaches its Groups
-    // that are not synced.
+    // that are not synced, and those its groupRoles map now gives other roles.
     let groups_of_policy = {
         let groups = groups.clone();
         move |policy: Arc<ProvisioningPolicy>| {
@@ -378,11 +378,15 @@ pub async fn run_with(
                 .into_iter()
                 .filter(|g| g.namespace() == namespace && g.spec.policy == name)
                 .filter(|g| {
-                    let conditions = g.status.as_ref().map(|s| s.conditions.as_slice());
-                    !conditions
-                        .unwrap_or_default()
+                    let Some(status) = &g.status else {
+                        return true;
+                    };
+                    let synced = status
+                        .conditions
                         .iter()
-                        .any(|c| c.type_ == conditions::SYNCED && c.status == "True")
+                        .any(|c| c.type_ == conditions::SYNCED && c.status == "True");
+                    let mapped = policy.spec.application.mapped_roles(&g.spec.display_name);
+                    !synced || status.mapped_roles != mapped
                 })
                 .map(|g| ObjectRef::from_obj(g.as_ref()))
                 .collect::<Vec<_>>()

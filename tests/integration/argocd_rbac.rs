@@ -318,6 +318,38 @@ async fn argo_cd_rbac_follows_the_directory_in_one_key_and_argo_cds_casbin_agree
     );
     assert!(fields_of("argocd-install").contains("f:policy.csv"));
 
+    // The policy maps the group Other too; no Group changes, and Grace
+    // gets its role all the same.
+    let generation = groups.get("g-other").await.unwrap().metadata.generation;
+    let mapped = connector_settings(
+        &namespace,
+        &[
+            ("Platform", &["role:admin"]),
+            ("Deployers", &["role:deployer", "role:readonly"]),
+            ("Other", &["role:auditor"]),
+        ],
+    );
+    env.api::<roster::api::ProvisioningPolicy>()
+        .patch(
+            "argo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"application": {"argocdRbac": mapped}}})),
+        )
+        .await
+        .unwrap();
+    eventually("grace's new role, recorded on the group", || async {
+        let data = rbac_data(&config_maps).await;
+        let status = groups.get("g-other").await.ok()?.status?;
+        (data["policy.roster.csv"].contains(r#"g,"grace@example.com",role:auditor"#)
+            && status.mapped_roles == ["role:auditor"])
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        groups.get("g-other").await.unwrap().metadata.generation,
+        generation
+    );
+
     // Deactivated: the lines go at once, not at the next login.
     users
         .patch(

@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::argocd_rbac::{argocd_namespace, connector_settings, edit_by_hand, may, rbac_data};
 use crate::connectors::Scim2Server;
 use crate::support::env;
-use crate::support::postgres::Postgres;
+use crate::support::postgres::{Postgres, Release};
 
 /// What the contract asks of an application, answered by the application.
 trait Peer {
@@ -210,8 +210,8 @@ struct PostgresPeer {
 }
 
 impl PostgresPeer {
-    async fn start() -> Self {
-        let server = Postgres::start(ADMIN_PASSWORD).await;
+    async fn start(release: Release) -> Self {
+        let server = Postgres::start_release(release, ADMIN_PASSWORD).await;
         let admin = server
             .connect("postgres", ADMIN_PASSWORD, "postgres")
             .await
@@ -302,7 +302,12 @@ fn quote_literal(value: &str) -> String {
 
 #[tokio::test]
 async fn the_postgres_connector_keeps_the_contract() {
-    contract(&PostgresPeer::start().await).await;
+    contract(&PostgresPeer::start(Release::Debian).await).await;
+}
+
+#[tokio::test]
+async fn the_postgres_connector_keeps_the_contract_on_postgres_18() {
+    contract(&PostgresPeer::start(Release::Recent).await).await;
 }
 
 // ---------------------------------------------------------------- Argo CD RBAC

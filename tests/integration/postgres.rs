@@ -20,7 +20,7 @@ use crate::controller::{
 };
 use crate::support::env;
 use crate::support::fixtures::{group, scim_policy, user};
-use crate::support::postgres::Postgres;
+use crate::support::postgres::{Postgres, Release};
 
 const ADMIN_PASSWORD: &str = "admin-password-0123";
 
@@ -189,7 +189,21 @@ async fn postgres_policy(
 
 #[tokio::test]
 async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched() {
-    let server = Postgres::start(ADMIN_PASSWORD).await;
+    roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched_on(Release::Debian)
+        .await;
+}
+
+#[tokio::test]
+async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched_on_postgres_18()
+{
+    roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched_on(Release::Recent)
+        .await;
+}
+
+async fn roles_are_created_granted_disabled_and_dropped_and_nothing_else_is_touched_on(
+    release: Release,
+) {
+    let server = Postgres::start_release(release, ADMIN_PASSWORD).await;
     let admin = server
         .connect("postgres", ADMIN_PASSWORD, "postgres")
         .await
@@ -420,6 +434,35 @@ async fn users_and_groups_reach_postgres_through_the_controllers() {
     };
     assert_eq!(login, (oid.parse().unwrap(), true));
 
+    // The policy's groupRoles map changes, the Group doesn't: the grant
+    // follows the map (and the Group's status says what it was given).
+    admin
+        .batch_execute("CREATE ROLE read_only NOLOGIN")
+        .await
+        .unwrap();
+    let policies: Api<roster::api::ProvisioningPolicy> = env.api();
+    let generation = groups.get("g-ops").await.unwrap().metadata.generation;
+    let map = json!([{"group": "ops", "roles": ["read_only"]}]);
+    for (map, granted) in [(map, vec!["read_only"]), (json!([]), vec![])] {
+        policies
+            .patch(
+                "crm",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"application": {"postgres": {"groupRoles": map}}}})),
+            )
+            .await
+            .unwrap();
+        eventually("the map's roles granted to ops, and recorded", || async {
+            let mapped = groups.get("g-ops").await.ok()?.status?.mapped_roles;
+            (member_of(&admin, "ops").await == granted && mapped == granted).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        groups.get("g-ops").await.unwrap().metadata.generation,
+        generation
+    );
+
     // Deactivated: NOLOGIN.
     users
         .patch(
@@ -503,7 +546,20 @@ async fn a_dry_run_plans_postgres_roles_and_going_live_performs_exactly_them() {
 /// role itself is never altered, and a superuser role is refused.
 #[tokio::test]
 async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them() {
-    let server = Postgres::start(ADMIN_PASSWORD).await;
+    existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them_on(Release::Debian)
+        .await;
+}
+
+#[tokio::test]
+async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them_on_postgres_18() {
+    existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them_on(Release::Recent)
+        .await;
+}
+
+async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them_on(
+    release: Release,
+) {
+    let server = Postgres::start_release(release, ADMIN_PASSWORD).await;
     let admin = server
         .connect("postgres", ADMIN_PASSWORD, "postgres")
         .await
@@ -592,7 +648,16 @@ async fn existing_roles_mapped_to_a_group_reach_its_members_and_leave_with_them(
 /// a superuser.
 #[tokio::test]
 async fn a_createrole_only_roster_runs_the_whole_cycle() {
-    let server = Postgres::start(ADMIN_PASSWORD).await;
+    a_createrole_only_roster_runs_the_whole_cycle_on(Release::Debian).await;
+}
+
+#[tokio::test]
+async fn a_createrole_only_roster_runs_the_whole_cycle_on_postgres_18() {
+    a_createrole_only_roster_runs_the_whole_cycle_on(Release::Recent).await;
+}
+
+async fn a_createrole_only_roster_runs_the_whole_cycle_on(release: Release) {
+    let server = Postgres::start_release(release, ADMIN_PASSWORD).await;
     let admin = server
         .connect("postgres", ADMIN_PASSWORD, "postgres")
         .await
@@ -622,6 +687,23 @@ async fn a_createrole_only_roster_runs_the_whole_cycle() {
         .create_user(&desired_user(ada, true))
         .await
         .unwrap();
+    // PostgreSQL 16 gives a CREATEROLE role ADMIN OPTION on the roles it
+    // creates, and nothing more; before 16 CREATEROLE alone sufficed.
+    let admin_option = admin
+        .query(
+            "SELECT m.admin_option FROM pg_auth_members m \
+             WHERE m.roleid = $1::text::regrole AND m.member = 'roster'::regrole",
+            &[&format!("\"{ada}\"")],
+        )
+        .await
+        .unwrap();
+    let expected: &[bool] = if server.version >= 16 { &[true] } else { &[] };
+    assert_eq!(
+        admin_option.iter().map(|r| r.get(0)).collect::<Vec<bool>>(),
+        expected,
+        "PostgreSQL {}",
+        server.version
+    );
     let ops = desired_group("ops");
     let group = connector.create_group(&ops).await.unwrap();
     connector

@@ -1,5 +1,8 @@
-//! A real PostgreSQL server (Debian's `postgresql` package, which `make
-//! test` installs) on loopback, in a fresh data directory, for one test.
+//! A real PostgreSQL server on loopback, in a fresh data directory, for one
+//! test: Debian's `postgresql` package (15), which `make test` installs, or
+//! a recent release (18) that `make test` fetches with
+//! `tools/postgres/fetch.sh`, on the other side of PostgreSQL 16's
+//! CREATEROLE and grantor changes.
 //! As root it runs as the `postgres` system user, as PostgreSQL requires.
 //! It accepts TCP connections over TLS only (`hostssl`), with a server
 //! certificate for 127.0.0.1 signed by a CA made for the test.
@@ -8,8 +11,33 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// Which server to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Debian's package: the newest version under /usr/lib/postgresql.
+    Debian,
+    /// The server in `$ROSTER_POSTGRES_RECENT` (set by `make test`).
+    Recent,
+}
+
+impl Release {
+    fn bin(self, name: &str) -> PathBuf {
+        match self {
+            Release::Debian => debian_bin(name),
+            Release::Recent => PathBuf::from(std::env::var_os("ROSTER_POSTGRES_RECENT").expect(
+                "ROSTER_POSTGRES_RECENT names a recent PostgreSQL's bin directory \
+                 (`make test` sets it from tools/postgres/fetch.sh)",
+            ))
+            .join(name),
+        }
+    }
+}
+
 pub struct Postgres {
     pub port: u16,
+    /// The server's major version.
+    pub version: i32,
+    release: Release,
     /// The CA that signed the server's certificate (PEM).
     pub ca_pem: Vec<u8>,
     child: Child,
@@ -24,8 +52,8 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-/// The newest installed server's binaries.
-fn bin(name: &str) -> PathBuf {
+/// The newest server Debian's packages installed.
+fn debian_bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL is installed (Debian's postgresql; `make test` installs it)")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -49,9 +77,14 @@ fn as_server_user(program: PathBuf) -> Command {
 }
 
 impl Postgres {
-    /// A fresh cluster whose superuser `postgres` logs in with `password`
-    /// (md5/scram over TCP), listening on a free loopback port.
+    /// A fresh Debian cluster whose superuser `postgres` logs in with
+    /// `password` (scram over TCP), listening on a free loopback port.
     pub async fn start(password: &str) -> Self {
+        Self::start_release(Release::Debian, password).await
+    }
+
+    /// The same, on the server `release` names.
+    pub async fn start_release(release: Release, password: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("roster-pg-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let pwfile = dir.join("pw");
@@ -66,7 +99,7 @@ impl Postgres {
                 .unwrap();
             assert!(status.success());
         }
-        let initdb = as_server_user(bin("initdb"))
+        let initdb = as_server_user(release.bin("initdb"))
             .arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth=scram-sha-256", "--pwfile"])
@@ -85,7 +118,7 @@ impl Postgres {
         )
         .unwrap();
         let port = super::free_port();
-        let child = as_server_user(bin("postgres"))
+        let child = as_server_user(release.bin("postgres"))
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
@@ -109,8 +142,10 @@ impl Postgres {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting postgres");
-        let server = Self {
+        let mut server = Self {
             port,
+            version: 0,
+            release,
             ca_pem,
             child,
             dir,
@@ -126,6 +161,18 @@ impl Postgres {
                 "postgres did not start"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let version: i32 = server
+            .connect("postgres", password, "postgres")
+            .await
+            .unwrap()
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .unwrap()
+            .get(0);
+        server.version = version / 10_000;
+        if release == Release::Recent {
+            assert!(server.version >= 16, "the recent server is {version}");
         }
         server
     }
@@ -249,7 +296,7 @@ fn certificates(dir: &std::path::Path) -> Vec<u8> {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // The server itself, not only `runuser` in front of it.
-        let _ = as_server_user(bin("pg_ctl"))
+        let _ = as_server_user(self.release.bin("pg_ctl"))
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["stop", "-m", "immediate"])
