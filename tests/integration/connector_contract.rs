@@ -1,15 +1,18 @@
-//! One contract, run against every connector that can be asked what it
-//! holds (SCIM against scim2-server, PostgreSQL against a real server, Argo
-//! CD RBAC against the real API server's ConfigMap judged by Argo CD's
-//! Casbin), in the spirit of ConnId's contract tests. What each peer
-//! reports comes from the application itself: SCIM's own API, a real
-//! PostgreSQL login, Argo CD's policy evaluation.
+//! One contract, run against every connector (SCIM against scim2-server,
+//! PostgreSQL against real 15 and 18 servers, Argo CD RBAC against the real
+//! API server's ConfigMap judged by Argo CD's Casbin, webhooks against a
+//! receiver that keeps what the events say), in the spirit of ConnId's
+//! contract tests. What each peer reports comes from the application
+//! itself: SCIM's own API, a real PostgreSQL login, Argo CD's policy
+//! evaluation, the receiver's state.
 //!
-//! The webhook connector is not here: it can't be asked what the receiver
-//! holds (`find_user` is always `None`), so its delivery, retry and
-//! idempotency-key tests stay in connectors.rs. Unmanaged and protected
-//! objects are per kind: postgres.rs (hand-made and protected roles) and
-//! argocd_rbac.rs (the other keys of the ConfigMap, a hand edit undone).
+//! A webhook receiver can't be asked what it holds (`find_user` is always
+//! `None`, so nothing is adopted and drift can't be seen): for it the
+//! contract's find steps don't apply, and drift is repaired by the next
+//! change, whose event carries a new key. Its delivery, retry and signature
+//! tests stay in connectors.rs. Unmanaged and protected objects are per
+//! kind: postgres.rs (hand-made and protected roles) and argocd_rbac.rs (the
+//! other keys of the ConfigMap, a hand edit undone).
 
 use std::collections::BTreeSet;
 
@@ -24,6 +27,7 @@ use crate::argocd_rbac::{argocd_namespace, connector_settings, edit_by_hand, may
 use crate::connectors::Scim2Server;
 use crate::support::env;
 use crate::support::postgres::{Postgres, Release};
+use crate::support::webhook::Receiver;
 
 /// What the contract asks of an application, answered by the application.
 trait Peer {
@@ -36,13 +40,20 @@ trait Peer {
     async fn members(&self, group_id: &str, display_name: &str) -> BTreeSet<String>;
     /// Takes `user_name`'s use of the application away out of band.
     async fn tamper(&self, remote_id: &str, user_name: &str);
+    /// Whether the application can be asked what it holds (`find_user`,
+    /// `find_group`): what adoption and drift repair at the same
+    /// generation rely on.
+    fn answers_find(&self) -> bool {
+        true
+    }
 }
 
-fn desired_user(id: &str, user_name: &str, active: bool) -> DesiredUser {
+/// The User at spec `generation` (a webhook event's key names it).
+fn desired_user(id: &str, user_name: &str, active: bool, generation: i64) -> DesiredUser {
     DesiredUser {
         id: id.into(),
         uid: format!("uid-{id}"),
-        generation: 1,
+        generation,
         user_name: user_name.into(),
         active,
         resource: json!({"userName": user_name, "active": active}),
@@ -64,19 +75,22 @@ const GROUP: &str = "Platform";
 /// The contract. Each step says what a controller relies on.
 async fn contract(peer: &impl Peer) {
     let connector = peer.connector();
-    let ada = desired_user("u-ada", "ada@example.com", true);
-    let grace = desired_user("u-grace", "grace@example.com", true);
+    let finds = peer.answers_find();
+    let ada = desired_user("u-ada", "ada@example.com", true, 1);
+    let grace = desired_user("u-grace", "grace@example.com", true, 1);
 
     // Create, then find by userName in any case: a sync that crashed after
     // creating adopts the account instead of making a second one.
     let ada_id = connector.create_user(&ada).await.unwrap();
     let grace_id = connector.create_user(&grace).await.unwrap();
-    let found = connector.find_user("ADA@Example.com").await.unwrap();
-    assert_eq!(
-        found.map(|a| a.id),
-        Some(ada_id.clone()),
-        "adopt by userName"
-    );
+    if finds {
+        let found = connector.find_user("ADA@Example.com").await.unwrap();
+        assert_eq!(
+            found.map(|a| a.id),
+            Some(ada_id.clone()),
+            "adopt by userName"
+        );
+    }
     // Updates are idempotent.
     for _ in 0..2 {
         connector.update_user(&ada_id, &ada).await.unwrap();
@@ -84,11 +98,13 @@ async fn contract(peer: &impl Peer) {
 
     let platform = desired_group("g-platform", GROUP);
     let group_id = connector.create_group(&platform).await.unwrap();
-    assert_eq!(
-        connector.find_group(GROUP).await.unwrap().as_deref(),
-        Some(group_id.as_str()),
-        "adopt a group by displayName"
-    );
+    if finds {
+        assert_eq!(
+            connector.find_group(GROUP).await.unwrap().as_deref(),
+            Some(group_id.as_str()),
+            "adopt a group by displayName"
+        );
+    }
 
     // Membership changes are idempotent, each way.
     let both = [ada_id.clone(), grace_id.clone()];
@@ -115,22 +131,29 @@ async fn contract(peer: &impl Peer) {
         names(&["ada@example.com"])
     );
 
-    // Disabled: proven by the application, and reported by find.
-    connector.disable_user(&ada_id, &ada).await.unwrap();
+    // Disabled (the User's spec changed): proven by the application, and
+    // reported by find.
+    let disabled = desired_user("u-ada", "ada@example.com", false, 2);
+    connector.disable_user(&ada_id, &disabled).await.unwrap();
     assert!(!peer.can_use("ada@example.com").await, "disabled");
-    let found = connector
-        .find_user("ada@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(found.active, Some(false));
-    // Enabled again by an update.
+    if finds {
+        let found = connector
+            .find_user("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.active, Some(false));
+    }
+    // Enabled again by an update (the spec changed back).
+    let ada = desired_user("u-ada", "ada@example.com", true, 3);
     connector.update_user(&ada_id, &ada).await.unwrap();
     assert!(peer.can_use("ada@example.com").await, "enabled again");
 
-    // Drift made out of band is repaired by the next update.
+    // Drift made out of band is repaired by the next update: at the same
+    // generation where the application can be read, else at the next one.
     peer.tamper(&ada_id, "ada@example.com").await;
     assert!(!peer.can_use("ada@example.com").await, "tampered");
+    let ada = desired_user("u-ada", "ada@example.com", true, if finds { 3 } else { 4 });
     connector.update_user(&ada_id, &ada).await.unwrap();
     assert!(peer.can_use("ada@example.com").await, "repaired");
 
@@ -139,10 +162,15 @@ async fn contract(peer: &impl Peer) {
         connector.delete_user(&ada_id, &ada).await.unwrap();
     }
     assert!(!peer.can_use("ada@example.com").await, "deleted");
-    assert_eq!(connector.find_user("ada@example.com").await.unwrap(), None);
     for _ in 0..2 {
         connector.delete_group(&group_id, &platform).await.unwrap();
     }
+    if !finds {
+        // The other account is untouched by all of it.
+        assert!(peer.can_use("grace@example.com").await);
+        return;
+    }
+    assert_eq!(connector.find_user("ada@example.com").await.unwrap(), None);
     assert_eq!(connector.find_group(GROUP).await.unwrap(), None);
     // The other account is untouched by all of it.
     let grace_found = connector.find_user("grace@example.com").await.unwrap();
@@ -364,4 +392,148 @@ async fn the_argocd_rbac_connector_keeps_the_contract() {
         !rbac_data(&peer.config_maps).await["policy.roster.csv"].contains("u-ada"),
         "a deleted user leaves no record"
     );
+}
+
+// ---------------------------------------------------------------- webhooks
+
+const WEBHOOK_KEY: &[u8] = b"whsec_contract";
+
+/// A receiver that keeps what the events say, as an application would:
+/// each verified event applied once, by its key (`Roster-Event-Id`).
+struct WebhookPeer {
+    receiver: Receiver,
+    connector: roster::connectors::webhook::WebhookConnector,
+    /// Out-of-band changes: (deliveries before it, the user it disabled).
+    tampered: std::sync::Mutex<Vec<(usize, String)>>,
+}
+
+/// The receiver's state: users by id (userName, active), groups by id
+/// (member ids).
+#[derive(Default)]
+struct Received {
+    users: std::collections::BTreeMap<String, (String, bool)>,
+    groups: std::collections::BTreeMap<String, BTreeSet<String>>,
+}
+
+impl WebhookPeer {
+    fn received(&self) -> Received {
+        let deliveries = self.receiver.accepted();
+        let tampered = self.tampered.lock().unwrap().clone();
+        let mut state = Received::default();
+        let mut seen = BTreeSet::new();
+        for i in 0..=deliveries.len() {
+            for (_, user) in tampered.iter().filter(|(at, _)| *at == i) {
+                if let Some(account) = state.users.get_mut(user) {
+                    account.1 = false;
+                }
+            }
+            let Some(delivery) = deliveries.get(i) else {
+                break;
+            };
+            assert!(delivery.verified, "{delivery:?}");
+            if !seen.insert(delivery.event_id.clone()) {
+                continue;
+            }
+            let body = &delivery.body;
+            let id = |of: &str| body[of]["id"].as_str().unwrap().to_owned();
+            let members = || {
+                body["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            };
+            match delivery.event_type.as_str() {
+                "user.created" | "user.updated" | "user.deactivated" => {
+                    let user = &body["user"];
+                    let name = user["userName"].as_str().unwrap().to_owned();
+                    state
+                        .users
+                        .insert(id("user"), (name, user["active"] == json!(true)));
+                }
+                "user.deleted" => {
+                    state.users.remove(&id("user"));
+                }
+                "group.created" | "group.updated" => {
+                    state.groups.entry(id("group")).or_default();
+                }
+                "group.deleted" => {
+                    state.groups.remove(&id("group"));
+                }
+                "group.members_added" => {
+                    state
+                        .groups
+                        .entry(id("group"))
+                        .or_default()
+                        .extend(members());
+                }
+                "group.members_removed" => {
+                    let group = state.groups.entry(id("group")).or_default();
+                    for member in members() {
+                        group.remove(&member);
+                    }
+                }
+                other => panic!("unknown event type {other}"),
+            }
+        }
+        state
+    }
+}
+
+impl Peer for WebhookPeer {
+    fn connector(&self) -> AnyConnector {
+        AnyConnector::Webhook(self.connector.clone())
+    }
+
+    async fn can_use(&self, user_name: &str) -> bool {
+        self.received()
+            .users
+            .values()
+            .any(|(name, active)| name.eq_ignore_ascii_case(user_name) && *active)
+    }
+
+    async fn members(&self, group_id: &str, _: &str) -> BTreeSet<String> {
+        let state = self.received();
+        state.groups[group_id]
+            .iter()
+            .map(|id| state.users[id].0.clone())
+            .collect()
+    }
+
+    async fn tamper(&self, remote_id: &str, _: &str) {
+        let at = self.receiver.accepted().len();
+        self.tampered
+            .lock()
+            .unwrap()
+            .push((at, remote_id.to_owned()));
+    }
+
+    fn answers_find(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_connector_keeps_the_contract() {
+    let receiver = Receiver::start(WEBHOOK_KEY).await;
+    let connector =
+        roster::connectors::webhook::WebhookConnector::new(&receiver.url, WEBHOOK_KEY).unwrap();
+    let peer = WebhookPeer {
+        receiver,
+        connector,
+        tampered: Default::default(),
+    };
+    contract(&peer).await;
+    // Every repeated call above went out with the key of its change, so a
+    // receiver that applies each key once saw each change once.
+    let keys: Vec<String> = peer
+        .receiver
+        .accepted()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    let distinct: BTreeSet<&String> = keys.iter().collect();
+    assert!(distinct.len() < keys.len(), "repeats carried their keys");
+    assert!(keys.contains(&"uid-g-platform:c1:added".to_owned()));
 }
