@@ -81,15 +81,12 @@ pub async fn run(
     let index = MembershipIndex::default();
     // Every replica serves SCIM and SAML, so every replica keeps these
     // caches, of the watched namespaces only: those may be the only ones
-    // Roster may read (the chart's rbac.scope=namespaced).
-    let policies = PolicyCache::new(&args.watch_namespace);
+    // Roster may read (the chart's rbac.scope=namespaced). The controllers
+    // read the same caches when this replica leads.
+    let (caches, feed) = crate::directory::caches::start(&client, &args.watch_namespace, &index);
+    let policies = PolicyCache::over(&caches);
     let readiness = Readiness::new(index.clone()).with_policies(policies.clone());
-    let watches = tokio::spawn(
-        index
-            .clone()
-            .run(client.clone(), args.watch_namespace.clone()),
-    );
-    let policy_watch = tokio::spawn(policies.run(client.clone()));
+    let watches = tokio::spawn(feed);
     let probe = tokio::spawn(probe_api_server(client.clone(), readiness.clone()));
     let trim = tokio::spawn(crate::allocator::trim_periodically());
     let router = server::router(
@@ -144,14 +141,11 @@ pub async fn run(
                 server: server_args.clone(),
                 ..args.clone()
             };
-            // The service's caches first, the controllers' after: at a
-            // restart over 100,000 Users both list every User, and the
-            // API server streams the lists it is asked for at once in
-            // parallel. Serving sooner matters more than reconciling
-            // unchanged objects sooner (#19).
+            // The controllers start on filled caches: their first round
+            // reads the stores, not the API.
             let lead = async {
                 readiness.caches_filled().await;
-                lead(client.clone(), &shared, index.clone(), stopped(leading_stopped)).await
+                lead(client.clone(), &shared, index.clone(), caches.clone(), stopped(leading_stopped)).await
             };
             tokio::pin!(lead);
             tokio::select! {
@@ -181,7 +175,6 @@ pub async fn run(
         reload.abort();
     }
     watches.abort();
-    policy_watch.abort();
     probe.abort();
     trim.abort();
     tracing::info!("roster stopped");
@@ -254,6 +247,7 @@ async fn lead(
     client: kube::Client,
     args: &RunArgs,
     index: MembershipIndex,
+    caches: Vec<crate::directory::caches::ScopeCaches>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let identity = args
@@ -263,26 +257,18 @@ async fn lead(
         .unwrap_or_else(|| format!("roster-{}", uuid::Uuid::new_v4()));
     let start = || {
         let (stop, stopped_rx) = watch::channel(false);
-        // One set of controllers per watched namespace, each with its own
-        // namespaced watches; or one set over all namespaces.
-        let scopes: Vec<Option<String>> = if args.watch_namespace.is_empty() {
-            vec![None]
-        } else {
-            let mut listed = args.watch_namespace.clone();
-            listed.sort();
-            listed.dedup();
-            listed.into_iter().map(Some).collect()
-        };
+        // One set of controllers per watched namespace, each over that
+        // namespace's caches; or one set over all namespaces.
         let access = args.access_grants.then(|| crate::access::Options {
             bindable_cluster_roles: args.bindable_cluster_roles.iter().cloned().collect(),
             cluster_wide_roles: args.cluster_wide_roles.iter().cloned().collect(),
         });
         let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-        for namespace in scopes {
+        for scope in &caches {
             if let Some(options) = &access {
                 runs.push(Box::pin(crate::access::run(
                     client.clone(),
-                    namespace.clone(),
+                    scope.scope.clone(),
                     index.clone(),
                     options.clone(),
                     stopped(stopped_rx.clone()),
@@ -290,11 +276,11 @@ async fn lead(
             }
             runs.push(Box::pin(controller::run_with(
                 client.clone(),
-                namespace,
+                scope.clone(),
+                index.clone(),
                 Some(identity.clone()),
                 args.server.public_url.clone(),
                 args.server.idp_metadata_sources(),
-                Some(index.clone()),
                 stopped(stopped_rx.clone()),
             )));
         }

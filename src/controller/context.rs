@@ -14,7 +14,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Error;
 use super::breaker::{self, Limits, PolicyBreaker, Request, Subject, Summary, Verdict};
 use super::plan::MemberState;
-use super::slices::SliceIndex;
 use crate::api::{
     Account, ApplicationKind, Group, GroupMemberSlice, ProvisioningPolicy, SecretKeyRef,
     SignatureScheme, User,
@@ -23,6 +22,7 @@ use crate::connectors::scim::ScimConnector;
 use crate::connectors::webhook::WebhookConnector;
 use crate::connectors::{AnyConnector, ConnectorError};
 use crate::directory::events::{Note, Publisher};
+use crate::directory::slices::SliceIndex;
 use crate::directory::views::UserView;
 use crate::directory::writers::CONTROLLER_MANAGER;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -11,7 +11,6 @@ mod gauges;
 mod group;
 pub mod plan;
 mod policy;
-pub mod slices;
 mod user;
 
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+
 use kube::{Resource, ResourceExt};
 
 use crate::api::{ConsumedAssertion, Group, GroupMemberSlice, ProvisioningPolicy};
@@ -147,104 +146,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(wait)
 }
 
-/// Never read by the controllers, and the bulk of a small object (kubectl's
-/// last-applied copy, audit annotations): not cached.
-fn strip<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    object.annotations_mut().clear();
-}
-
-/// [`strip`], but a policy keeps the operator's approval of held
-/// deprovisioning (the one annotation the controllers read).
-fn strip_policy(policy: &mut ProvisioningPolicy) {
-    let approval = policy
-        .annotations_mut()
-        .remove_entry(breaker::APPROVAL_ANNOTATION);
-    strip(policy);
-    policy.annotations_mut().extend(approval);
-}
-
-/// [`strip`], but a group keeps the deadline of the SCIM request that
-/// created it, which tells an abandoned creation (see `group::abandoned`).
-fn strip_group(group: &mut Group) {
-    let deadline = group
-        .annotations_mut()
-        .remove_entry(crate::api::REQUEST_DEADLINE_ANNOTATION);
-    strip(group);
-    group.annotations_mut().extend(deadline);
-}
-
-/// [`strip`], and the labels too: nothing reads a slice's labels (its
-/// group is in its spec), and each label map costs half a kilobyte.
-fn strip_slice(slice: &mut GroupMemberSlice) {
-    strip(slice);
-    slice.labels_mut().clear();
-}
-
-/// A shared cache for `K`, each object trimmed by `trim`: the store, `n`
-/// subscriptions to its changes (one per controller reading it), whether
-/// its first full list has arrived, and the future that keeps it fed.
-///
-/// Readiness is a watch channel, not `Store::wait_until_ready`: that one
-/// wakes only the last of several waiters, and every reconcile waits.
-fn cached<K>(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    n: usize,
-    trim: fn(&mut K),
-    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
-) -> (
-    reflector::Store<K>,
-    Vec<reflector::ReflectHandle<K>>,
-    tokio::sync::watch::Receiver<bool>,
-    impl std::future::Future<Output = ()> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store_shared(1024);
-    let subscribers = (0..n)
-        .map(|_| writer.subscribe().expect("a shared store has subscribers"))
-        .collect();
-    let (listed, ready) = tokio::sync::watch::channel(false);
-    let api = match namespace {
-        Some(namespace) => Api::<K>::namespaced(client.clone(), namespace),
-        None => Api::<K>::all(client.clone()),
-    };
-    // A streamed first list where the API server serves one, else pages of
-    // 500; never `resourceVersion=0`: the API server ignores the limit for
-    // those and answers 100,000 Users in one response, which times out (504)
-    // under load, is retried, and leaves Roster's heap at the size of the
-    // biggest answer.
-    let feed = watcher(api, crate::cluster::watch_config())
-        .default_backoff()
-        .modify(trim)
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                observe(event);
-                if matches!(event, watcher::Event::InitDone) {
-                    listed.send_replace(true);
-                }
-            }
-        })
-        .reflect_shared(writer)
-        .applied_objects()
-        .for_each(|event| async move {
-            if let Err(error) = event {
-                tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
-            }
-        });
-    (reader, subscribers, ready, feed)
-}
-
 /// Runs the controllers until `shutdown` completes, over one namespace or,
-/// with `None`, all of them.
+/// with `None`, all of them, with caches of their own.
 pub async fn run(
     client: kube::Client,
     namespace: Option<String>,
@@ -252,48 +155,62 @@ pub async fn run(
     public_url: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let index = crate::directory::membership::MembershipIndex::default();
+    let scope = crate::directory::caches::scopes(&namespace.into_iter().collect::<Vec<_>>());
+    index.expect(&scope);
+    let (caches, feed) = crate::directory::caches::ScopeCaches::start(
+        &client,
+        scope.into_iter().next().flatten(),
+        &index,
+    );
     let metadata = crate::saml::idp_metadata::MetadataSources::default();
-    run_with(
-        client, namespace, instance, public_url, metadata, None, shutdown,
-    )
-    .await
+    tokio::select! {
+        () = run_with(client, caches, index, instance, public_url, metadata, shutdown) => {}
+        () = feed => {}
+    }
 }
 
-/// [`run`], reading IdP metadata (for the policies' SamlTrust condition)
-/// through `metadata`, and finding Users by userName (for Groups kept in
-/// git) in the process's membership `index`, when there is one.
+/// [`run`] over the process's caches of one scope (`directory::caches`,
+/// which keep feeding `index`), reading IdP metadata (for the policies'
+/// SamlTrust condition) through `metadata`.
 pub async fn run_with(
     client: kube::Client,
-    namespace: Option<String>,
+    caches: crate::directory::caches::ScopeCaches,
+    index: crate::directory::membership::MembershipIndex,
     instance: Option<String>,
     public_url: Option<String>,
     metadata: crate::saml::idp_metadata::MetadataSources,
-    index: Option<crate::directory::membership::MembershipIndex>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
-    let (users, mut user_events, users_ready, users_feed) =
-        cached::<UserView>(&client, namespace.as_deref(), 3, |_| {}, |_| {});
-    let (groups, mut group_events, groups_ready, groups_feed) =
-        cached::<Group>(&client, namespace.as_deref(), 3, strip_group, |_| {});
-    let (policies, mut policy_events, policies_ready, policies_feed) =
-        cached::<ProvisioningPolicy>(&client, namespace.as_deref(), 3, strip_policy, |_| {});
-    let slice_index = slices::SliceIndex::default();
-    let (slices, mut slice_events, slices_ready, slices_feed) = {
-        let index = slice_index.clone();
-        cached::<GroupMemberSlice>(
-            &client,
-            namespace.as_deref(),
-            2,
-            strip_slice,
-            move |event| index.observe(event),
-        )
-    };
+    let namespace = caches.scope.clone();
+    // Subscribed before the stores are read for the first round below, so
+    // no change falls between the two.
+    let (users, groups, policies, slices) = (
+        caches.users.store(),
+        caches.groups.store(),
+        caches.policies.store(),
+        caches.slices.store(),
+    );
+    let mut user_events: Vec<_> = (0..3).map(|_| caches.users.subscribe()).collect();
+    let mut group_events: Vec<_> = (0..3).map(|_| caches.groups.subscribe()).collect();
+    let mut policy_events: Vec<_> = (0..3).map(|_| caches.policies.subscribe()).collect();
+    let mut slice_events: Vec<_> = (0..2).map(|_| caches.slices.subscribe()).collect();
+    let slice_index = caches.slice_index.clone();
+    let index = Some(index);
     let (policy_nudges, policy_nudged) = tokio::sync::mpsc::unbounded_channel();
     let (user_nudges, user_nudged) = tokio::sync::mpsc::unbounded_channel();
     let (group_nudges, group_nudged) = tokio::sync::mpsc::unbounded_channel();
     let (slice_nudges, slice_nudged) = tokio::sync::mpsc::unbounded_channel();
+    let nudges = context::Nudges {
+        policies: Some(policy_nudges),
+        users: Some(user_nudges),
+        groups: Some(group_nudges),
+        slices: Some(slice_nudges),
+    };
+    let first_round = first_round(&caches, nudges.clone());
+    let first_round_done = first_round.done.clone();
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -309,18 +226,8 @@ pub async fn run_with(
         .with_slice_index(slice_index.clone())
         .with_index(index.clone())
         .with_metadata(metadata)
-        .with_nudges(context::Nudges {
-            policies: Some(policy_nudges),
-            users: Some(user_nudges),
-            groups: Some(group_nudges),
-            slices: Some(slice_nudges),
-        })
-        .with_readiness(vec![
-            users_ready,
-            groups_ready,
-            policies_ready,
-            slices_ready,
-        ]),
+        .with_nudges(nudges)
+        .with_readiness(caches.listed()),
     );
 
     // A policy's spec change reaches its Users that have something to do;
@@ -341,9 +248,11 @@ pub async fn run_with(
         }
     };
     let policy_spec_changes = policy_events.remove(0).filter(spec_changed());
-    let user_triggers = user_events.remove(0).filter(|view| {
+    let user_triggers = user_events.remove(0).filter(move |view| {
         let at_rest = user::needs_no_reconcile(view);
-        if at_rest {
+        // The first round counts those it finds; a change before it ends
+        // is found there too.
+        if at_rest && first_round_done.load(std::sync::atomic::Ordering::Acquire) {
             crate::metrics::METRICS.at_rest("User");
         }
         std::future::ready(!at_rest)
@@ -474,11 +383,62 @@ pub async fn run_with(
         _ = async { tokio::join!(user_controller, group_controller, slice_controller, policy_controller) } => {}
         _ = sweeper => {}
         _ = gauges => {}
-        _ = users_feed => {}
-        _ = groups_feed => {}
-        _ = policies_feed => {}
-        _ = slices_feed => {}
+        () = first_round.run.then(|()| std::future::pending::<()>()) => {}
     }
+}
+
+/// Every object of the caches, queued once when the controllers start: the
+/// subscriptions only see changes from then on, and a replica that takes
+/// over finds its caches already listed. Users at rest (synced, nothing to
+/// do) are counted instead.
+struct FirstRound {
+    run: futures::future::BoxFuture<'static, ()>,
+    /// Set once every object is queued.
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn first_round(
+    caches: &crate::directory::caches::ScopeCaches,
+    queues: context::Nudges,
+) -> FirstRound {
+    use futures::FutureExt;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caches = caches.clone();
+    let run = {
+        let done = done.clone();
+        async move {
+            for mut listed in caches.listed() {
+                if listed.wait_for(|listed| *listed).await.is_err() {
+                    return;
+                }
+            }
+            fn queue_all<K: Resource<DynamicType = ()> + Clone>(
+                store: &reflector::Store<K>,
+                queue: &Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<K>>>,
+                wanted: impl Fn(&K) -> bool,
+            ) {
+                let Some(queue) = queue else { return };
+                for object in store.state() {
+                    if wanted(&object) {
+                        let _ = queue.send(ObjectRef::from_obj(object.as_ref()));
+                    }
+                }
+            }
+            queue_all(&caches.policies.store(), &queues.policies, |_| true);
+            queue_all(&caches.users.store(), &queues.users, |view| {
+                let at_rest = user::needs_no_reconcile(view);
+                if at_rest {
+                    crate::metrics::METRICS.at_rest("User");
+                }
+                !at_rest
+            });
+            queue_all(&caches.groups.store(), &queues.groups, |_| true);
+            queue_all(&caches.slices.store(), &queues.slices, |_| true);
+            done.store(true, std::sync::atomic::Ordering::Release);
+        }
+        .boxed()
+    };
+    FirstRound { run, done }
 }
 
 /// The objects sent into an out-of-turn queue ([`context::Nudges`]).

@@ -2,8 +2,10 @@
 //!
 //! A membership change must cost work proportional to the members it
 //! changes, not to the group's size, so the service never lists a group's
-//! slices to find a member. This index is fed by a watch on the slices of the
-//! watched namespaces (each its own watch) and by the service's own writes (so a replica reads its own writes at once).
+//! slices to find a member. This index is fed by the process's watch-fed
+//! caches of the watched namespaces (`directory::caches`: the same events
+//! the controllers' stores get) and by the service's own writes (so a
+//! replica reads its own writes at once).
 //! `plan` decides, purely, which slice each change goes to.
 //!
 //! It also keeps, per User, the few fields the SSO gate checks (policy, uid,
@@ -16,9 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use kube::ResourceExt;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::{Map, Value};
 
 use crate::api::{Group, GroupMember, GroupMemberSlice, SLICE_CAPACITY, SliceMember, User};
@@ -802,8 +803,22 @@ impl MembershipIndex {
             .unwrap_or_default()
     }
 
-    /// Applies an event of the watch over `scope` (one namespace, or all).
-    fn apply(&self, scope: &Option<String>, event: watcher::Event<GroupMemberSlice>) {
+    /// Applies an event of the slice watch over `scope` (one namespace,
+    /// or all).
+    pub(crate) fn apply_slices(
+        &self,
+        scope: &Option<String>,
+        event: watcher::Event<GroupMemberSlice>,
+    ) {
+        self.apply_slices_quietly(scope, event);
+        self.changed();
+    }
+
+    fn apply_slices_quietly(
+        &self,
+        scope: &Option<String>,
+        event: watcher::Event<GroupMemberSlice>,
+    ) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(slice) => {
@@ -855,7 +870,13 @@ impl MembershipIndex {
         }
     }
 
-    fn apply_user(&self, scope: &Option<String>, event: watcher::Event<PersonView>) {
+    /// Applies an event of the User watch over `scope`.
+    pub(crate) fn apply_user(&self, scope: &Option<String>, event: watcher::Event<PersonView>) {
+        self.apply_user_quietly(scope, event);
+        self.changed();
+    }
+
+    fn apply_user_quietly(&self, scope: &Option<String>, event: watcher::Event<PersonView>) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(user) => {
@@ -897,7 +918,13 @@ impl MembershipIndex {
         }
     }
 
-    fn apply_group(&self, scope: &Option<String>, event: watcher::Event<GroupNameView>) {
+    /// Applies an event of the Group watch over `scope`.
+    pub(crate) fn apply_group(&self, scope: &Option<String>, event: watcher::Event<GroupNameView>) {
+        self.apply_group_quietly(scope, event);
+        self.changed();
+    }
+
+    fn apply_group_quietly(&self, scope: &Option<String>, event: watcher::Event<GroupNameView>) {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             watcher::Event::Apply(group) => {
@@ -932,85 +959,18 @@ impl MembershipIndex {
         }
     }
 
-    /// Watches the GroupMemberSlices, Users and Groups of `namespaces` (one
-    /// watch each; empty: one watch of every namespace), forever.
-    pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
-        let mut scopes: Vec<Option<String>> = namespaces.into_iter().map(Some).collect();
-        scopes.sort();
-        scopes.dedup();
-        if scopes.is_empty() {
-            scopes.push(None);
-        }
-        {
-            let mut inner = self.inner.lock().expect("index lock");
-            inner.listing = scopes
-                .iter()
-                .flat_map(|s| [Kind::Slices, Kind::Users, Kind::Groups].map(|k| (k, s.clone())))
-                .collect();
-        }
-        let (slices, users, groups) = (self.clone(), self.clone(), self.clone());
-        // One task for all, so aborting it stops every watch.
-        futures::join!(
-            watch_scopes::<GroupMemberSlice>(
-                &client,
-                &scopes,
-                "group member slices",
-                |scope, event| {
-                    slices.apply(scope, event);
-                    slices.changed();
-                }
-            ),
-            // Projected: of each User its identity, policy and state.
-            watch_scopes::<PersonView>(&client, &scopes, "users", |scope, event| {
-                users.apply_user(scope, event);
-                users.changed();
-            }),
-            // Projected: of each Group its policy, display name and declared members.
-            watch_scopes::<GroupNameView>(&client, &scopes, "groups", |scope, event| {
-                groups.apply_group(scope, event);
-                groups.changed();
-            }),
-        );
+    /// Expects the first lists of Slices, Users and Groups of `scopes`
+    /// (namespaces, or `None` for all): until each has arrived, the index
+    /// is not synced. Called once, before the caches that feed it start
+    /// (`directory::caches`).
+    pub fn expect(&self, scopes: &[Option<String>]) {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner.listing = scopes
+            .iter()
+            .flat_map(|s| [Kind::Slices, Kind::Users, Kind::Groups].map(|k| (k, s.clone())))
+            .collect();
+        inner.synced = inner.listing.is_empty();
     }
-}
-
-/// One watch of `K` per scope (a namespace, or `None` for all), each event
-/// handed to `apply` with its scope; forever.
-async fn watch_scopes<K>(
-    client: &kube::Client,
-    scopes: &[Option<String>],
-    what: &'static str,
-    apply: impl Fn(&Option<String>, watcher::Event<K>),
-) where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-{
-    let apply = &apply;
-    let watches = scopes.iter().map(|scope| {
-        let api: kube::Api<K> = match scope {
-            Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
-            None => kube::Api::all(client.clone()),
-        };
-        async move {
-            // Back off between failed watch attempts: a tight retry loop
-            // would flood the logs and never yield (e.g. while the API
-            // server is down).
-            let mut events = watcher(api, crate::cluster::watch_config())
-                .default_backoff()
-                .boxed();
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(event) => apply(scope, event),
-                    Err(error) => tracing::warn!(%error, "watching {what}"),
-                }
-            }
-        }
-    });
-    futures::future::join_all(watches).await;
 }
 
 #[cfg(test)]
@@ -1056,21 +1016,21 @@ mod tests {
         index.inner.lock().unwrap().listing =
             [(Kind::Slices, a.clone()), (Kind::Slices, b.clone())].into();
         for (scope, namespace) in [(&a, "a"), (&b, "b")] {
-            index.apply(scope, watcher::Event::Init);
-            index.apply(
+            index.apply_slices(scope, watcher::Event::Init);
+            index.apply_slices(
                 scope,
                 watcher::Event::InitApply(slice_in(namespace, "g", "m")),
             );
             assert!(!index.is_synced(), "synced before every namespace listed");
-            index.apply(scope, watcher::Event::InitDone);
+            index.apply_slices(scope, watcher::Event::InitDone);
         }
         assert!(index.is_synced());
         // Namespace a relists and finds its slice changed: b's group stays.
         let mut changed = slice_in("a", "g", "n");
         changed.metadata.resource_version = Some("2".into());
-        index.apply(&a, watcher::Event::Init);
-        index.apply(&a, watcher::Event::InitApply(changed));
-        index.apply(&a, watcher::Event::InitDone);
+        index.apply_slices(&a, watcher::Event::Init);
+        index.apply_slices(&a, watcher::Event::InitApply(changed));
+        index.apply_slices(&a, watcher::Event::InitDone);
         assert_eq!(index.contains("a", "g", "m"), Some(false));
         assert_eq!(index.contains("a", "g", "n"), Some(true));
         assert_eq!(index.contains("b", "g", "m"), Some(true));
@@ -1119,30 +1079,30 @@ mod tests {
                 .map(|n| n.to_string())
                 .collect()
         };
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Apply(slice_of("g1", 0, &["m", "n"], "1")),
         );
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Apply(slice_of("g2", 0, &["m"], "2")),
         );
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Apply(slice_of("g3", 0, &["m"], "3")),
         );
         assert_eq!(names("m"), ["Admins", "Dev"], "only the policy's groups");
         assert_eq!(names("n"), ["Admins"]);
         // A removal in one slice, a member in two slices of one group.
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Apply(slice_of("g1", 0, &["n"], "4")),
         );
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Apply(slice_of("g2", 1, &["m"], "5")),
         );
-        index.apply(
+        index.apply_slices(
             &scope,
             watcher::Event::Delete(slice_of("g2", 0, &["m"], "6")),
         );
@@ -1150,12 +1110,12 @@ mod tests {
         index.forget_group("a", "g2");
         assert!(names("m").is_empty());
         // A relist rebuilds it from what was listed.
-        index.apply(&scope, watcher::Event::Init);
-        index.apply(
+        index.apply_slices(&scope, watcher::Event::Init);
+        index.apply_slices(
             &scope,
             watcher::Event::InitApply(slice_of("g2", 0, &["n", "m"], "9")),
         );
-        index.apply(&scope, watcher::Event::InitDone);
+        index.apply_slices(&scope, watcher::Event::InitDone);
         assert_eq!(names("m"), ["Dev"]);
         assert_eq!(names("n"), ["Admins", "Dev"]);
         // A renamed group shows its new name.

@@ -3,8 +3,11 @@
 //!
 //! - `store`: one policy's Users, Groups and member slices in the API, with
 //!   the field manager of their writer, and userName `claims`;
-//! - `membership`: the watch-fed index of member slices and user ids, and
+//! - `caches`: the process's watch-fed caches, one watch per kind and
+//!   watched namespace, read by the HTTP side and by the controllers;
+//! - `membership`: the index of member slices and user ids they feed, and
 //!   `group_names`: its Groups (display names, members declared in git);
+//!   `slices`: which member slices belong to which Group;
 //! - `policies`: the watch-fed policy cache;
 //! - `tokens`: SCIM bearer tokens, from the policy's Secret;
 //! - `consumed`: SAML assertion and request ids already used;
@@ -16,6 +19,7 @@
 //! layer maps them to SCIM errors and SAML to its pages.
 
 pub mod audit;
+pub mod caches;
 pub mod claims;
 pub mod consumed;
 pub mod events;
@@ -23,6 +27,7 @@ pub mod group_names;
 pub mod intern;
 pub mod membership;
 pub mod policies;
+pub mod slices;
 pub mod store;
 pub mod tokens;
 pub mod views;

@@ -1,5 +1,6 @@
-//! ProvisioningPolicies as the SCIM service reads them: from a watch-fed
-//! cache every replica keeps (not just the leader), so a request costs no
+//! ProvisioningPolicies as the SCIM service reads them: from the watch-fed
+//! cache every replica keeps (`directory::caches`, the one the controllers
+//! read when the replica leads), so a request costs no
 //! policy GET. Once the cache has synced, a policy it doesn't hold doesn't
 //! exist (the watch delivers a new one within moments): an unknown name
 //! costs no call, however many random names a client sends. Before that,
@@ -7,16 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ProvisioningPolicy;
+use crate::directory::caches::{Cache, ScopeCaches, scopes};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain};
 
 /// How long an unsynced cache trusts a "not found" from the API.
@@ -28,8 +26,7 @@ const ABSENT_CAPACITY: usize = 1024;
 /// by every request.
 #[derive(Clone)]
 pub struct PolicyCache {
-    /// One cache per watched namespace, or one over all namespaces: a
-    /// reflector store holds what one watch lists, so each watch has its own.
+    /// One cache per watched namespace, or one over all namespaces.
     shards: Arc<Vec<Shard>>,
     /// Names the API said don't exist, while the cache isn't synced.
     absent: Arc<std::sync::Mutex<Absent>>,
@@ -38,14 +35,13 @@ pub struct PolicyCache {
 struct Shard {
     /// The namespace watched; `None`: all of them.
     namespace: Option<String>,
-    store: Store<ProvisioningPolicy>,
-    /// Feeds `store`; taken by the first [`PolicyCache::run`].
-    writer: std::sync::Mutex<Option<reflector::store::Writer<ProvisioningPolicy>>>,
-    synced: Arc<AtomicBool>,
+    /// The process's policy cache of that scope (`directory::caches`);
+    /// `None`: not fed, every policy is read from the API.
+    cache: Option<Cache<ProvisioningPolicy>>,
 }
 
 impl Default for PolicyCache {
-    /// The policies of every namespace.
+    /// The policies of every namespace, read from the API.
     fn default() -> Self {
         Self::new(&[])
     }
@@ -54,26 +50,34 @@ impl Default for PolicyCache {
 impl PolicyCache {
     /// The policies of `namespaces` (`--watch-namespace`); empty: of every
     /// namespace. A policy outside them is unknown, without asking the API,
-    /// which may not let Roster read there.
+    /// which may not let Roster read there. Not fed by a watch: every
+    /// policy is read from the API ([`PolicyCache::over`] is).
     pub fn new(namespaces: &[String]) -> Self {
-        let mut scopes: Vec<Option<String>> = namespaces.iter().cloned().map(Some).collect();
-        scopes.sort();
-        scopes.dedup();
-        if scopes.is_empty() {
-            scopes.push(None);
-        }
-        let shards = scopes
-            .into_iter()
-            .map(|namespace| {
-                let (store, writer) = reflector::store();
-                Shard {
+        Self::of_shards(
+            scopes(namespaces)
+                .into_iter()
+                .map(|namespace| Shard {
                     namespace,
-                    store,
-                    writer: std::sync::Mutex::new(Some(writer)),
-                    synced: Arc::default(),
-                }
-            })
-            .collect();
+                    cache: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The policies of the process's caches (`directory::caches`).
+    pub fn over(caches: &[ScopeCaches]) -> Self {
+        Self::of_shards(
+            caches
+                .iter()
+                .map(|caches| Shard {
+                    namespace: caches.scope.clone(),
+                    cache: Some(caches.policies.clone()),
+                })
+                .collect(),
+        )
+    }
+
+    fn of_shards(shards: Vec<Shard>) -> Self {
         Self {
             shards: Arc::new(shards),
             absent: Arc::new(std::sync::Mutex::new(Absent::new(
@@ -84,11 +88,9 @@ impl PolicyCache {
     }
 
     /// Whether the cache holds every policy (its first lists are done). A
-    /// cache nobody runs never is; it then reads every policy from the API.
+    /// cache no watch feeds never is; it then reads every policy from the API.
     pub fn is_synced(&self) -> bool {
-        self.shards
-            .iter()
-            .all(|shard| shard.synced.load(Ordering::Acquire))
+        self.shards.iter().all(Shard::is_synced)
     }
 
     /// Whether Roster serves `namespace`: it is watched.
@@ -127,11 +129,15 @@ impl PolicyCache {
         let Some(shard) = self.shard(namespace) else {
             return Ok(None);
         };
-        if let Some(policy) = shard.store.get(&ObjectRef::new(name).within(namespace)) {
+        let cached = shard
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.store().get(&ObjectRef::new(name).within(namespace)));
+        if let Some(policy) = cached {
             return Ok(Some(policy));
         }
         let key = (namespace.to_owned(), name.to_owned());
-        if shard.synced.load(Ordering::Acquire) || self.absent().holds(&key, Instant::now()) {
+        if shard.is_synced() || self.absent().holds(&key, Instant::now()) {
             return Ok(None);
         }
         let api: Api<ProvisioningPolicy> = Api::namespaced(client.clone(), namespace);
@@ -145,36 +151,13 @@ impl PolicyCache {
     fn absent(&self) -> std::sync::MutexGuard<'_, Absent> {
         self.absent.lock().expect("not poisoned")
     }
+}
 
-    /// Keeps the cache fed from a watch per watched namespace (or one of
-    /// every namespace), managedFields stripped. Runs until dropped.
-    pub async fn run(self, client: kube::Client) {
-        let watches = self.shards.iter().filter_map(|shard| {
-            let writer = shard.writer.lock().expect("not poisoned").take()?;
-            let synced = shard.synced.clone();
-            let readiness = shard.store.clone();
-            tokio::spawn(async move {
-                if readiness.wait_until_ready().await.is_ok() {
-                    synced.store(true, Ordering::Release);
-                }
-            });
-            let api = match &shard.namespace {
-                Some(namespace) => Api::<ProvisioningPolicy>::namespaced(client.clone(), namespace),
-                None => Api::<ProvisioningPolicy>::all(client.clone()),
-            };
-            Some(
-                watcher(api, crate::cluster::watch_config().any_semantic())
-                    .default_backoff()
-                    .modify(|policy| policy.managed_fields_mut().clear())
-                    .reflect(writer)
-                    .for_each(|event| async move {
-                        if let Err(error) = event {
-                            tracing::warn!(%error, "policy watch failed; retrying");
-                        }
-                    }),
-            )
-        });
-        futures::future::join_all(watches).await;
+impl Shard {
+    fn is_synced(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|cache| *cache.listed().borrow())
     }
 }
 

@@ -321,6 +321,74 @@ fn sessions_not_before(metadata: &ObjectMeta) -> Option<i64> {
     )
 }
 
+/// A User as the one watch of Users delivers it: what the controllers'
+/// [`UserView`] and the index's [`PersonView`] read, parsed once and split
+/// ([`UserWatch::split`]) before either is kept.
+#[derive(Clone, Debug, Deserialize)]
+pub struct UserWatch {
+    #[serde(deserialize_with = "trimmed_metadata")]
+    pub metadata: ObjectMeta,
+    spec: UserWatchSpec,
+    #[serde(default)]
+    status: Option<UserViewStatus>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserWatchSpec {
+    policy: String,
+    user_name: String,
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    emails: Vec<MultiValuedAttribute>,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+impl UserWatch {
+    /// The index's view and the controllers' view of the User.
+    pub fn split(self) -> (PersonView, UserView) {
+        let m = &self.metadata;
+        let view = UserView {
+            metadata: ObjectMeta {
+                name: m.name.clone(),
+                namespace: m.namespace.clone(),
+                resource_version: m.resource_version.clone(),
+                generation: m.generation,
+                creation_timestamp: m.creation_timestamp.clone(),
+                deletion_timestamp: m.deletion_timestamp.clone(),
+                ..ObjectMeta::default()
+            },
+            holds_finalizer: m
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == crate::controller::FINALIZER),
+            source: source_of_labels(m.labels.as_ref()),
+            spec: UserViewSpec {
+                policy: crate::directory::intern::intern(&self.spec.policy),
+                active: self.spec.active,
+            },
+            status: self.status,
+        };
+        let person = PersonView {
+            metadata: self.metadata,
+            spec: PersonViewSpec {
+                policy: self.spec.policy,
+                user_name: self.spec.user_name,
+                active: self.spec.active,
+                display_name: self.spec.display_name,
+                emails: self.spec.emails,
+                subject: self.spec.subject,
+            },
+        };
+        (person, view)
+    }
+}
+
 /// A Group as the membership index reads it: its policy, display name and
 /// the members its spec declares (a Group kept in git).
 #[derive(Clone, Debug, Deserialize)]
@@ -337,6 +405,28 @@ pub struct GroupNameViewSpec {
     pub display_name: String,
     #[serde(default)]
     pub members: Vec<crate::api::GroupMember>,
+}
+
+impl GroupNameView {
+    /// What the index reads of `group`.
+    pub fn of_group(group: &Group) -> Self {
+        let m = &group.metadata;
+        Self {
+            metadata: ObjectMeta {
+                name: m.name.clone(),
+                namespace: m.namespace.clone(),
+                uid: m.uid.clone(),
+                resource_version: m.resource_version.clone(),
+                generation: m.generation,
+                ..ObjectMeta::default()
+            },
+            spec: GroupNameViewSpec {
+                policy: group.spec.policy.clone(),
+                display_name: group.spec.display_name.clone(),
+                members: group.spec.members.clone(),
+            },
+        }
+    }
 }
 
 /// A projection watched as the kind `$kind` it projects.
@@ -373,6 +463,7 @@ macro_rules! projection_of {
 
 projection_of!(UserView, User);
 projection_of!(PersonView, User);
+projection_of!(UserWatch, User);
 projection_of!(GroupNameView, Group);
 
 #[cfg(test)]

@@ -94,7 +94,8 @@ async fn serve_with_grants(
     create_policy(env, policy, token).await;
     let origin = crate::support::scim::start(client.clone()).await;
     let index = roster::directory::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone(), vec![ns.clone()]));
+    let (_, feed) = roster::directory::caches::start(&client, std::slice::from_ref(&ns), &index);
+    tokio::spawn(feed);
     tokio::spawn(roster::access::run(
         client,
         Some(ns.clone()),

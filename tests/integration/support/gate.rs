@@ -37,9 +37,9 @@ pub async fn replica_advertising_itself(env: &TestEnv, key: &SessionKey) -> Stri
 async fn start_replica(env: &TestEnv, key: &SessionKey, advertise_self: bool) -> String {
     let client = env.client.clone();
     let index = MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone(), Vec::new()));
-    let policies = PolicyCache::default();
-    tokio::spawn(policies.clone().run(client.clone()));
+    let (caches, feed) = roster::directory::caches::start(&client, &[], &index);
+    tokio::spawn(feed);
+    let policies = PolicyCache::over(&caches);
     let readiness = Readiness::new(index.clone()).with_policies(policies);
     readiness.set_ready();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -62,15 +62,20 @@ pub async fn create_policy(env: &TestEnv, policy: ProvisioningPolicy, token: &st
 pub async fn start(client: kube::Client) -> String {
     let readiness = Readiness::default();
     readiness.set_ready();
-    start_with(client, readiness, &ServerArgs::default()).await
+    let index = roster::directory::membership::MembershipIndex::default();
+    let (_, feed) = roster::directory::caches::start(&client, &[], &index);
+    tokio::spawn(feed);
+    start_with(client, index, readiness, &ServerArgs::default()).await
 }
 
 /// Serves Roster's router as the operator does: policies from a watch-fed
 /// cache, and only once that cache has synced. `client` is what the server
 /// talks to the API with (a test may count its calls).
 pub async fn start_watching(client: kube::Client) -> String {
-    let policies = roster::directory::policies::PolicyCache::default();
-    tokio::spawn(policies.clone().run(client.clone()));
+    let index = roster::directory::membership::MembershipIndex::default();
+    let (caches, feed) = roster::directory::caches::start(&client, &[], &index);
+    tokio::spawn(feed);
+    let policies = roster::directory::policies::PolicyCache::over(&caches);
     let readiness = Readiness::default().with_policies(policies);
     readiness.set_ready();
     // With a public URL, as deployed: SAML answers (404 for an unknown policy).
@@ -78,7 +83,7 @@ pub async fn start_watching(client: kube::Client) -> String {
         public_url: Some(super::saml::PUBLIC_URL.to_owned()),
         ..ServerArgs::default()
     };
-    let origin = start_with(client, readiness, &args).await;
+    let origin = start_with(client, index, readiness, &args).await;
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -94,11 +99,14 @@ pub async fn start_watching(client: kube::Client) -> String {
     }
 }
 
-async fn start_with(client: kube::Client, readiness: Readiness, args: &ServerArgs) -> String {
+async fn start_with(
+    client: kube::Client,
+    index: roster::directory::membership::MembershipIndex,
+    readiness: Readiness,
+    args: &ServerArgs,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let index = roster::directory::membership::MembershipIndex::default();
-    tokio::spawn(index.clone().run(client.clone(), Vec::new()));
     let router = server::router(client, index, args, readiness);
     tokio::spawn(server::serve(
         router,

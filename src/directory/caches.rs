@@ -1,0 +1,327 @@
+//! The process's watch-fed caches: one watch per kind and scope (a watched
+//! namespace, or all of them), started once per process and read by both
+//! sides. The HTTP side's membership index and policy cache are fed from
+//! the same events as the stores the controllers read when this replica
+//! leads, so each object is listed, sent and parsed once per process, and a
+//! replica that takes over leads with warm caches.
+//!
+//! Each store keeps a trimmed copy (see the `trim_*` functions and
+//! [`UserView`]); what the index keeps of Users and Groups is split off the
+//! same parsed event before the copy is stored.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy};
+use crate::directory::membership::MembershipIndex;
+use crate::directory::slices::SliceIndex;
+use crate::directory::views::{GroupNameView, UserView, UserWatch};
+
+/// Events a subscriber may fall behind before the watch waits for it.
+const BUFFER: usize = 1024;
+
+/// One watch's store, and subscriptions to its changes.
+pub struct Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store: Store<K>,
+    /// A subscription drained by the feed itself: each new subscriber is a
+    /// copy of it, so it starts at the latest change. (A shared store
+    /// hands out subscriptions only before it is fed.)
+    keeper: Arc<Mutex<Pin<Box<ReflectHandle<K>>>>>,
+    listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<K> Clone for Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            keeper: self.keeper.clone(),
+            listed: self.listed.clone(),
+        }
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The changes from now on (not the objects already listed: read the
+    /// store for those). Drain it, or the watch waits for it.
+    pub fn subscribe(&self) -> ReflectHandle<K> {
+        let keeper = self.keeper.lock().expect("cache keeper lock");
+        Pin::get_ref(keeper.as_ref()).clone()
+    }
+
+    /// Whether the first full list has arrived (true from then on).
+    pub fn listed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.listed.clone()
+    }
+}
+
+/// A cache of `K` fed by a watch of `W` (the same kind, parsed as `W`),
+/// each event turned into `K`'s by `project` (which may also feed an
+/// index): the cache, and the future that feeds it, forever.
+fn cache<W, K>(
+    api: Api<W>,
+    project: impl FnMut(watcher::Event<W>) -> watcher::Event<K> + Send + 'static,
+) -> (Cache<K>, BoxFuture<'static, ()>)
+where
+    W: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared(BUFFER);
+    let keeper = Arc::new(Mutex::new(Box::pin(
+        writer.subscribe().expect("a shared store has subscribers"),
+    )));
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
+    // A streamed first list where the API server serves one, else pages of
+    // 500; never `resourceVersion=0` (see `cluster::watch_config`).
+    let feed = watcher(api, crate::cluster::watch_config())
+        .default_backoff()
+        .map_ok(project)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed_tx.send_replace(true);
+            }
+        })
+        .reflect_shared(writer)
+        .for_each(|event| async move {
+            if let Err(error) = event {
+                tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
+            }
+        });
+    // Polled with the feed, in one task: a subscription that read a change
+    // whose object is gone again answers Pending without a wake-up, and the
+    // feed's next event polls it again.
+    let drain = {
+        let keeper = keeper.clone();
+        futures::future::poll_fn(move |cx| {
+            let mut keeper = keeper.lock().expect("cache keeper lock");
+            while let Poll::Ready(next) = keeper.as_mut().poll_next(cx) {
+                if next.is_none() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+    };
+    let run = async move {
+        futures::join!(feed, drain);
+    };
+    (
+        Cache {
+            store,
+            keeper,
+            listed,
+        },
+        run.boxed(),
+    )
+}
+
+/// The caches of one scope: a watched namespace, or all of them (`None`).
+#[derive(Clone)]
+pub struct ScopeCaches {
+    pub scope: Option<String>,
+    pub users: Cache<UserView>,
+    pub groups: Cache<Group>,
+    pub policies: Cache<ProvisioningPolicy>,
+    pub slices: Cache<GroupMemberSlice>,
+    /// The slices of each Group, from the slice events.
+    pub slice_index: SliceIndex,
+}
+
+impl ScopeCaches {
+    /// Starts the caches of `scope`, feeding `index` (which must expect
+    /// the scope: [`MembershipIndex::expect`]): the caches, and the future
+    /// that feeds them, forever.
+    pub fn start(
+        client: &kube::Client,
+        scope: Option<String>,
+        index: &MembershipIndex,
+    ) -> (Self, BoxFuture<'static, ()>) {
+        fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
+            client: &kube::Client,
+            scope: &Option<String>,
+        ) -> Api<K> {
+            match scope {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            }
+        }
+        let (users, users_feed) = {
+            let (index, scope) = (index.clone(), scope.clone());
+            cache(api::<UserWatch>(client, &scope), move |event| {
+                let (people, views) = split(event, UserWatch::split);
+                index.apply_user(&scope, people);
+                views
+            })
+        };
+        let (groups, groups_feed) = {
+            let (index, scope) = (index.clone(), scope.clone());
+            cache(api::<Group>(client, &scope), move |event| {
+                index.apply_group(&scope, project(&event, GroupNameView::of_group));
+                event.modify(trim_group)
+            })
+        };
+        let slice_index = SliceIndex::default();
+        let (slices, slices_feed) = {
+            let (index, scope, slice_index) = (index.clone(), scope.clone(), slice_index.clone());
+            cache(api::<GroupMemberSlice>(client, &scope), move |event| {
+                slice_index.observe(&event);
+                index.apply_slices(&scope, event.clone());
+                event.modify(trim_slice)
+            })
+        };
+        let (policies, policies_feed) = cache(
+            api::<ProvisioningPolicy>(client, &scope),
+            |event: watcher::Event<ProvisioningPolicy>| event.modify(trim_policy),
+        );
+        let feed = async move {
+            futures::join!(users_feed, groups_feed, slices_feed, policies_feed);
+        };
+        (
+            Self {
+                scope,
+                users,
+                groups,
+                policies,
+                slices,
+                slice_index,
+            },
+            feed.boxed(),
+        )
+    }
+
+    /// Whether every cache of the scope has its first full list.
+    pub fn listed(&self) -> Vec<tokio::sync::watch::Receiver<bool>> {
+        vec![
+            self.users.listed(),
+            self.groups.listed(),
+            self.policies.listed(),
+            self.slices.listed(),
+        ]
+    }
+}
+
+/// The caches of every watched namespace (`--watch-namespace`; none: one
+/// set over all namespaces), feeding `index`: the caches, and the future
+/// that feeds them, forever.
+pub fn start(
+    client: &kube::Client,
+    namespaces: &[String],
+    index: &MembershipIndex,
+) -> (Vec<ScopeCaches>, BoxFuture<'static, ()>) {
+    let scopes = scopes(namespaces);
+    index.expect(&scopes);
+    let (caches, feeds): (Vec<_>, Vec<_>) = scopes
+        .into_iter()
+        .map(|scope| ScopeCaches::start(client, scope, index))
+        .unzip();
+    let feed = async move {
+        futures::future::join_all(feeds).await;
+    };
+    (caches, feed.boxed())
+}
+
+/// One scope per watched namespace, sorted, or `None` for all of them.
+pub fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let mut scopes: Vec<Option<String>> = namespaces.iter().cloned().map(Some).collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    scopes
+}
+
+/// `event` with each object turned into `A`'s and `B`'s.
+fn split<W, A, B>(
+    event: watcher::Event<W>,
+    split: impl Fn(W) -> (A, B),
+) -> (watcher::Event<A>, watcher::Event<B>) {
+    use watcher::Event::*;
+    match event {
+        Apply(object) => {
+            let (a, b) = split(object);
+            (Apply(a), Apply(b))
+        }
+        Delete(object) => {
+            let (a, b) = split(object);
+            (Delete(a), Delete(b))
+        }
+        Init => (Init, Init),
+        InitApply(object) => {
+            let (a, b) = split(object);
+            (InitApply(a), InitApply(b))
+        }
+        InitDone => (InitDone, InitDone),
+    }
+}
+
+/// `event` with each object projected by `f`.
+fn project<K, P>(event: &watcher::Event<K>, f: impl Fn(&K) -> P) -> watcher::Event<P> {
+    use watcher::Event::*;
+    match event {
+        Apply(object) => Apply(f(object)),
+        Delete(object) => Delete(f(object)),
+        Init => Init,
+        InitApply(object) => InitApply(f(object)),
+        InitDone => InitDone,
+    }
+}
+
+/// Never read from the caches, and the bulk of a small object (kubectl's
+/// last-applied copy, audit annotations): not cached.
+fn trim<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().clear();
+}
+
+/// [`trim`], but a policy keeps the operator's approval of held
+/// deprovisioning (the one annotation the controllers read).
+fn trim_policy(policy: &mut ProvisioningPolicy) {
+    let approval = policy
+        .annotations_mut()
+        .remove_entry(crate::controller::breaker::APPROVAL_ANNOTATION);
+    trim(policy);
+    policy.annotations_mut().extend(approval);
+}
+
+/// [`trim`], but a group keeps the deadline of the SCIM request that
+/// created it, which tells an abandoned creation.
+fn trim_group(group: &mut Group) {
+    let deadline = group
+        .annotations_mut()
+        .remove_entry(crate::api::REQUEST_DEADLINE_ANNOTATION);
+    trim(group);
+    group.annotations_mut().extend(deadline);
+}
+
+/// [`trim`], and the labels too: nothing reads a slice's labels (its group
+/// is in its spec), and each label map costs half a kilobyte.
+fn trim_slice(slice: &mut GroupMemberSlice) {
+    trim(slice);
+    slice.labels_mut().clear();
+}
