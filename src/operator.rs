@@ -83,7 +83,13 @@ pub async fn run(
     // caches, of the watched namespaces only: those may be the only ones
     // Roster may read (the chart's rbac.scope=namespaced). The controllers
     // read the same caches when this replica leads.
-    let (caches, feed) = crate::directory::caches::start(&client, &args.watch_namespace, &index);
+    let keep = if args.serve_only {
+        crate::directory::caches::Keep::Nothing
+    } else {
+        crate::directory::caches::Keep::Objects
+    };
+    let (caches, feed) =
+        crate::directory::caches::start(&client, &args.watch_namespace, &index, keep);
     let policies = PolicyCache::over(&caches);
     let readiness = Readiness::new(index.clone()).with_policies(policies.clone());
     let watches = tokio::spawn(feed);

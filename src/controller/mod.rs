@@ -162,6 +162,7 @@ pub async fn run(
         &client,
         scope.into_iter().next().flatten(),
         &index,
+        crate::directory::caches::Keep::Objects,
     );
     let metadata = crate::saml::idp_metadata::MetadataSources::default();
     tokio::select! {
@@ -210,7 +211,6 @@ pub async fn run_with(
         slices: Some(slice_nudges),
     };
     let first_round = first_round(&caches, nudges.clone());
-    let first_round_done = first_round.done.clone();
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -248,15 +248,10 @@ pub async fn run_with(
         }
     };
     let policy_spec_changes = policy_events.remove(0).filter(spec_changed());
-    let user_triggers = user_events.remove(0).filter(move |view| {
-        let at_rest = user::needs_no_reconcile(view);
-        // The first round counts those it finds; a change before it ends
-        // is found there too.
-        if at_rest && first_round_done.load(std::sync::atomic::Ordering::Acquire) {
-            crate::metrics::METRICS.at_rest("User");
-        }
-        std::future::ready(!at_rest)
-    });
+    // Users at rest are counted once, by the first round.
+    let user_triggers = user_events
+        .remove(0)
+        .filter(|view| std::future::ready(!user::needs_no_reconcile(view)));
     let user_controller = Controller::for_shared_stream(user_triggers, users.clone())
         .watches_shared_stream(policy_spec_changes, users_of_policy)
         .reconcile_on(queue(user_nudged))
@@ -383,62 +378,51 @@ pub async fn run_with(
         _ = async { tokio::join!(user_controller, group_controller, slice_controller, policy_controller) } => {}
         _ = sweeper => {}
         _ = gauges => {}
-        () = first_round.run.then(|()| std::future::pending::<()>()) => {}
+        () = first_round.then(|()| std::future::pending::<()>()) => {}
     }
 }
 
 /// Every object of the caches, queued once when the controllers start: the
 /// subscriptions only see changes from then on, and a replica that takes
 /// over finds its caches already listed. Users at rest (synced, nothing to
-/// do) are counted instead.
-struct FirstRound {
-    run: futures::future::BoxFuture<'static, ()>,
-    /// Set once every object is queued.
-    done: Arc<std::sync::atomic::AtomicBool>,
-}
-
+/// do) are counted instead (`roster_reconciles_total{result="at_rest"}`:
+/// the Users found at rest when the controllers started).
 fn first_round(
     caches: &crate::directory::caches::ScopeCaches,
     queues: context::Nudges,
-) -> FirstRound {
+) -> futures::future::BoxFuture<'static, ()> {
     use futures::FutureExt;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let caches = caches.clone();
-    let run = {
-        let done = done.clone();
-        async move {
-            for mut listed in caches.listed() {
-                if listed.wait_for(|listed| *listed).await.is_err() {
-                    return;
-                }
+    async move {
+        for mut listed in caches.listed() {
+            if listed.wait_for(|listed| *listed).await.is_err() {
+                return;
             }
-            fn queue_all<K: Resource<DynamicType = ()> + Clone>(
-                store: &reflector::Store<K>,
-                queue: &Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<K>>>,
-                wanted: impl Fn(&K) -> bool,
-            ) {
-                let Some(queue) = queue else { return };
-                for object in store.state() {
-                    if wanted(&object) {
-                        let _ = queue.send(ObjectRef::from_obj(object.as_ref()));
-                    }
-                }
-            }
-            queue_all(&caches.policies.store(), &queues.policies, |_| true);
-            queue_all(&caches.users.store(), &queues.users, |view| {
-                let at_rest = user::needs_no_reconcile(view);
-                if at_rest {
-                    crate::metrics::METRICS.at_rest("User");
-                }
-                !at_rest
-            });
-            queue_all(&caches.groups.store(), &queues.groups, |_| true);
-            queue_all(&caches.slices.store(), &queues.slices, |_| true);
-            done.store(true, std::sync::atomic::Ordering::Release);
         }
-        .boxed()
-    };
-    FirstRound { run, done }
+        fn queue_all<K: Resource<DynamicType = ()> + Clone>(
+            store: &reflector::Store<K>,
+            queue: &Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<K>>>,
+            wanted: impl Fn(&K) -> bool,
+        ) {
+            let Some(queue) = queue else { return };
+            for object in store.state() {
+                if wanted(&object) {
+                    let _ = queue.send(ObjectRef::from_obj(object.as_ref()));
+                }
+            }
+        }
+        queue_all(&caches.policies.store(), &queues.policies, |_| true);
+        queue_all(&caches.users.store(), &queues.users, |view| {
+            let at_rest = user::needs_no_reconcile(view);
+            if at_rest {
+                crate::metrics::METRICS.at_rest("User");
+            }
+            !at_rest
+        });
+        queue_all(&caches.groups.store(), &queues.groups, |_| true);
+        queue_all(&caches.slices.store(), &queues.slices, |_| true);
+    }
+    .boxed()
 }
 
 /// The objects sent into an out-of-turn queue ([`context::Nudges`]).

@@ -80,6 +80,7 @@ where
 /// index): the cache, and the future that feeds it, forever.
 fn cache<W, K>(
     api: Api<W>,
+    keep: Keep,
     project: impl FnMut(watcher::Event<W>) -> watcher::Event<K> + Send + 'static,
 ) -> (Cache<K>, BoxFuture<'static, ()>)
 where
@@ -98,20 +99,27 @@ where
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     // A streamed first list where the API server serves one, else pages of
     // 500; never `resourceVersion=0` (see `cluster::watch_config`).
-    let feed = watcher(api, crate::cluster::watch_config())
+    let events = watcher(api, crate::cluster::watch_config())
         .default_backoff()
-        .map_ok(project)
-        .inspect_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone) {
+        .map_ok(project);
+    // Listed once the store holds the list (after `reflect_shared`).
+    let log = move |event: Result<watcher::Event<K>, watcher::Error>| {
+        match event {
+            Ok(watcher::Event::InitDone) => {
                 listed_tx.send_replace(true);
             }
-        })
-        .reflect_shared(writer)
-        .for_each(|event| async move {
-            if let Err(error) = event {
+            Ok(_) => {}
+            Err(error) => {
                 tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
             }
-        });
+        }
+        std::future::ready(())
+    };
+    let feed = match keep {
+        Keep::Objects => events.reflect_shared(writer).for_each(log).boxed(),
+        // The writer goes: the store stays empty, its subscriptions end.
+        Keep::Nothing => events.for_each(log).boxed(),
+    };
     // Polled with the feed, in one task: a subscription that read a change
     // whose object is gone again answers Pending without a wake-up, and the
     // feed's next event polls it again.
@@ -140,6 +148,14 @@ where
     )
 }
 
+/// Whether a cache keeps the objects (for controllers), or only feeds the
+/// index and tells when it has listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    Objects,
+    Nothing,
+}
+
 /// The caches of one scope: a watched namespace, or all of them (`None`).
 #[derive(Clone)]
 pub struct ScopeCaches {
@@ -155,11 +171,14 @@ pub struct ScopeCaches {
 impl ScopeCaches {
     /// Starts the caches of `scope`, feeding `index` (which must expect
     /// the scope: [`MembershipIndex::expect`]): the caches, and the future
-    /// that feeds them, forever.
+    /// that feeds them, forever. With `keep` [`Keep::Nothing`] (a process
+    /// that never runs controllers) the stores of Users, Groups and slices
+    /// stay empty; policies are kept either way, for the policy cache.
     pub fn start(
         client: &kube::Client,
         scope: Option<String>,
         index: &MembershipIndex,
+        keep: Keep,
     ) -> (Self, BoxFuture<'static, ()>) {
         fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
             client: &kube::Client,
@@ -172,7 +191,7 @@ impl ScopeCaches {
         }
         let (users, users_feed) = {
             let (index, scope) = (index.clone(), scope.clone());
-            cache(api::<UserWatch>(client, &scope), move |event| {
+            cache(api::<UserWatch>(client, &scope), keep, move |event| {
                 let (people, views) = split(event, UserWatch::split);
                 index.apply_user(&scope, people);
                 views
@@ -180,7 +199,7 @@ impl ScopeCaches {
         };
         let (groups, groups_feed) = {
             let (index, scope) = (index.clone(), scope.clone());
-            cache(api::<Group>(client, &scope), move |event| {
+            cache(api::<Group>(client, &scope), keep, move |event| {
                 index.apply_group(&scope, project(&event, GroupNameView::of_group));
                 event.modify(trim_group)
             })
@@ -188,14 +207,19 @@ impl ScopeCaches {
         let slice_index = SliceIndex::default();
         let (slices, slices_feed) = {
             let (index, scope, slice_index) = (index.clone(), scope.clone(), slice_index.clone());
-            cache(api::<GroupMemberSlice>(client, &scope), move |event| {
-                slice_index.observe(&event);
-                index.apply_slices(&scope, event.clone());
-                event.modify(trim_slice)
-            })
+            cache(
+                api::<GroupMemberSlice>(client, &scope),
+                keep,
+                move |event| {
+                    slice_index.observe(&event);
+                    index.apply_slices(&scope, event.clone());
+                    event.modify(trim_slice)
+                },
+            )
         };
         let (policies, policies_feed) = cache(
             api::<ProvisioningPolicy>(client, &scope),
+            Keep::Objects,
             |event: watcher::Event<ProvisioningPolicy>| event.modify(trim_policy),
         );
         let feed = async move {
@@ -226,18 +250,19 @@ impl ScopeCaches {
 }
 
 /// The caches of every watched namespace (`--watch-namespace`; none: one
-/// set over all namespaces), feeding `index`: the caches, and the future
-/// that feeds them, forever.
+/// set over all namespaces), feeding `index`, keeping objects as `keep`
+/// says: the caches, and the future that feeds them, forever.
 pub fn start(
     client: &kube::Client,
     namespaces: &[String],
     index: &MembershipIndex,
+    keep: Keep,
 ) -> (Vec<ScopeCaches>, BoxFuture<'static, ()>) {
     let scopes = scopes(namespaces);
     index.expect(&scopes);
     let (caches, feeds): (Vec<_>, Vec<_>) = scopes
         .into_iter()
-        .map(|scope| ScopeCaches::start(client, scope, index))
+        .map(|scope| ScopeCaches::start(client, scope, index, keep))
         .unzip();
     let feed = async move {
         futures::future::join_all(feeds).await;

@@ -94,7 +94,12 @@ async fn serve_with_grants(
     create_policy(env, policy, token).await;
     let origin = crate::support::scim::start(client.clone()).await;
     let index = roster::directory::membership::MembershipIndex::default();
-    let (_, feed) = roster::directory::caches::start(&client, std::slice::from_ref(&ns), &index);
+    let (_, feed) = roster::directory::caches::start(
+        &client,
+        std::slice::from_ref(&ns),
+        &index,
+        roster::directory::caches::Keep::Nothing,
+    );
     tokio::spawn(feed);
     tokio::spawn(roster::access::run(
         client,

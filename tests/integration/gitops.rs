@@ -48,8 +48,12 @@ async fn a_group_kept_in_git_and_pushed_over_scim_settles_with_both_sides_member
     // The controllers as the operator runs them: with the membership index
     // that finds Users by userName and wakes the groups naming them.
     let index = roster::directory::membership::MembershipIndex::default();
-    let (mut caches, feed) =
-        roster::directory::caches::start(&env.client, std::slice::from_ref(&env.namespace), &index);
+    let (mut caches, feed) = roster::directory::caches::start(
+        &env.client,
+        std::slice::from_ref(&env.namespace),
+        &index,
+        roster::directory::caches::Keep::Objects,
+    );
     tokio::spawn(feed);
     let controllers = tokio::spawn(roster::controller::run_with(
         env.client.clone(),

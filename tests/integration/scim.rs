@@ -920,7 +920,12 @@ async fn a_group_of_50000_members_pushed_256_at_a_time_stays_in_bounded_slices()
     // check: 50,000 member Users would take minutes to create, and the check
     // (every member a User of the policy) is tested in isolation.rs.
     let index = roster::directory::membership::MembershipIndex::default();
-    let (_, feed) = roster::directory::caches::start(&env.client, &[], &index);
+    let (_, feed) = roster::directory::caches::start(
+        &env.client,
+        &[],
+        &index,
+        roster::directory::caches::Keep::Nothing,
+    );
     tokio::spawn(feed);
     let directory =
         roster::directory::store::Directory::new(env.client.clone(), index, &env.namespace, "crm");

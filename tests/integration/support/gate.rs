@@ -37,7 +37,12 @@ pub async fn replica_advertising_itself(env: &TestEnv, key: &SessionKey) -> Stri
 async fn start_replica(env: &TestEnv, key: &SessionKey, advertise_self: bool) -> String {
     let client = env.client.clone();
     let index = MembershipIndex::default();
-    let (caches, feed) = roster::directory::caches::start(&client, &[], &index);
+    let (caches, feed) = roster::directory::caches::start(
+        &client,
+        &[],
+        &index,
+        roster::directory::caches::Keep::Nothing,
+    );
     tokio::spawn(feed);
     let policies = PolicyCache::over(&caches);
     let readiness = Readiness::new(index.clone()).with_policies(policies);

@@ -63,7 +63,12 @@ pub async fn start(client: kube::Client) -> String {
     let readiness = Readiness::default();
     readiness.set_ready();
     let index = roster::directory::membership::MembershipIndex::default();
-    let (_, feed) = roster::directory::caches::start(&client, &[], &index);
+    let (_, feed) = roster::directory::caches::start(
+        &client,
+        &[],
+        &index,
+        roster::directory::caches::Keep::Nothing,
+    );
     tokio::spawn(feed);
     start_with(client, index, readiness, &ServerArgs::default()).await
 }
@@ -73,7 +78,12 @@ pub async fn start(client: kube::Client) -> String {
 /// talks to the API with (a test may count its calls).
 pub async fn start_watching(client: kube::Client) -> String {
     let index = roster::directory::membership::MembershipIndex::default();
-    let (caches, feed) = roster::directory::caches::start(&client, &[], &index);
+    let (caches, feed) = roster::directory::caches::start(
+        &client,
+        &[],
+        &index,
+        roster::directory::caches::Keep::Nothing,
+    );
     tokio::spawn(feed);
     let policies = roster::directory::policies::PolicyCache::over(&caches);
     let readiness = Readiness::default().with_policies(policies);
