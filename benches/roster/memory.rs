@@ -227,8 +227,8 @@ pub async fn measure(
     let roster = Roster::start(kubeconfig, Some(NS));
     let ready = roster.ready(http, Duration::from_secs(600)).await;
     let rss_ready = rss_mib(roster.pid());
-    // The controllers' caches fill beside readiness; wait for every object's
-    // first reconcile.
+    // Ready once the process's caches hold their lists (the controllers
+    // read the same ones); wait for every object's first reconcile.
     let started = Instant::now();
     let mut reconciled = (0.0, 0.0);
     while started.elapsed() < Duration::from_secs(600) {

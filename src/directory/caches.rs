@@ -20,10 +20,10 @@ use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy};
+use crate::api::{Group, GroupMemberSlice, GroupMemberSliceSpec, ProvisioningPolicy};
 use crate::directory::membership::MembershipIndex;
 use crate::directory::slices::SliceIndex;
-use crate::directory::views::{GroupNameView, UserView, UserWatch};
+use crate::directory::views::{GroupNameView, SliceWatch, UserView, UserWatch};
 
 /// Events a subscriber may fall behind before the watch waits for it.
 const BUFFER: usize = 1024;
@@ -207,15 +207,27 @@ impl ScopeCaches {
         let slice_index = SliceIndex::default();
         let (slices, slices_feed) = {
             let (index, scope, slice_index) = (index.clone(), scope.clone(), slice_index.clone());
-            cache(
-                api::<GroupMemberSlice>(client, &scope),
-                keep,
-                move |event| {
-                    slice_index.observe(&event);
-                    index.apply_slices(&scope, event.clone());
-                    event.modify(trim_slice)
-                },
-            )
+            cache(api::<SliceWatch>(client, &scope), keep, move |event| {
+                let (slice, kept) = split(event, |watched| {
+                    let slice = watched.into_slice();
+                    // Only a kept slice needs its members twice.
+                    let kept = match keep {
+                        Keep::Objects => slice.clone(),
+                        Keep::Nothing => GroupMemberSlice {
+                            metadata: slice.metadata.clone(),
+                            spec: GroupMemberSliceSpec {
+                                group: slice.spec.group.clone(),
+                                members: Default::default(),
+                            },
+                            status: None,
+                        },
+                    };
+                    (slice, kept)
+                });
+                slice_index.observe(&kept);
+                index.apply_slices(&scope, slice);
+                kept
+            })
         };
         let (policies, policies_feed) = cache(
             api::<ProvisioningPolicy>(client, &scope),
@@ -342,11 +354,4 @@ fn trim_group(group: &mut Group) {
         .remove_entry(crate::api::REQUEST_DEADLINE_ANNOTATION);
     trim(group);
     group.annotations_mut().extend(deadline);
-}
-
-/// [`trim`], and the labels too: nothing reads a slice's labels (its group
-/// is in its spec), and each label map costs half a kilobyte.
-fn trim_slice(slice: &mut GroupMemberSlice) {
-    trim(slice);
-    slice.labels_mut().clear();
 }

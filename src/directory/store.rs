@@ -23,6 +23,7 @@ use crate::api::{
     User, UserNameClaim, UserSpec, claim_name,
 };
 use crate::deadline::Deadline;
+use crate::directory::views::SliceWatch;
 use crate::directory::writers::{SCIM_MANAGER, SOURCE_LABEL};
 use crate::directory::{ClaimError, UserNames};
 use crate::identity::same_user_name;
@@ -660,6 +661,9 @@ impl Directory {
             }
         };
         let api = self.api::<GroupMemberSlice>();
+        // Patches answer without the managed fields, which list every
+        // member of the slice again.
+        let patches = self.api::<SliceWatch>();
         for (name, members) in plan.patches {
             let written = if plan.create.contains(&name) {
                 let mut slice = GroupMemberSlice::new(
@@ -677,15 +681,19 @@ impl Directory {
                     // Another request opened the same slice: merge into it.
                     Err(kube::Error::Api(s)) if s.code == 409 => {
                         let patch = json!({ "spec": { "members": members } });
-                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        patches
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await?
+                            .into_slice()
                     }
                     Err(error) => return Err(error.into()),
                 }
             } else {
                 let patch = json!({ "spec": { "members": members } });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                patches
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?
+                    .into_slice()
             };
             self.index.observe(&written);
         }

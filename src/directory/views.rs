@@ -389,6 +389,33 @@ impl UserWatch {
     }
 }
 
+/// A GroupMemberSlice as its watch delivers it, parsed without the
+/// metadata nobody reads: managed fields above all, where a slice written
+/// by server-side apply lists each of its members once more.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SliceWatch {
+    #[serde(deserialize_with = "trimmed_metadata")]
+    pub metadata: ObjectMeta,
+    spec: crate::api::GroupMemberSliceSpec,
+    #[serde(default)]
+    status: Option<crate::api::GroupMemberSliceStatus>,
+}
+
+impl SliceWatch {
+    /// The slice, without labels (nothing reads them: its group is in its
+    /// spec) or annotations.
+    pub fn into_slice(self) -> crate::api::GroupMemberSlice {
+        let mut metadata = self.metadata;
+        metadata.labels = None;
+        metadata.annotations = None;
+        crate::api::GroupMemberSlice {
+            metadata,
+            spec: self.spec,
+            status: self.status,
+        }
+    }
+}
+
 /// A Group as the membership index reads it: its policy, display name and
 /// the members its spec declares (a Group kept in git).
 #[derive(Clone, Debug, Deserialize)]
@@ -464,6 +491,7 @@ macro_rules! projection_of {
 projection_of!(UserView, User);
 projection_of!(PersonView, User);
 projection_of!(UserWatch, User);
+projection_of!(SliceWatch, crate::api::GroupMemberSlice);
 projection_of!(GroupNameView, Group);
 
 #[cfg(test)]
@@ -569,6 +597,50 @@ mod tests {
         assert_eq!(Person::of_view(&view).sessions_not_before, Some(i64::MAX));
         let view: PersonView = serde_json::from_value(full_user()).unwrap();
         assert_eq!(Person::of_view(&view).sessions_not_before, None);
+    }
+
+    #[test]
+    fn one_parsed_user_gives_the_controllers_view_and_the_index_view() {
+        let mut user = full_user();
+        user["metadata"]["annotations"][SESSIONS_NOT_BEFORE_ANNOTATION] =
+            json!("2026-12-01T10:00:00Z");
+        let watched: UserWatch = serde_json::from_value(user.clone()).unwrap();
+        let (person, view) = watched.split();
+        let (expected_person, expected_view): (PersonView, UserView) = (
+            serde_json::from_value(user.clone()).unwrap(),
+            serde_json::from_value(user).unwrap(),
+        );
+        assert_eq!(Person::of_view(&person), Person::of_view(&expected_person));
+        assert_eq!(view.metadata, expected_view.metadata);
+        assert_eq!(
+            (view.holds_finalizer, view.source, &*view.spec.policy),
+            (true, Source::Jit, "wiki")
+        );
+        assert_eq!(
+            view.status.unwrap().conditions,
+            expected_view.status.unwrap().conditions
+        );
+    }
+
+    #[test]
+    fn a_watched_slice_keeps_its_members_and_status_not_its_managed_fields() {
+        let watched: SliceWatch = serde_json::from_value(json!({
+            "metadata": {
+                "name": "g-0", "namespace": "ns", "resourceVersion": "9",
+                "labels": {"roster.dev/group": "g"},
+                "managedFields": [{"manager": "roster-scim", "operation": "Update",
+                    "fieldsV1": {"f:spec": {"f:members": {"f:u-1": {}}}}}],
+            },
+            "spec": {"group": "g", "members": {"u-1": {}}},
+            "status": {"syncedMembers": {"u-1": "r-1"}},
+        }))
+        .unwrap();
+        let slice = watched.into_slice();
+        assert!(slice.metadata.managed_fields.is_none());
+        assert!(slice.metadata.labels.is_none());
+        assert_eq!(slice.metadata.resource_version.as_deref(), Some("9"));
+        assert_eq!(slice.spec.members.keys().collect::<Vec<_>>(), ["u-1"]);
+        assert_eq!(slice.status.unwrap().synced_members["u-1"], "r-1");
     }
 
     #[test]
