@@ -274,7 +274,7 @@ async fn lead(
             if let Some(options) = &access {
                 runs.push(Box::pin(crate::access::run(
                     client.clone(),
-                    scope.scope.clone(),
+                    scope.clone(),
                     index.clone(),
                     options.clone(),
                     stopped(stopped_rx.clone()),

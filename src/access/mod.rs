@@ -36,6 +36,7 @@ use serde_json::json;
 
 use crate::api::{AccessGrant, AccessGrantStatus, GrantedBinding, ProvisioningPolicy};
 use crate::controller::conditions::{Decided, READY, SYNCED, merge};
+use crate::directory::caches::ScopeCaches;
 use crate::directory::membership::MembershipIndex;
 use crate::directory::writers::ACCESS_MANAGER;
 
@@ -64,16 +65,18 @@ enum Error {
     Finalizer(String),
 }
 
-/// Runs the AccessGrant controller over the grants of `scope` (one
-/// namespace, or all) until `shutdown`.
+/// Runs the AccessGrant controller over the grants of `caches`' scope (one
+/// namespace, or all) until `shutdown`. Policies come from the process's
+/// shared caches; namespaces, bindings and grants are watched here, as
+/// nothing else reads them.
 pub async fn run(
     client: kube::Client,
-    scope: Option<String>,
+    caches: ScopeCaches,
     index: MembershipIndex,
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let grants: Api<AccessGrant> = match &scope {
+    let grants: Api<AccessGrant> = match &caches.scope {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
@@ -95,16 +98,8 @@ pub async fn run(
         (Some(store), changes.boxed())
     };
     // A policy's naming (its kubernetes prefixes) reaches all its grants.
-    let policy_api: Api<ProvisioningPolicy> = match &scope {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    let (policies, policies_writer) = reflector::store();
-    let policy_changes = watcher(policy_api, watcher::Config::default())
-        .default_backoff()
-        .reflect(policies_writer)
-        .applied_objects()
-        .filter_map(|event| async move { event.ok().map(|_| ()) });
+    let policies = caches.policies.store();
+    let policy_changes = caches.policies.subscribe().map(|_| ());
     let controller = Controller::new(grants, watcher::Config::default());
     // The directory changed: the grants of the groups it touched are
     // planned again (all of them after a relist); a burst is one round.

@@ -415,7 +415,7 @@ impl Users {
         if let Some(id) = self
             .index
             .user_by_subject(&self.namespace, &self.policy, subject)
-            && let Some(user) = self.api.get_opt(&id).await?.filter(keyed)
+            && let Some(user) = recent(&self.api, &id).await?.filter(keyed)
         {
             return Ok(Some(user));
         }
@@ -636,6 +636,18 @@ impl Users {
 }
 
 /// The spec fields a login writes, for comparison.
+/// The User named `id` as the API server's watch cache holds it
+/// (`resourceVersion=0`): no etcd read, and at most as stale as the index
+/// that named it. A login decided on it writes by server-side apply, never
+/// by a conditional update, so staleness can't lose a change.
+async fn recent(api: &Api<User>, id: &str) -> Result<Option<User>, kube::Error> {
+    match api.get_with(id, &kube::api::GetParams::any()).await {
+        Ok(user) => Ok(Some(user)),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 fn jit_fields(spec: &UserSpec) -> serde_json::Value {
     json!({
         "userName": spec.user_name,

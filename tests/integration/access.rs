@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use roster::api::{AccessGrant, AccessGrantSpec, KubernetesNames};
+use roster::api::{AccessGrant, AccessGrantSpec, KubernetesNames, ProvisioningPolicy};
 use serde_json::json;
 
 use crate::controller::eventually;
@@ -94,7 +94,7 @@ async fn serve_with_grants(
     create_policy(env, policy, token).await;
     let origin = crate::support::scim::start(client.clone()).await;
     let index = roster::directory::membership::MembershipIndex::default();
-    let (_, feed) = roster::directory::caches::start(
+    let (mut caches, feed) = roster::directory::caches::start(
         &client,
         std::slice::from_ref(&ns),
         &index,
@@ -103,7 +103,7 @@ async fn serve_with_grants(
     tokio::spawn(feed);
     tokio::spawn(roster::access::run(
         client,
-        Some(ns.clone()),
+        caches.remove(0),
         index,
         options,
         std::future::pending(),
@@ -225,6 +225,30 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
         .await
         .unwrap();
     until_access(&client, "oidc:grace@example.com", &team_b, true, limit).await;
+
+    // The policy's naming changes: every binding follows (the controller
+    // reads policies from the process's shared caches).
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), &ns)
+        .patch(
+            "crm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kubernetes": {"usernamePrefix": "sso:"}}})),
+        )
+        .await
+        .unwrap();
+    until_access(&client, "sso:grace@example.com", &team_a, true, limit).await;
+    until_access(&client, "oidc:grace@example.com", &team_a, false, limit).await;
+    until_access(&client, "sso:grace@example.com", &team_b, true, limit).await;
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), &ns)
+        .patch(
+            "crm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kubernetes": {"usernamePrefix": "oidc:"}}})),
+        )
+        .await
+        .unwrap();
+    until_access(&client, "oidc:grace@example.com", &team_b, true, limit).await;
+    until_access(&client, "sso:grace@example.com", &team_b, false, limit).await;
 
     // A role this deployment may not bind is refused, and said so.
     grants
