@@ -10,7 +10,7 @@
 //! ROSTER_BENCH_BIG_GROUP (50000), ROSTER_BENCH_MEM_USERS (100000),
 //! ROSTER_BENCH_MEM_GROUPS (10000), ROSTER_BENCH_PROPAGATION changes per
 //! kind (30), ROSTER_BENCH_RESYNC_USERS (10000), ROSTER_BENCH_SAML_LOGINS
-//! (1000), ROSTER_BENCH_GATE_CHECKS per concurrency (20000),
+//! (1000) in ROSTER_BENCH_SAML_RUNS (3), ROSTER_BENCH_GATE_CHECKS per concurrency (20000),
 //! ROSTER_BENCH_GATE_TRIALS revocations (200), ROSTER_BENCH_ACCESS_GROUPS
 //! (500) granted in ROSTER_BENCH_ACCESS_NAMESPACES (20) with
 //! ROSTER_BENCH_ACCESS_USERS (1000), ROSTER_BENCH_ACCESS_CHANGES per kind
@@ -98,7 +98,8 @@ async fn main() {
     }
     if wanted("saml") {
         let logins = size("ROSTER_BENCH_SAML_LOGINS", 1_000);
-        let acs = saml::acs(&client, &roster, &http, 100, logins, 8).await;
+        let runs = size("ROSTER_BENCH_SAML_RUNS", 3);
+        let acs = saml::acs(&client, &roster, &http, 100, logins, 8, runs).await;
         report.insert("saml_acs".into(), acs);
     }
     if wanted("gate") {
