@@ -12,10 +12,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
 
 use crate::controlplane::{Binaries, ControlPlane};
+use crate::directory::writers::EXAMPLES_MANAGER;
 use crate::{api, cluster, operator};
-
-/// Field manager for the examples `roster dev` applies.
-pub const EXAMPLES_MANAGER: &str = "roster-dev";
 
 /// Options of `roster dev`.
 #[derive(Args, Debug, Clone)]
@@ -93,7 +91,7 @@ pub async fn run(
     };
     let demo = crate::demo::start(
         &client,
-        &applied,
+        applied_policies(&client, &applied).await,
         &crate::demo::Options {
             idp_listen: args.demo_idp_listen,
             app_listen: args.demo_app_listen,

@@ -49,6 +49,14 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` of every Roster object.
 pub const API_VERSION: &str = "roster.dev/v1alpha1";
 
+/// On every User and Group: deprovision in the application before deletion
+/// (the controllers add and remove it; the caches read it).
+pub const DEPROVISION_FINALIZER: &str = "roster.dev/deprovision";
+
+/// The annotation on a policy that approves held actions; its value must
+/// be the quarantine's token.
+pub const APPROVAL_ANNOTATION: &str = "roster.dev/approve-deprovisioning";
+
 /// Annotation holding when the SCIM or JIT writer last changed the spec, for
 /// SCIM's `meta.lastModified` (the object's own timestamps don't record spec
 /// changes).

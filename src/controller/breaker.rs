@@ -14,9 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::CircuitBreaker;
 
-/// The annotation on a policy that approves held actions; its value must
-/// be the quarantine's token.
-pub const APPROVAL_ANNOTATION: &str = "roster.dev/approve-deprovisioning";
+pub use crate::api::APPROVAL_ANNOTATION;
 
 /// How many held actions a policy's status names.
 pub const NAMED: usize = 10;

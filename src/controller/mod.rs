@@ -28,8 +28,7 @@ use crate::connectors::ConnectorError;
 use crate::directory::views::UserView;
 pub use context::Context;
 
-/// On every User and Group: deprovision in the application before deletion.
-pub const FINALIZER: &str = "roster.dev/deprovision";
+pub use crate::api::DEPROVISION_FINALIZER as FINALIZER;
 
 /// Whether `object` carries [`FINALIZER`].
 fn holds_finalizer(object: &impl Resource) -> bool {

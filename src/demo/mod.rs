@@ -65,13 +65,16 @@ pub struct Options {
     pub roster: String,
 }
 
-/// Starts a demo application for each of `applied` (`kind namespace/name`
-/// lines) whose application is on this machine, and the demo IdP and gated
-/// application for its SAML policies. One that cannot start is reported in
-/// `lines`, not fatal.
-pub async fn start(client: &kube::Client, applied: &[String], options: &Options) -> DemoApps {
+/// Starts a demo application for each of the applied `policies` (with
+/// their namespaces) whose application is on this machine, and the demo IdP
+/// and gated application for the SAML ones. One that cannot start is
+/// reported in `lines`, not fatal.
+pub async fn start(
+    client: &kube::Client,
+    policies: Vec<(String, ProvisioningPolicy)>,
+    options: &Options,
+) -> DemoApps {
     let mut apps = DemoApps::default();
-    let policies = crate::dev::applied_policies(client, applied).await;
     let saml: Vec<&ProvisioningPolicy> = policies
         .iter()
         .map(|(_, p)| p)
@@ -192,7 +195,7 @@ async fn trust_demo_idp(
         .patch(
             name,
             &kube::api::PatchParams {
-                field_manager: Some(crate::dev::EXAMPLES_MANAGER.to_owned()),
+                field_manager: Some(crate::directory::writers::EXAMPLES_MANAGER.to_owned()),
                 ..Default::default()
             },
             &kube::api::Patch::Merge(patch),

@@ -341,7 +341,7 @@ fn trim<K: Resource>(object: &mut K) {
 fn trim_policy(policy: &mut ProvisioningPolicy) {
     let approval = policy
         .annotations_mut()
-        .remove_entry(crate::controller::breaker::APPROVAL_ANNOTATION);
+        .remove_entry(crate::api::APPROVAL_ANNOTATION);
     trim(policy);
     policy.annotations_mut().extend(approval);
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::membership::GroupKey;
 use crate::api::{GroupMember, MemberKind};
 use crate::directory::views::GroupNameView;
 use crate::identity::fold_user_name;
+
+/// (namespace, group name).
+pub type GroupKey = (String, String);
 
 /// A User a Group's spec declares.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -27,8 +27,7 @@ use crate::directory::group_names::{Declared, GroupEntry, GroupNames};
 use crate::directory::views::{GroupNameView, Person, PersonView};
 use crate::identity::fold_user_name;
 
-/// (namespace, group name).
-pub type GroupKey = (String, String);
+pub use crate::directory::group_names::GroupKey;
 
 /// One group's slices as last seen.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -10,7 +10,7 @@ use kube::runtime::watcher;
 
 use crate::api::GroupMemberSlice;
 
-type GroupKey = (String, String);
+use crate::directory::group_names::GroupKey;
 
 /// Slice names by (namespace, group).
 #[derive(Clone, Default)]

@@ -50,7 +50,7 @@ impl From<RawUserView> for UserView {
             .finalizers
             .iter()
             .flatten()
-            .any(|f| f == crate::controller::FINALIZER);
+            .any(|f| f == crate::api::DEPROVISION_FINALIZER);
         Self {
             metadata: ObjectMeta {
                 name: m.name,
@@ -366,7 +366,7 @@ impl UserWatch {
                 .finalizers
                 .iter()
                 .flatten()
-                .any(|f| f == crate::controller::FINALIZER),
+                .any(|f| f == crate::api::DEPROVISION_FINALIZER),
             source: source_of_labels(m.labels.as_ref()),
             spec: UserViewSpec {
                 policy: crate::directory::intern::intern(&self.spec.policy),

@@ -23,6 +23,9 @@ pub const ACCESS_MANAGER: &str = "roster-access";
 /// Field manager of the Argo CD RBAC connector: the one key of Argo CD's
 /// RBAC ConfigMap it keeps.
 pub const ARGOCD_MANAGER: &str = "roster-argocd";
+/// Field manager of `roster dev` (`make run`): the examples it applies,
+/// and the demo IdP's trust it writes into their SAML policies.
+pub const EXAMPLES_MANAGER: &str = "roster-dev";
 
 /// Label recording which writer created a User or Group (`scim`, `jit`);
 /// absent means it was written directly (kubectl, GitOps).
