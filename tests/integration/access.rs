@@ -111,6 +111,18 @@ async fn serve_with_grants(
     ScimServer::at(&origin, &ns, "crm", token)
 }
 
+/// Changes the Kubernetes user-name prefix of the test's policy `crm`.
+async fn name_users_with(client: &kube::Client, ns: &str, prefix: &str) {
+    Api::<ProvisioningPolicy>::namespaced(client.clone(), ns)
+        .patch(
+            "crm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kubernetes": {"usernamePrefix": prefix}}})),
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() {
     let env = env().await;
@@ -228,25 +240,11 @@ async fn group_members_get_the_granted_roles_and_lose_them_with_the_directory() 
 
     // The policy's naming changes: every binding follows (the controller
     // reads policies from the process's shared caches).
-    Api::<ProvisioningPolicy>::namespaced(client.clone(), &ns)
-        .patch(
-            "crm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"kubernetes": {"usernamePrefix": "sso:"}}})),
-        )
-        .await
-        .unwrap();
+    name_users_with(&client, &ns, "sso:").await;
     until_access(&client, "sso:grace@example.com", &team_a, true, limit).await;
     until_access(&client, "oidc:grace@example.com", &team_a, false, limit).await;
     until_access(&client, "sso:grace@example.com", &team_b, true, limit).await;
-    Api::<ProvisioningPolicy>::namespaced(client.clone(), &ns)
-        .patch(
-            "crm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"kubernetes": {"usernamePrefix": "oidc:"}}})),
-        )
-        .await
-        .unwrap();
+    name_users_with(&client, &ns, "oidc:").await;
     until_access(&client, "oidc:grace@example.com", &team_b, true, limit).await;
     until_access(&client, "sso:grace@example.com", &team_b, false, limit).await;
 
