@@ -403,8 +403,9 @@ impl Users {
     }
 
     /// The user of this policy keyed on `subject`. The index names it for a
-    /// known person, confirmed by one read; otherwise (a first login, or a
-    /// User the watch has not shown yet) one list by field selector.
+    /// known person, confirmed by one read of the API server's watch cache;
+    /// otherwise (a first login, or a User the watch has not shown yet) one
+    /// list by field selector.
     pub async fn by_subject(&self, subject: &str) -> Result<Option<User>, kube::Error> {
         // Compared byte for byte: the key is exactly what the IdP sent.
         let keyed = |u: &User| {
@@ -635,7 +636,6 @@ impl Users {
     }
 }
 
-/// The spec fields a login writes, for comparison.
 /// The User named `id` as the API server's watch cache holds it
 /// (`resourceVersion=0`): no etcd read, and at most as stale as the index
 /// that named it. A login decided on it writes by server-side apply, never
@@ -648,6 +648,7 @@ async fn recent(api: &Api<User>, id: &str) -> Result<Option<User>, kube::Error> 
     }
 }
 
+/// The spec fields a login writes, for comparison.
 fn jit_fields(spec: &UserSpec) -> serde_json::Value {
     json!({
         "userName": spec.user_name,
