@@ -20,7 +20,7 @@ use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{Group, GroupMemberSlice, GroupMemberSliceSpec, ProvisioningPolicy};
+use crate::api::{Group, GroupMemberSlice, ProvisioningPolicy};
 use crate::directory::membership::MembershipIndex;
 use crate::directory::slices::SliceIndex;
 use crate::directory::views::{GroupNameView, SliceWatch, UserView, UserWatch};
@@ -75,13 +75,16 @@ where
     }
 }
 
-/// A cache of `K` fed by a watch of `W` (the same kind, parsed as `W`),
-/// each event turned into `K`'s by `project` (which may also feed an
-/// index): the cache, and the future that feeds it, forever.
+/// A cache of `K` fed by a watch of `W` (the same kind, parsed as `W`):
+/// with [`Keep::Objects`] each event is turned into `K`'s by `project`
+/// (which may also feed an index); with [`Keep::Nothing`] it only goes to
+/// `observe` (which feeds the index), and no `K` is built. The cache, and
+/// the future that feeds it, forever.
 fn cache<W, K>(
     api: Api<W>,
     keep: Keep,
     project: impl FnMut(watcher::Event<W>) -> watcher::Event<K> + Send + 'static,
+    mut observe: impl FnMut(watcher::Event<W>) + Send + 'static,
 ) -> (Cache<K>, BoxFuture<'static, ()>)
 where
     W: Resource<DynamicType = ()>
@@ -99,26 +102,40 @@ where
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     // A streamed first list where the API server serves one, else pages of
     // 500; never `resourceVersion=0` (see `cluster::watch_config`).
-    let events = watcher(api, crate::cluster::watch_config())
-        .default_backoff()
-        .map_ok(project);
-    // Listed once the store holds the list (after `reflect_shared`).
-    let log = move |event: Result<watcher::Event<K>, watcher::Error>| {
-        match event {
-            Ok(watcher::Event::InitDone) => {
-                listed_tx.send_replace(true);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
-            }
-        }
-        std::future::ready(())
+    let events = watcher(api, crate::cluster::watch_config()).default_backoff();
+    let failed = |error: watcher::Error| {
+        tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch failed; retrying");
     };
     let feed = match keep {
-        Keep::Objects => events.reflect_shared(writer).for_each(log).boxed(),
+        // Listed once the store holds the list (after `reflect_shared`).
+        Keep::Objects => events
+            .map_ok(project)
+            .reflect_shared(writer)
+            .for_each(move |event| {
+                match event {
+                    Ok(watcher::Event::InitDone) => drop(listed_tx.send_replace(true)),
+                    Ok(_) => {}
+                    Err(error) => failed(error),
+                }
+                std::future::ready(())
+            })
+            .boxed(),
         // The writer goes: the store stays empty, its subscriptions end.
-        Keep::Nothing => events.for_each(log).boxed(),
+        Keep::Nothing => events
+            .for_each(move |event| {
+                match event {
+                    Ok(event) => {
+                        let listed = matches!(event, watcher::Event::InitDone);
+                        observe(event);
+                        if listed {
+                            listed_tx.send_replace(true);
+                        }
+                    }
+                    Err(error) => failed(error),
+                }
+                std::future::ready(())
+            })
+            .boxed(),
     };
     // Polled with the feed, in one task: a subscription that read a change
     // whose object is gone again answers Pending without a wake-up, and the
@@ -190,49 +207,62 @@ impl ScopeCaches {
             }
         }
         let (users, users_feed) = {
+            let api = api::<UserWatch>(client, &scope);
             let (index, scope) = (index.clone(), scope.clone());
-            cache(api::<UserWatch>(client, &scope), keep, move |event| {
+            let people = {
+                let (index, scope) = (index.clone(), scope.clone());
+                move |event| index.apply_user(&scope, map(event, UserWatch::into_person))
+            };
+            let people_and_views = move |event| {
                 let (people, views) = split(event, UserWatch::split);
                 index.apply_user(&scope, people);
                 views
-            })
+            };
+            cache(api, keep, people_and_views, people)
         };
         let (groups, groups_feed) = {
+            let api = api::<Group>(client, &scope);
             let (index, scope) = (index.clone(), scope.clone());
-            cache(api::<Group>(client, &scope), keep, move |event| {
-                index.apply_group(&scope, project(&event, GroupNameView::of_group));
-                event.modify(trim_group)
-            })
+            let names = move |event: &watcher::Event<Group>| {
+                index.apply_group(&scope, project(event, GroupNameView::of_group));
+            };
+            let kept = {
+                let names = names.clone();
+                move |event: watcher::Event<Group>| {
+                    names(&event);
+                    event.modify(trim_group)
+                }
+            };
+            cache(api, keep, kept, move |event| names(&event))
         };
         let slice_index = SliceIndex::default();
         let (slices, slices_feed) = {
+            let api = api::<SliceWatch>(client, &scope);
             let (index, scope, slice_index) = (index.clone(), scope.clone(), slice_index.clone());
-            cache(api::<SliceWatch>(client, &scope), keep, move |event| {
-                let (slice, kept) = split(event, |watched| {
-                    let slice = watched.into_slice();
-                    // Only a kept slice needs its members twice.
-                    let kept = match keep {
-                        Keep::Objects => slice.clone(),
-                        Keep::Nothing => GroupMemberSlice {
-                            metadata: slice.metadata.clone(),
-                            spec: GroupMemberSliceSpec {
-                                group: slice.spec.group.clone(),
-                                members: Default::default(),
-                            },
-                            status: None,
-                        },
-                    };
-                    (slice, kept)
-                });
-                slice_index.observe(&kept);
-                index.apply_slices(&scope, slice);
-                kept
+            // The index takes the slice; a kept slice holds its members a
+            // second time.
+            let members = move |event: watcher::Event<GroupMemberSlice>| {
+                slice_index.observe(&event);
+                index.apply_slices(&scope, event);
+            };
+            let kept = {
+                let members = members.clone();
+                move |event| {
+                    let slice = map(event, SliceWatch::into_slice);
+                    let kept = slice.clone();
+                    members(slice);
+                    kept
+                }
+            };
+            cache(api, keep, kept, move |event| {
+                members(map(event, SliceWatch::into_slice))
             })
         };
         let (policies, policies_feed) = cache(
             api::<ProvisioningPolicy>(client, &scope),
             Keep::Objects,
             |event: watcher::Event<ProvisioningPolicy>| event.modify(trim_policy),
+            drop,
         );
         let feed = async move {
             futures::join!(users_feed, groups_feed, slices_feed, policies_feed);
@@ -314,6 +344,18 @@ fn split<W, A, B>(
             (InitApply(a), InitApply(b))
         }
         InitDone => (InitDone, InitDone),
+    }
+}
+
+/// `event` with each object turned into `f`'s.
+fn map<W, K>(event: watcher::Event<W>, f: impl Fn(W) -> K) -> watcher::Event<K> {
+    use watcher::Event::*;
+    match event {
+        Apply(object) => Apply(f(object)),
+        Delete(object) => Delete(f(object)),
+        Init => Init,
+        InitApply(object) => InitApply(f(object)),
+        InitDone => InitDone,
     }
 }
 

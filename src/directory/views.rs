@@ -350,7 +350,7 @@ struct UserWatchSpec {
 
 impl UserWatch {
     /// The index's view and the controllers' view of the User.
-    pub fn split(self) -> (PersonView, UserView) {
+    pub fn split(mut self) -> (PersonView, UserView) {
         let m = &self.metadata;
         let view = UserView {
             metadata: ObjectMeta {
@@ -372,9 +372,14 @@ impl UserWatch {
                 policy: crate::directory::intern::intern(&self.spec.policy),
                 active: self.spec.active,
             },
-            status: self.status,
+            status: self.status.take(),
         };
-        let person = PersonView {
+        (self.into_person(), view)
+    }
+
+    /// The index's view alone (a process that keeps no objects).
+    pub fn into_person(self) -> PersonView {
+        PersonView {
             metadata: self.metadata,
             spec: PersonViewSpec {
                 policy: self.spec.policy,
@@ -384,8 +389,7 @@ impl UserWatch {
                 emails: self.spec.emails,
                 subject: self.spec.subject,
             },
-        };
-        (person, view)
+        }
     }
 }
 
