@@ -574,8 +574,22 @@ async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
             None => have.len().max(1),
         })
         .sum();
-    assert_eq!(stale, 0, "stale subjects after the churn");
-    assert_eq!(last, expected);
+    let differing: Vec<String> = expected
+        .keys()
+        .chain(last.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|key| expected.get(*key) != last.get(*key))
+        .map(|key| {
+            format!(
+                "{key:?}: want {:?}, have {:?}",
+                expected.get(key),
+                last.get(key)
+            )
+        })
+        .collect();
+    assert_eq!(stale, 0, "stale subjects after the churn: {differing:#?}");
+    assert!(differing.is_empty(), "bindings differ: {differing:#?}");
     eprintln!(
         "churn settled {:?} after the last change",
         started.elapsed()
@@ -587,7 +601,8 @@ async fn after_churn_no_binding_names_anyone_the_directory_does_not() {
     assert!(!owned.items.is_empty());
     for binding in owned.items {
         let owners = binding.metadata.owner_references.unwrap_or_default();
-        assert_eq!(owners.len(), 1, "owned by its grant");
-        assert_eq!(owners[0].kind, "AccessGrant");
+        let name = binding.metadata.name.unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{name} is owned by its grant: {owners:?}");
+        assert_eq!(owners[0].kind, "AccessGrant", "{name}");
     }
 }
