@@ -521,13 +521,31 @@ fn refused(error: tokio_postgres::Error) -> ConnectorError {
         {
             unavailable(error)
         }
-        Some(db) => ConnectorError::Rejected {
-            status: 400,
-            detail: format!("postgres {}: {}", db.code().code(), db.message()),
-        },
+        Some(db) => {
+            let mut detail = format!("postgres {}: {}", db.code().code(), db.message());
+            for more in [db.detail(), db.hint()].into_iter().flatten() {
+                detail.push_str(&format!(" ({more})"));
+            }
+            // PostgreSQL's detail names the missing ADMIN option (in
+            // English; other message locales get its text alone).
+            if *db.code() == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
+                && detail.to_lowercase().contains("admin option")
+            {
+                detail.push_str(ADMIN_OPTION_HINT);
+            }
+            ConnectorError::Rejected {
+                status: 400,
+                detail,
+            }
+        }
         None => unavailable(error),
     }
 }
+
+/// What an operator can do when PostgreSQL wants ADMIN OPTION: the role is
+/// Roster's (it carries the marker) but Roster, as a CREATEROLE role, did
+/// not create it itself.
+const ADMIN_OPTION_HINT: &str = "; from PostgreSQL 16 a CREATEROLE role may alter, grant or drop only the roles it holds ADMIN OPTION on (those it created): a role made by a superuser (an earlier Roster install, say) needs a superuser's `GRANT <role> TO <Roster's role> WITH ADMIN OPTION` first";
 
 fn rejected(detail: String) -> ConnectorError {
     ConnectorError::Rejected {

@@ -740,6 +740,110 @@ async fn a_createrole_only_roster_runs_the_whole_cycle_on(release: Release) {
     connector.delete_group(&group, &ops).await.unwrap();
 }
 
+/// A role an earlier, superuser Roster made (it carries the marker) is
+/// adopted by a CREATEROLE-only Roster. From PostgreSQL 16 altering it
+/// needs ADMIN OPTION on it: until a superuser grants that, disabling is
+/// refused with what to grant (and the role is untouched); then the whole
+/// cycle runs. Before 16, CREATEROLE alone suffices.
+#[tokio::test]
+async fn a_createrole_only_roster_manages_a_role_a_superuser_made_once_granted_admin_option() {
+    a_createrole_only_roster_manages_a_role_a_superuser_made_on(Release::Debian).await;
+}
+
+#[tokio::test]
+async fn a_createrole_only_roster_manages_a_role_a_superuser_made_once_granted_admin_option_on_postgres_18()
+ {
+    a_createrole_only_roster_manages_a_role_a_superuser_made_on(Release::Recent).await;
+}
+
+async fn a_createrole_only_roster_manages_a_role_a_superuser_made_on(release: Release) {
+    let server = Postgres::start_release(release, ADMIN_PASSWORD).await;
+    let admin = server
+        .connect("postgres", ADMIN_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let grace = "grace@example.com";
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE app_owner NOLOGIN; \
+             CREATE ROLE roster LOGIN CREATEROLE PASSWORD 'roster-pw'; \
+             GRANT pg_signal_backend TO roster; \
+             GRANT app_owner TO roster; \
+             CREATE ROLE \"{grace}\" LOGIN; \
+             COMMENT ON ROLE \"{grace}\" IS 'managed by roster';"
+        ))
+        .await
+        .unwrap();
+    let mut limited = settings(server.port);
+    limited.user = "roster".into();
+    limited.fallback_owner = "app_owner".into();
+    limited.databases = vec!["postgres".into()];
+    let connector = PostgresConnector::new(&limited, "roster-pw", Some(&server.ca_pem)).unwrap();
+    let oid: String = admin
+        .query_one(
+            "SELECT oid::text FROM pg_roles WHERE rolname = $1",
+            &[&grace],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let id = connector
+        .create_user(&desired_user(grace, true))
+        .await
+        .unwrap();
+    assert_eq!(id, oid, "adopted, not created again");
+    let can_login = || async {
+        admin
+            .query_one(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                &[&grace],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+
+    let disabled = connector
+        .disable_user(&id, &desired_user(grace, false))
+        .await;
+    if server.version >= 16 {
+        match disabled {
+            Err(ConnectorError::Rejected {
+                status: 400,
+                detail,
+            }) => {
+                assert!(detail.contains("42501"), "{detail}");
+                assert!(
+                    detail.contains("WITH ADMIN OPTION"),
+                    "says what to grant: {detail}"
+                );
+            }
+            other => panic!("PostgreSQL {}: {other:?}", server.version),
+        }
+        assert!(can_login().await, "left as it was");
+        admin
+            .batch_execute(&format!("GRANT \"{grace}\" TO roster WITH ADMIN OPTION"))
+            .await
+            .unwrap();
+        connector
+            .disable_user(&id, &desired_user(grace, false))
+            .await
+            .unwrap();
+    } else {
+        disabled.unwrap();
+    }
+    assert!(!can_login().await, "disabled");
+    connector
+        .delete_user(&id, &desired_user(grace, false))
+        .await
+        .unwrap();
+    let gone = admin
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&grace])
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "dropped");
+}
+
 /// The circuit breaker sits above every connector: a mass deactivation
 /// turns PostgreSQL logins off only up to its limit, the rest once an
 /// operator approves.
