@@ -542,6 +542,86 @@ async fn concurrent_writers_of_the_key_lose_nothing() {
     );
 }
 
+/// The key holds at most 768 KiB (a ConfigMap, 1 MiB). Once it is full,
+/// new users and members are refused (413, so the controllers report
+/// them), but taking access away never is, even in the write that refuses
+/// them. The key is filled by hand with the record an earlier Roster would
+/// have written (4,240 members), as filling it call by call takes minutes.
+#[tokio::test]
+async fn a_full_key_refuses_new_members_but_never_a_deactivation() {
+    use roster::connectors::argocd::ArgoCdRbacConnector as Connector_;
+    use roster::connectors::{Connector, ConnectorError, DesiredGroup, DesiredUser};
+    let env = env().await;
+    let (namespace, config_maps) = argocd_namespace(&env).await;
+    let settings = connector_settings(&namespace, &[("Platform", &["role:admin"])]);
+    let connector = Connector_::new(env.client.clone(), &settings, "test/argo");
+    let platform = DesiredGroup {
+        id: "g-platform".into(),
+        uid: "uid-g".into(),
+        generation: 1,
+        display_name: "Platform".into(),
+        external_id: None,
+    };
+    let person = |i: usize, active: bool| DesiredUser {
+        id: format!("{i:08}-7f76-453a-919d-413861904646"),
+        uid: format!("uid-{i}"),
+        generation: 1,
+        user_name: format!("person{i:05}@example.com"),
+        active,
+        resource: json!({}),
+    };
+    let mut record = String::from("#roster,group,g-platform,\"Platform\"\n");
+    for i in 0..4_240 {
+        let user = person(i, true);
+        record.push_str(&format!(
+            "#roster,user,{},\"{}\",active\n#roster,member,g-platform,{}\n",
+            user.id, user.user_name, user.id
+        ));
+    }
+    edit_by_hand(&config_maps, &record).await;
+    // Any change renders the record's lines (the hand edit has none).
+    connector.create_group(&platform).await.unwrap();
+    let data = rbac_data(&config_maps).await;
+    assert_eq!(lines(&data).len(), 4_240);
+    let before = data["policy.roster.csv"].len();
+
+    // Users joining, and a deactivation in the same writes: about 1.8 KB
+    // is left, less than the joining users' records alone (84 B each).
+    let joins = futures::future::join_all((10_000..10_040).map(|i| {
+        let (connector, platform, user) = (&connector, &platform, person(i, true));
+        async move {
+            let id = connector.create_user(&user).await?;
+            connector
+                .change_members("g-platform", platform, &[id], &[], "c")
+                .await
+        }
+    }));
+    let leaver = person(7, false);
+    let (joined, disabled) =
+        futures::future::join(joins, connector.disable_user(&leaver.id, &leaver)).await;
+    disabled.expect("a deactivation is never refused for size");
+    let full = |result: &Result<(), ConnectorError>| {
+        matches!(result, Err(ConnectorError::Rejected { status: 413, .. }))
+    };
+    let landed = joined.iter().filter(|r| r.is_ok()).count();
+    let refused = joined.iter().filter(|r| full(r)).count();
+    assert_eq!(landed + refused, joined.len(), "{joined:?}");
+    assert!(refused > 0, "the key is full, yet all {landed} joined");
+    let data = rbac_data(&config_maps).await;
+    let value = &data["policy.roster.csv"];
+    eprintln!(
+        "full key: {before} -> {} bytes; {landed} joined, {refused} refused",
+        value.len()
+    );
+    assert!(value.len() <= 768 * 1024, "{} bytes", value.len());
+    let subject = format!("\"{}\"", leaver.user_name);
+    assert!(
+        !lines(&data).iter().any(|line| line.contains(&subject)),
+        "the deactivated member's line is gone"
+    );
+    assert_eq!(lines(&data).len(), 4_240 - 1 + landed);
+}
+
 /// The plan is a safety rail above every connector: a dry run against
 /// Argo CD plans an adoption (a subject an earlier install recorded) and a
 /// creation and writes nothing; going live performs exactly them.

@@ -97,6 +97,7 @@ fn refused(refusal: Refusal) -> ConnectorError {
     let status = match refusal {
         Refusal::NotFound(..) => 404,
         Refusal::InvalidValue(..) => 400,
+        Refusal::Full(..) => 413,
     };
     ConnectorError::Rejected {
         status,
@@ -233,21 +234,21 @@ impl ArgoCdRbacConnector {
             Ok(read) => read,
             Err(error) => return Ok((Err(error), vec![None; changes.len()])),
         };
-        let mut record = Record::parse(&current);
-        let refusals = changes
-            .iter()
-            .map(|change| record.apply(change).err().map(refused))
+        let fitted = model::fit(
+            &Record::parse(&current),
+            changes,
+            &self.header,
+            &self.roles,
+            MAX_VALUE,
+        );
+        let refusals = fitted
+            .refusals
+            .into_iter()
+            .map(|r| r.map(refused))
             .collect();
-        let result = match record.render(&self.header, &self.roles) {
+        let result = match fitted.value {
             Err(refusal) => Err(refused(refusal)),
             Ok(value) if value == current => Ok(()),
-            Ok(value) if value.len() > MAX_VALUE => Err(ConnectorError::Rejected {
-                status: 413,
-                detail: format!(
-                    "the Argo CD RBAC key would hold {} bytes, over {MAX_VALUE}",
-                    value.len()
-                ),
-            }),
             Ok(value) => self.apply(value, version).await?,
         };
         Ok((result, refusals))

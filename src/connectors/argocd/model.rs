@@ -72,6 +72,8 @@ pub enum Refusal {
     InvalidValue(String, &'static str),
     #[error("no such {0} in Argo CD's RBAC: {1}")]
     NotFound(&'static str, String),
+    #[error("the Argo CD RBAC key is full: with this change it would hold {0} bytes, over {1}")]
+    Full(usize, usize),
 }
 
 /// Whether `value` can appear in a policy line or the record: a line break
@@ -98,17 +100,56 @@ fn quoted(value: &str) -> String {
 
 /// One CSV line's fields, as Argo CD's reader (Go's encoding/csv) reads
 /// the lines Roster writes; `None` if it is not one well-formed record.
+/// The reader is the `csv` crate's core with its defaults, built once per
+/// thread: building one (its DFA) costs more than reading a line.
 fn fields(line: &str) -> Option<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(line.as_bytes());
-    let mut records = reader.records();
-    let record = records.next()?.ok()?;
-    if records.next().is_some() {
-        return None;
+    use csv_core::ReadRecordResult::*;
+    thread_local! {
+        static READER: std::cell::RefCell<csv_core::Reader> =
+            std::cell::RefCell::new(csv_core::Reader::new());
     }
-    Some(record.iter().map(str::to_owned).collect())
+    READER.with_borrow_mut(|reader| {
+        reader.reset();
+        // Unquoting only shrinks a field; a line has at most one field
+        // more than it has bytes.
+        let mut output = vec![0; line.len()];
+        let mut ends = vec![0; line.len() + 1];
+        let (mut input, mut written, mut fields) = (line.as_bytes(), 0, 0);
+        let mut records = 0;
+        loop {
+            let (result, read, out, end) =
+                reader.read_record(input, &mut output[written..], &mut ends[fields..]);
+            input = &input[read..];
+            written += out;
+            fields += end;
+            match result {
+                // All of the line is read: the next call says it ends.
+                InputEmpty => {}
+                Record => {
+                    records += 1;
+                    if records > 1 {
+                        return None;
+                    }
+                }
+                End => break,
+                OutputFull | OutputEndsFull => return None,
+            }
+        }
+        if records != 1 {
+            return None;
+        }
+        let mut start = 0;
+        ends[..fields]
+            .iter()
+            .map(|&end| {
+                let field = std::str::from_utf8(&output[start..end])
+                    .ok()
+                    .map(str::to_owned);
+                start = end;
+                field
+            })
+            .collect()
+    })
 }
 
 impl Record {
@@ -279,6 +320,87 @@ impl Record {
     }
 }
 
+impl Change {
+    /// Whether the change may add lines to the key: anything but taking
+    /// access away (a disable, a deletion, a member removal).
+    fn may_grow(&self, base: &Record) -> bool {
+        match self {
+            Change::PutUser { id, active, .. } => *active || !base.users.contains_key(id),
+            Change::PutGroup { .. } => true,
+            Change::Members { add, .. } => !add.is_empty(),
+            Change::DisableUser { .. } | Change::DeleteUser { .. } | Change::DeleteGroup { .. } => {
+                false
+            }
+        }
+    }
+}
+
+/// What a batch of changes makes of the key.
+#[derive(Debug)]
+pub struct Fitted {
+    /// The value to write, or why none can be rendered.
+    pub value: Result<String, Refusal>,
+    /// Per change, in order: why it was left out, if it was.
+    pub refusals: Vec<Option<Refusal>>,
+}
+
+/// Applies `changes` to `base` and renders the key, within `limit` bytes.
+/// When the whole batch would not fit, every change that takes access
+/// away is still applied (a full key never holds up deprovisioning, and
+/// those only shrink it: a disable adds two bytes at most), and of the
+/// others the longest run, in order, that fits; the rest are refused as
+/// [`Refusal::Full`] and come back with their callers' retries.
+pub fn fit(
+    base: &Record,
+    changes: &[Change],
+    header: &str,
+    roles: &BTreeMap<String, Vec<String>>,
+    limit: usize,
+) -> Fitted {
+    // With the changes `admit` says yes to, in order.
+    let with = |admit: &dyn Fn(usize) -> bool| {
+        let mut record = base.clone();
+        let refusals: Vec<Option<Refusal>> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, change)| admit(i).then(|| record.apply(change).err()).flatten())
+            .collect();
+        Fitted {
+            value: record.render(header, roles),
+            refusals,
+        }
+    };
+    let whole = with(&|_| true);
+    let size = match &whole.value {
+        Ok(value) if value.len() > limit => value.len(),
+        _ => return whole,
+    };
+    let growing: Vec<usize> = (0..changes.len())
+        .filter(|&i| changes[i].may_grow(base))
+        .collect();
+    let first = |k: usize| {
+        let admitted = &growing[..k];
+        move |i: usize| !changes[i].may_grow(base) || admitted.binary_search(&i).is_ok()
+    };
+    let fits = |fitted: &Fitted| fitted.value.as_ref().is_ok_and(|v| v.len() <= limit);
+    // The first `low` growing changes fit (none: taken to); all do not.
+    let (mut low, mut high) = (0, growing.len());
+    let mut best = with(&first(0));
+    while high - low > 1 {
+        let middle = (low + high) / 2;
+        let fitted = with(&first(middle));
+        if fits(&fitted) {
+            (low, best) = (middle, fitted);
+        } else {
+            high = middle;
+        }
+    }
+    for &i in &growing[low..] {
+        best.refusals[i] = Some(Refusal::Full(size, limit));
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +434,117 @@ mod tests {
 
     fn policy_lines(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    /// A record of `n` users, all in the Platform group (role:admin).
+    fn platform_of(n: usize) -> Record {
+        let mut record = Record::default();
+        record
+            .apply(&Change::PutGroup {
+                id: "g1".into(),
+                display_name: "Platform".into(),
+            })
+            .unwrap();
+        for i in 0..n {
+            record
+                .apply(&put_user(&format!("u{i}"), &format!("user{i}@example.com")))
+                .unwrap();
+            record
+                .apply(&members("g1", &[&format!("u{i}")], &[]))
+                .unwrap();
+        }
+        record
+    }
+
+    #[test]
+    fn a_batch_that_fits_is_applied_whole() {
+        let base = platform_of(3);
+        let batch = [
+            put_user("u9", "new@example.com"),
+            members("g1", &["u9"], &[]),
+        ];
+        let fitted = fit(&base, &batch, "h", &roles(), 1 << 20);
+        assert_eq!(fitted.refusals, vec![None, None]);
+        assert!(
+            fitted
+                .value
+                .unwrap()
+                .contains("g,\"new@example.com\",role:admin")
+        );
+    }
+
+    #[test]
+    fn a_full_key_takes_access_away_and_admits_the_growth_that_fits_in_order() {
+        let base = platform_of(20);
+        let limit = base.render("h", &roles()).unwrap().len() + 150;
+        let mut batch = Vec::new();
+        for i in 100..110 {
+            batch.push(put_user(&format!("u{i}"), &format!("user{i}@example.com")));
+        }
+        // Access taken away, in the middle of the growth.
+        batch.insert(3, Change::DisableUser { id: "u0".into() });
+        batch.insert(5, Change::DeleteUser { id: "u1".into() });
+        batch.insert(7, members("g1", &[], &["u2"]));
+        let fitted = fit(&base, &batch, "h", &roles(), limit);
+        let value = fitted.value.unwrap();
+        assert!(value.len() <= limit, "{} over {limit}", value.len());
+        let lines = policy_lines(&value);
+        for gone in ["user0@", "user1@", "user2@"] {
+            assert!(
+                !lines.iter().any(|l| l.contains(gone)),
+                "{gone} still granted"
+            );
+        }
+        assert!(!value.contains("user1@"), "deleted from the record too");
+        // Each taken-away change was applied; the growth is a prefix.
+        for i in [3, 5, 7] {
+            assert_eq!(fitted.refusals[i], None);
+        }
+        let admitted: Vec<bool> = fitted
+            .refusals
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![3, 5, 7].contains(i))
+            .map(|(_, r)| r.is_none())
+            .collect();
+        let kept = admitted.iter().take_while(|a| **a).count();
+        assert!(kept > 0 && kept < admitted.len(), "{admitted:?}");
+        assert!(admitted[kept..].iter().all(|a| !a), "{admitted:?}");
+        for (i, refusal) in fitted.refusals.iter().enumerate() {
+            if let Some(refusal) = refusal {
+                assert!(
+                    matches!(refusal, Refusal::Full(_, l) if *l == limit),
+                    "{i}: {refusal}"
+                );
+            }
+        }
+        // What was admitted is in the value; what was refused is not.
+        let record = Record::parse(&value);
+        for (i, change) in batch.iter().enumerate() {
+            if let Change::PutUser { id, .. } = change {
+                assert_eq!(
+                    record.users.contains_key(id),
+                    fitted.refusals[i].is_none(),
+                    "{id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn with_no_room_at_all_access_is_still_taken_away() {
+        let base = platform_of(5);
+        let limit = base.render("h", &roles()).unwrap().len();
+        let batch = [
+            put_user("u7", "seven@example.com"),
+            Change::DisableUser { id: "u4".into() },
+        ];
+        let fitted = fit(&base, &batch, "h", &roles(), limit);
+        assert!(matches!(fitted.refusals[0], Some(Refusal::Full(..))));
+        assert_eq!(fitted.refusals[1], None);
+        let value = fitted.value.unwrap();
+        assert!(!policy_lines(&value).iter().any(|l| l.contains("user4@")));
+        assert!(!value.contains("seven@"));
     }
 
     #[test]
@@ -434,5 +667,29 @@ mod tests {
         assert_eq!(record.users.len(), 1);
         let rendered = record.render("header", &roles()).unwrap();
         assert!(!rendered.contains("mallory"));
+    }
+
+    /// The fields the `csv` crate reads from `line`, when it reads exactly
+    /// one record (what `fields` must agree with).
+    fn csv_crate_fields(line: &str) -> Option<Vec<String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(line.as_bytes());
+        let mut records = reader.records();
+        let record = records.next()?.ok()?;
+        if records.next().is_some() {
+            return None;
+        }
+        Some(record.iter().map(str::to_owned).collect())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fields_reads_a_line_as_the_csv_crate_does(
+            line in "[a-c,\" \r\\n]{0,12}|(g|#roster),\"[a-z\" ,]{0,8}\",[a-z:\"]{0,8}",
+        ) {
+            proptest::prop_assert_eq!(fields(&line), csv_crate_fields(&line), "{:?}", line);
+        }
     }
 }
