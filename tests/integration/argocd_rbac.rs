@@ -474,23 +474,28 @@ async fn a_mass_deactivation_leaves_argo_cd_only_up_to_the_breakers_limit() {
 /// Connectors are built again whenever their policy changes, and another
 /// replica may write while leadership moves: concurrent writers of one
 /// key, and someone else changing the ConfigMap meanwhile, lose nothing.
+/// The group `Platform` as the controllers hand it to a connector.
+fn platform_group() -> roster::connectors::DesiredGroup {
+    roster::connectors::DesiredGroup {
+        id: "g-platform".into(),
+        uid: "uid-g".into(),
+        generation: 1,
+        display_name: "Platform".into(),
+        external_id: None,
+    }
+}
+
 #[tokio::test]
 async fn concurrent_writers_of_the_key_lose_nothing() {
     use roster::connectors::argocd::ArgoCdRbacConnector as Connector_;
-    use roster::connectors::{Connector, DesiredGroup, DesiredUser};
+    use roster::connectors::{Connector, DesiredUser};
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
     let settings = connector_settings(&namespace, &[("Platform", &["role:admin"])]);
     let connectors: Vec<Connector_> = (0..2)
         .map(|_| Connector_::new(env.client.clone(), &settings, "test/argo"))
         .collect();
-    let platform = DesiredGroup {
-        id: "g-platform".into(),
-        uid: "uid-g".into(),
-        generation: 1,
-        display_name: "Platform".into(),
-        external_id: None,
-    };
+    let platform = platform_group();
     connectors[0].create_group(&platform).await.unwrap();
     // Someone else keeps changing the team's key meanwhile.
     let other = {
@@ -550,18 +555,12 @@ async fn concurrent_writers_of_the_key_lose_nothing() {
 #[tokio::test]
 async fn a_full_key_refuses_new_members_but_never_a_deactivation() {
     use roster::connectors::argocd::ArgoCdRbacConnector as Connector_;
-    use roster::connectors::{Connector, ConnectorError, DesiredGroup, DesiredUser};
+    use roster::connectors::{Connector, ConnectorError, DesiredUser};
     let env = env().await;
     let (namespace, config_maps) = argocd_namespace(&env).await;
     let settings = connector_settings(&namespace, &[("Platform", &["role:admin"])]);
     let connector = Connector_::new(env.client.clone(), &settings, "test/argo");
-    let platform = DesiredGroup {
-        id: "g-platform".into(),
-        uid: "uid-g".into(),
-        generation: 1,
-        display_name: "Platform".into(),
-        external_id: None,
-    };
+    let platform = platform_group();
     let person = |i: usize, active: bool| DesiredUser {
         id: format!("{i:08}-7f76-453a-919d-413861904646"),
         uid: format!("uid-{i}"),

@@ -72,7 +72,9 @@ pub enum Refusal {
     InvalidValue(String, &'static str),
     #[error("no such {0} in Argo CD's RBAC: {1}")]
     NotFound(&'static str, String),
-    #[error("the Argo CD RBAC key is full: with this change it would hold {0} bytes, over {1}")]
+    #[error(
+        "the Argo CD RBAC key is full: with the changes written together it would hold {0} bytes, over {1}; changes that take access away are still written"
+    )]
     Full(usize, usize),
 }
 
@@ -436,8 +438,8 @@ mod tests {
         text.lines().filter(|l| !l.starts_with('#')).collect()
     }
 
-    /// A record of `n` users, all in the Platform group (role:admin).
-    fn platform_of(n: usize) -> Record {
+    /// A record holding only the Platform group, `g1`.
+    fn with_platform() -> Record {
         let mut record = Record::default();
         record
             .apply(&Change::PutGroup {
@@ -445,6 +447,12 @@ mod tests {
                 display_name: "Platform".into(),
             })
             .unwrap();
+        record
+    }
+
+    /// A record of `n` users, all in the Platform group (role:admin).
+    fn platform_of(n: usize) -> Record {
+        let mut record = with_platform();
         for i in 0..n {
             record
                 .apply(&put_user(&format!("u{i}"), &format!("user{i}@example.com")))
@@ -623,13 +631,7 @@ mod tests {
 
     #[test]
     fn values_that_would_break_argo_cds_policy_are_refused_and_change_nothing() {
-        let mut record = Record::default();
-        record
-            .apply(&Change::PutGroup {
-                id: "g1".into(),
-                display_name: "Platform".into(),
-            })
-            .unwrap();
+        let mut record = with_platform();
         let before = record.clone();
         for bad in ["ada\n@example.com", " ada", "ada ", "", "a\rb"] {
             assert!(matches!(
