@@ -351,8 +351,60 @@ pub struct Fitted {
 /// away is still applied (a full key never holds up deprovisioning, and
 /// those only shrink it: a disable adds two bytes at most), and of the
 /// others the longest run, in order, that fits; the rest are refused as
-/// [`Refusal::Full`] and come back with their callers' retries.
+/// [`Refusal::Full`] and come back with their callers' retries. A member
+/// change that both adds and removes is taken as its removal, then its
+/// addition: the removal is applied even when the addition is refused.
 pub fn fit(
+    base: &Record,
+    changes: &[Change],
+    header: &str,
+    roles: &BTreeMap<String, Vec<String>>,
+    limit: usize,
+) -> Fitted {
+    // (the change it is part of, the part)
+    let parts: Vec<(usize, Change)> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, change)| match change {
+            Change::Members { group, add, remove } if !add.is_empty() && !remove.is_empty() => {
+                vec![
+                    (
+                        i,
+                        Change::Members {
+                            group: group.clone(),
+                            add: Vec::new(),
+                            remove: remove.clone(),
+                        },
+                    ),
+                    (
+                        i,
+                        Change::Members {
+                            group: group.clone(),
+                            add: add.clone(),
+                            remove: Vec::new(),
+                        },
+                    ),
+                ]
+            }
+            _ => vec![(i, change.clone())],
+        })
+        .collect();
+    let (owners, parts): (Vec<usize>, Vec<Change>) = parts.into_iter().unzip();
+    let fitted = fit_parts(base, &parts, header, roles, limit);
+    let mut refusals = vec![None; changes.len()];
+    for (owner, refusal) in owners.into_iter().zip(fitted.refusals) {
+        if refusals[owner].is_none() {
+            refusals[owner] = refusal;
+        }
+    }
+    Fitted {
+        value: fitted.value,
+        refusals,
+    }
+}
+
+/// [`fit`], each change taken whole.
+fn fit_parts(
     base: &Record,
     changes: &[Change],
     header: &str,
@@ -537,6 +589,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn in_a_full_key_a_member_change_still_removes_what_it_removes() {
+        let base = platform_of(5);
+        let limit = base.render("h", &roles()).unwrap().len();
+        let batch = [
+            put_user("u7", "seven@example.com"),
+            members("g1", &["u7"], &["u3"]),
+        ];
+        let fitted = fit(&base, &batch, "h", &roles(), limit);
+        assert!(matches!(fitted.refusals[1], Some(Refusal::Full(..))));
+        let value = fitted.value.unwrap();
+        assert!(!policy_lines(&value).iter().any(|l| l.contains("user3@")));
+        assert!(
+            !Record::parse(&value)
+                .members
+                .contains(&("g1".into(), "u3".into()))
+        );
     }
 
     #[test]
