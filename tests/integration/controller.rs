@@ -80,18 +80,31 @@ async fn policy_at(
 }
 
 /// Polls `check` until it yields, for up to 30 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    for _ in 0..300 {
+    eventually_within(what, Duration::from_secs(30), check).await
+}
+
+/// Polls `check` until it yields, for up to `limit`.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         if let Some(value) = check().await {
             return value;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
 }
 
 /// Waits for an Event in the test namespace with `reason` (if given) about

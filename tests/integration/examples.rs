@@ -44,7 +44,7 @@ async fn roster_dev_runs_a_local_playground_where_pushes_reach_demo_applications
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use crate::controller::eventually;
+    use crate::controller::{eventually, eventually_within};
     use crate::support::browser::{body_text, chrome, wait_until_at};
     use crate::support::free_port;
 
@@ -129,8 +129,12 @@ async fn roster_dev_runs_a_local_playground_where_pushes_reach_demo_applications
                 .ok()
         }
     };
-    eventually(
+    // The first push may find the demo application (a Python process
+    // `roster dev` starts) not yet listening on a loaded machine; the
+    // controllers' retry backoff then takes it past 30 s.
+    eventually_within(
         "the user and the group to reach the demo application",
+        Duration::from_secs(120),
         || async {
             let users = app_get("Users").await?;
             let groups = app_get("Groups").await?;
