@@ -9,7 +9,9 @@ use reqwest::Method;
 use roster::api::{DeprovisionAction, Group, GroupMember, ProvisioningPolicy, User};
 use serde_json::{Value, json};
 
-use crate::controller::{event, eventually, policy_for, start_controllers, synced};
+use crate::controller::{
+    event, eventually, eventually_within, policy_for, start_controllers, synced,
+};
 use crate::support::apps::Scim2Server;
 use crate::support::fixtures::{create_users, group, user};
 use crate::support::scim::ScimServer;
@@ -118,9 +120,13 @@ fn condition(policy: &ProvisioningPolicy, type_: &str) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
+/// How long the debug build gets to provision or deactivate 1,000 users
+/// in a Python application while the whole suite shares two cores.
+const BULK: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Waits until every User's account is synced at its generation.
 async fn all_synced(users: &Api<User>, n: usize) {
-    eventually(&format!("{n} users to sync"), || async {
+    eventually_within(&format!("{n} users to sync"), BULK, || async {
         let list = users.list(&Default::default()).await.ok()?;
         let done = list
             .items
@@ -196,8 +202,9 @@ async fn a_mass_deactivation_is_held_at_the_limit_until_an_operator_approves_it(
     assert_eq!(inactive_accounts(&app).await, 100);
 
     approve(&env, &token).await;
-    eventually(
+    eventually_within(
         "all 1000 deactivations to reach the application",
+        BULK,
         || async { (inactive_accounts(&app).await == 1000).then_some(()) },
     )
     .await;
