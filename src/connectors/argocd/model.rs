@@ -323,6 +323,22 @@ impl Record {
 }
 
 impl Change {
+    /// The change as [`fit`] weighs it: a member change that both adds and
+    /// removes is its removal, then its addition; any other is itself.
+    fn parts(&self) -> Vec<Change> {
+        match self {
+            Change::Members { group, add, remove } if !add.is_empty() && !remove.is_empty() => {
+                let members = |add: &[String], remove: &[String]| Change::Members {
+                    group: group.clone(),
+                    add: add.to_vec(),
+                    remove: remove.to_vec(),
+                };
+                vec![members(&[], remove), members(add, &[])]
+            }
+            other => vec![other.clone()],
+        }
+    }
+
     /// Whether the change may add lines to the key: anything but taking
     /// access away (a disable, a deletion, a member removal).
     fn may_grow(&self, base: &Record) -> bool {
@@ -361,35 +377,11 @@ pub fn fit(
     roles: &BTreeMap<String, Vec<String>>,
     limit: usize,
 ) -> Fitted {
-    // (the change it is part of, the part)
-    let parts: Vec<(usize, Change)> = changes
+    let (owners, parts): (Vec<usize>, Vec<Change>) = changes
         .iter()
         .enumerate()
-        .flat_map(|(i, change)| match change {
-            Change::Members { group, add, remove } if !add.is_empty() && !remove.is_empty() => {
-                vec![
-                    (
-                        i,
-                        Change::Members {
-                            group: group.clone(),
-                            add: Vec::new(),
-                            remove: remove.clone(),
-                        },
-                    ),
-                    (
-                        i,
-                        Change::Members {
-                            group: group.clone(),
-                            add: add.clone(),
-                            remove: Vec::new(),
-                        },
-                    ),
-                ]
-            }
-            _ => vec![(i, change.clone())],
-        })
-        .collect();
-    let (owners, parts): (Vec<usize>, Vec<Change>) = parts.into_iter().unzip();
+        .flat_map(|(i, change)| change.parts().into_iter().map(move |part| (i, part)))
+        .unzip();
     let fitted = fit_parts(base, &parts, header, roles, limit);
     let mut refusals = vec![None; changes.len()];
     for (owner, refusal) in owners.into_iter().zip(fitted.refusals) {
@@ -433,8 +425,8 @@ fn fit_parts(
         .filter(|&i| changes[i].may_grow(base))
         .collect();
     let first = |k: usize| {
-        let admitted = &growing[..k];
-        move |i: usize| !changes[i].may_grow(base) || admitted.binary_search(&i).is_ok()
+        let (admitted, growing) = (&growing[..k], &growing);
+        move |i: usize| growing.binary_search(&i).is_err() || admitted.binary_search(&i).is_ok()
     };
     let fits = |fitted: &Fitted| fitted.value.as_ref().is_ok_and(|v| v.len() <= limit);
     // The first `low` growing changes fit (none: taken to); all do not.
